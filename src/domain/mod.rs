@@ -1,0 +1,88 @@
+//! The domain: aggregates, their commands and events, and the small value
+//! types they share. Nothing here knows about HTTP, SQL or NATS.
+
+pub mod catalog;
+pub mod deploy;
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+        #[serde(rename_all = "lowercase")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(format!(
+                        "unknown value {s:?}; expected one of {}",
+                        [$($text),+].join(", ")
+                    )),
+                }
+            }
+        }
+    };
+}
+
+string_enum!(
+    /// Where a deploy is in its life. `completed`, `failed` and `cancelled`
+    /// are terminal: nothing leaves them.
+    DeployStatus {
+        Pending => "pending",
+        Running => "running",
+        Completed => "completed",
+        Failed => "failed",
+        Cancelled => "cancelled",
+    }
+);
+
+impl DeployStatus {
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            DeployStatus::Completed | DeployStatus::Failed | DeployStatus::Cancelled
+        )
+    }
+}
+
+string_enum!(
+    /// What made a deploy.
+    Trigger {
+        Auto => "auto",
+        Manual => "manual",
+        Rollback => "rollback",
+    }
+);
+
+string_enum!(
+    /// Where one step of a deploy is.
+    StepStatus {
+        Pending => "pending",
+        Running => "running",
+        Completed => "completed",
+        Failed => "failed",
+        Discarded => "discarded",
+        Skipped => "skipped",
+    }
+);

@@ -1,0 +1,91 @@
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::domain::{DeployStatus, StepStatus, Trigger};
+
+/// The columns of `deploys` that make a [`DeployRow`], in a form that can be
+/// put after `SELECT` (qualified by the table name).
+pub const DEPLOY_COLUMNS: &[&str] = &[
+    "id",
+    "workspace_id",
+    "entity_id",
+    "sequence_number",
+    "build_id",
+    "status",
+    "trigger",
+    "source_event_id",
+    "production_url",
+    "preview_url",
+    "error",
+    "metadata",
+    "created_by",
+    "started_at",
+    "completed_at",
+    "created_at",
+];
+
+/// A deploy as the list and the detail show it.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct DeployRow {
+    pub id: String,
+    pub workspace_id: String,
+    pub entity_id: String,
+    pub sequence_number: i64,
+    pub build_id: String,
+    #[sqlx(try_from = "String")]
+    pub status: DeployStatusColumn,
+    #[sqlx(try_from = "String")]
+    pub trigger: TriggerColumn,
+    pub source_event_id: Option<String>,
+    pub production_url: Option<String>,
+    pub preview_url: Option<String>,
+    pub error: Option<String>,
+    pub metadata: serde_json::Value,
+    pub created_by: String,
+    #[serde(with = "crate::time::rfc3339::option")]
+    #[schemars(with = "Option<String>")]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(with = "crate::time::rfc3339::option")]
+    #[schemars(with = "Option<String>")]
+    pub completed_at: Option<DateTime<Utc>>,
+    #[serde(with = "crate::time::rfc3339")]
+    #[schemars(with = "String")]
+    pub created_at: DateTime<Utc>,
+}
+
+macro_rules! enum_column {
+    ($column:ident, $inner:ty) => {
+        /// A text column holding the enum's wire name.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+        #[serde(transparent)]
+        pub struct $column(pub $inner);
+
+        impl TryFrom<String> for $column {
+            type Error = String;
+            fn try_from(s: String) -> Result<Self, String> {
+                s.parse().map($column)
+            }
+        }
+    };
+}
+
+enum_column!(DeployStatusColumn, DeployStatus);
+enum_column!(TriggerColumn, Trigger);
+enum_column!(StepStatusColumn, StepStatus);
+
+/// One step of a deploy, in execution order.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct StepRow {
+    pub name: String,
+    #[sqlx(try_from = "String")]
+    pub status: StepStatusColumn,
+    #[serde(with = "crate::time::rfc3339::option")]
+    #[schemars(with = "Option<String>")]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(with = "crate::time::rfc3339::option")]
+    #[schemars(with = "Option<String>")]
+    pub completed_at: Option<DateTime<Utc>>,
+    pub error: Option<String>,
+}
