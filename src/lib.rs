@@ -7,3 +7,5 @@ pub mod domain;
 pub mod ids;
 pub mod read_model;
 pub mod time;
+pub mod projector;
+pub mod store;

@@ -1,0 +1,118 @@
+//! Catch-up readers of the log (DESIGN.md decision 4).
+//!
+//! A [`Projection`] turns events into rows. The projector feeds it batches in
+//! log order, each batch in one transaction that also moves the
+//! projection's checkpoint: effects are applied exactly once, a crash loses
+//! nothing (the batch rolls back and is read again), and a rebuild is a
+//! checkpoint reset. Instances in several processes serialise on the
+//! projection's lock, so any number of servers can run one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::{PgConnection, PgPool};
+use tokio_util::sync::CancellationToken;
+
+use crate::store::log::{self, LogPosition, LogSignals, StoredEvent};
+
+const BATCH: i64 = 500;
+/// How often an idle projector looks at the log even with no notification.
+const IDLE_POLL: Duration = Duration::from_millis(500);
+
+/// A read model built from the log.
+#[async_trait::async_trait]
+pub trait Projection: Send + Sync + 'static {
+    /// The stable name of the projection and of its checkpoint.
+    fn name(&self) -> &'static str;
+
+    /// Applies one event inside the batch transaction. Events the projection
+    /// does not use are ignored. Must be idempotent.
+    async fn apply(&self, tx: &mut PgConnection, event: &StoredEvent) -> anyhow::Result<()>;
+}
+
+/// Applies one batch. Returns how many events it applied (0: caught up, as
+/// far as the log can be read now).
+pub async fn step(pool: &PgPool, projection: &dyn Projection) -> anyhow::Result<usize> {
+    let mut tx = pool.begin().await?;
+    let from = log::lock_checkpoint(&mut tx, projection.name()).await?;
+    let events = log::read_after(&mut *tx, from, BATCH).await?;
+    let Some(last) = events.last().map(|e| e.log) else {
+        return Ok(0);
+    };
+    for event in &events {
+        projection.apply(&mut tx, event).await.map_err(|e| {
+            e.context(format!(
+                "projection {} failed on event {} ({} {} #{})",
+                projection.name(),
+                event.event_id,
+                event.event_type,
+                event.aggregate_id,
+                event.sequence
+            ))
+        })?;
+    }
+    log::save_checkpoint(&mut tx, projection.name(), last).await?;
+    tx.commit().await?;
+    Ok(events.len())
+}
+
+/// Applies batches until the projection has applied everything up to
+/// `target`, or `timeout` passes (returns false then).
+pub async fn catch_up_to(
+    pool: &PgPool,
+    projection: &dyn Projection,
+    target: LogPosition,
+    timeout: Duration,
+) -> anyhow::Result<bool> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if log::checkpoint(pool, projection.name()).await? >= target {
+            return Ok(true);
+        }
+        if step(pool, projection).await? == 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            // An older transaction is still open: its end lets us read on.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// Keeps the projection caught up until `shutdown`.
+pub async fn run(
+    pool: PgPool,
+    projection: Arc<dyn Projection>,
+    signals: LogSignals,
+    shutdown: CancellationToken,
+) {
+    let mut wake = signals.events();
+    let mut failures = 0u32;
+    while !shutdown.is_cancelled() {
+        wake.borrow_and_update();
+        match step(&pool, projection.as_ref()).await {
+            Ok(0) => {
+                failures = 0;
+                tokio::select! {
+                    _ = shutdown.cancelled() => {}
+                    _ = log::wait_signal(&mut wake, IDLE_POLL) => {}
+                }
+            }
+            Ok(_) => failures = 0,
+            Err(error) => {
+                failures += 1;
+                let backoff = Duration::from_millis(100 * 2u64.pow(failures.min(6)));
+                tracing::error!(
+                    projection = projection.name(),
+                    error = format!("{error:#}"),
+                    retry_in_ms = backoff.as_millis() as u64,
+                    "projection batch failed"
+                );
+                tokio::select! {
+                    _ = shutdown.cancelled() => {}
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+            }
+        }
+    }
+}

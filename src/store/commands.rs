@@ -1,0 +1,164 @@
+//! The command path: load an aggregate from its events, decide, append in
+//! one transaction with optimistic concurrency (cqrs-es 0.5 on postgres-es,
+//! the plain event store: no snapshots, no in-process query dispatch).
+//!
+//! A concurrency conflict (another writer appended to the same stream first)
+//! is retried a few times with a short random backoff, then reported as
+//! [`CommandError::Conflict`] (409 at the API).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use cqrs_es::persist::PersistedEventStore;
+use cqrs_es::{Aggregate, AggregateError, CqrsFramework};
+use postgres_es::PostgresEventRepository;
+use rand::Rng;
+use sqlx::PgPool;
+
+use crate::domain::catalog::{Build, Entity};
+use crate::domain::deploy::Deploy;
+use crate::store::log::{self, LogPosition};
+
+type Framework<A> = CqrsFramework<A, PersistedEventStore<PostgresEventRepository, A>>;
+
+const ATTEMPTS: u32 = 5;
+
+/// Who and what caused a command; stored as every resulting event's metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandMeta {
+    /// The principal (a token's name) or `system`.
+    pub actor: String,
+    /// The HTTP request id or the message id that carried the command.
+    pub request_id: String,
+    /// The id shared by everything one original request set off.
+    pub correlation_id: String,
+    /// The event (or request) that directly caused this command.
+    pub causation_id: Option<String>,
+}
+
+impl CommandMeta {
+    pub fn system(request_id: impl Into<String>) -> Self {
+        let request_id = request_id.into();
+        Self {
+            actor: "system".into(),
+            correlation_id: request_id.clone(),
+            request_id,
+            causation_id: None,
+        }
+    }
+
+    fn to_map(&self) -> HashMap<String, String> {
+        let mut map = HashMap::from([
+            ("actor".to_string(), self.actor.clone()),
+            ("requestId".to_string(), self.request_id.clone()),
+            ("correlationId".to_string(), self.correlation_id.clone()),
+        ]);
+        if let Some(causation) = &self.causation_id {
+            map.insert("causationId".to_string(), causation.clone());
+        }
+        map
+    }
+}
+
+/// Why a command did not take effect.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError<E: std::error::Error> {
+    /// The aggregate refused it.
+    #[error(transparent)]
+    Domain(E),
+    /// Other writers kept appending to the same stream.
+    #[error("the resource kept changing while the command ran; try again")]
+    Conflict,
+    #[error("the event store failed: {0}")]
+    Store(String),
+}
+
+/// The one way in for every command.
+pub struct Commands {
+    pool: PgPool,
+    deploys: Framework<Deploy>,
+    entities: Framework<Entity>,
+    builds: Framework<Build>,
+}
+
+fn framework<A: Aggregate<Services = ()>>(pool: &PgPool) -> Framework<A> {
+    let store = PersistedEventStore::new_event_store(PostgresEventRepository::new(pool.clone()));
+    CqrsFramework::new(store, vec![], ())
+}
+
+impl Commands {
+    pub fn new(pool: PgPool) -> Self {
+        Self {
+            deploys: framework(&pool),
+            entities: framework(&pool),
+            builds: framework(&pool),
+            pool,
+        }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Runs a deploy command; returns where the stream's head now is.
+    pub async fn deploy(
+        &self,
+        id: &str,
+        command: <Deploy as Aggregate>::Command,
+        meta: &CommandMeta,
+    ) -> Result<LogPosition, CommandError<<Deploy as Aggregate>::Error>> {
+        self.run(&self.deploys, id, command, meta).await
+    }
+
+    pub async fn entity(
+        &self,
+        id: &str,
+        command: <Entity as Aggregate>::Command,
+        meta: &CommandMeta,
+    ) -> Result<LogPosition, CommandError<<Entity as Aggregate>::Error>> {
+        self.run(&self.entities, id, command, meta).await
+    }
+
+    pub async fn build(
+        &self,
+        id: &str,
+        command: <Build as Aggregate>::Command,
+        meta: &CommandMeta,
+    ) -> Result<LogPosition, CommandError<<Build as Aggregate>::Error>> {
+        self.run(&self.builds, id, command, meta).await
+    }
+
+    async fn run<A>(
+        &self,
+        framework: &Framework<A>,
+        id: &str,
+        command: A::Command,
+        meta: &CommandMeta,
+    ) -> Result<LogPosition, CommandError<A::Error>>
+    where
+        A: Aggregate,
+        A::Command: Clone,
+    {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match framework
+                .execute_with_metadata(id, command.clone(), meta.to_map())
+                .await
+            {
+                Ok(()) => break,
+                Err(AggregateError::UserError(e)) => return Err(CommandError::Domain(e)),
+                Err(AggregateError::AggregateConflict) if attempt < ATTEMPTS => {
+                    let backoff = rand::rng().random_range(5..25u64) * u64::from(attempt);
+                    tokio::time::sleep(Duration::from_millis(backoff)).await;
+                }
+                Err(AggregateError::AggregateConflict) => return Err(CommandError::Conflict),
+                Err(other) => return Err(CommandError::Store(other.to_string())),
+            }
+        }
+        log::stream_head(&self.pool, A::TYPE, id)
+            .await
+            .map_err(|e| CommandError::Store(e.to_string()))
+            .map(|head| head.unwrap_or(LogPosition::START))
+    }
+}
