@@ -9,3 +9,5 @@ pub mod read_model;
 pub mod time;
 pub mod projector;
 pub mod store;
+pub mod catalog;
+pub mod bus;

@@ -1,0 +1,184 @@
+//! The catalog feed: upstream documents about entities and builds, from
+//! NATS (`<prefix>.catalog.>`) or from `deployd catalog import`, through one
+//! handler. The handler is idempotent by the document's `eventId` (the
+//! aggregates see a redelivery and write nothing), so at-least-once delivery
+//! is enough.
+
+pub mod document;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::PgPool;
+
+use crate::api::problem::FieldError;
+use crate::domain::catalog::{CatalogError, RecordBuild, UpsertEntity};
+use crate::projector;
+use crate::read_model::CatalogProjection;
+use crate::store::commands::{CommandError, CommandMeta, Commands};
+use crate::store::log::LogPosition;
+
+pub use document::CatalogDocument;
+
+/// Why a document was not recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum Rejection {
+    /// The document is wrong; sending it again will not help.
+    #[error("{}", describe(.0))]
+    Invalid(Vec<FieldError>),
+    /// Something failed on our side; the document may be sent again.
+    #[error("{0:#}")]
+    Failed(anyhow::Error),
+}
+
+fn describe(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(|e| {
+            if e.pointer.is_empty() {
+                e.message.clone()
+            } else {
+                format!("{}: {}", e.pointer, e.message)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Records catalog documents as events.
+#[derive(Clone)]
+pub struct CatalogFeed {
+    commands: Arc<Commands>,
+}
+
+impl CatalogFeed {
+    pub fn new(commands: Arc<Commands>) -> Self {
+        Self { commands }
+    }
+
+    fn pool(&self) -> &PgPool {
+        self.commands.pool()
+    }
+
+    /// Parses and records one document; returns where its stream's head is.
+    pub async fn handle_text(&self, text: &str, carrier: &str) -> Result<LogPosition, Rejection> {
+        let document = document::parse(text).map_err(Rejection::Invalid)?;
+        self.handle(document, carrier).await
+    }
+
+    /// Records one parsed document.
+    pub async fn handle(
+        &self,
+        document: CatalogDocument,
+        carrier: &str,
+    ) -> Result<LogPosition, Rejection> {
+        let event_id = document.event_id().to_string();
+        let meta = CommandMeta {
+            actor: "catalog".into(),
+            request_id: carrier.to_string(),
+            correlation_id: event_id.clone(),
+            causation_id: Some(event_id),
+        };
+        let result = match document {
+            CatalogDocument::Entity(e) => {
+                let id = e.entity_id.to_string();
+                self.commands.entity(&id, UpsertEntity(e), &meta).await
+            }
+            CatalogDocument::Build(b) => {
+                let recorded = b.recorded();
+                self.check_entity_workspace(recorded).await?;
+                let id = recorded.build_id.to_string();
+                self.commands.build(&id, RecordBuild(b), &meta).await
+            }
+        };
+        result.map_err(|e| match e {
+            CommandError::Domain(CatalogError::WrongWorkspace { .. }) => {
+                Rejection::Invalid(vec![FieldError::new("workspaceId", e.to_string())])
+            }
+            CommandError::Domain(CatalogError::BuildImmutable(_)) => {
+                Rejection::Invalid(vec![FieldError::new("build/id", e.to_string())])
+            }
+            other => Rejection::Failed(anyhow::anyhow!(other.to_string())),
+        })
+    }
+
+    /// A build must name an entity of its own workspace (when the entity is
+    /// known; builds may arrive before their entity).
+    async fn check_entity_workspace(
+        &self,
+        build: &crate::domain::catalog::BuildRecorded,
+    ) -> Result<(), Rejection> {
+        let owner: Option<String> =
+            sqlx::query_scalar("SELECT workspace_id FROM entities WHERE id = $1")
+                .bind(build.entity_id.to_string())
+                .fetch_optional(self.pool())
+                .await
+                .map_err(|e| Rejection::Failed(e.into()))?;
+        match owner {
+            Some(ws) if ws != build.workspace_id.to_string() => {
+                Err(Rejection::Invalid(vec![FieldError::new(
+                    "build/entityId",
+                    format!("{} belongs to another workspace", build.entity_id),
+                )]))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Waits until the catalog read model shows everything up to `head`,
+    /// applying it in this process if no other projector does.
+    pub async fn make_visible(&self, head: LogPosition) -> anyhow::Result<()> {
+        let done = projector::catch_up_to(
+            self.pool(),
+            &CatalogProjection,
+            head,
+            Duration::from_secs(60),
+        )
+        .await?;
+        anyhow::ensure!(done, "the catalog projection did not catch up within 60 s");
+        Ok(())
+    }
+}
+
+/// The outcome of an import.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ImportReport {
+    pub recorded: usize,
+    pub rejected: usize,
+}
+
+/// Imports documents, one per line; blank lines are skipped. Every bad line
+/// is reported on `errors` with its number, and the good ones still go in.
+pub async fn import(
+    feed: &CatalogFeed,
+    input: impl tokio::io::AsyncBufRead + Unpin,
+    mut errors: impl std::io::Write,
+) -> anyhow::Result<ImportReport> {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = input.lines();
+    let mut report = ImportReport::default();
+    let mut head = LogPosition::START;
+    let mut number = 0usize;
+    while let Some(line) = lines.next_line().await.context("reading the input")? {
+        number += 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match feed.handle_text(&line, &format!("import:{number}")).await {
+            Ok(at) => {
+                report.recorded += 1;
+                head = head.max(at);
+            }
+            Err(Rejection::Invalid(problems)) => {
+                report.rejected += 1;
+                writeln!(errors, "line {number}: {}", describe(&problems))?;
+            }
+            Err(Rejection::Failed(error)) => {
+                return Err(error.context(format!("line {number}")));
+            }
+        }
+    }
+    feed.make_visible(head).await?;
+    Ok(report)
+}
