@@ -11,3 +11,6 @@ pub mod projector;
 pub mod store;
 pub mod catalog;
 pub mod bus;
+pub mod tokens;
+pub mod app;
+pub mod cli;

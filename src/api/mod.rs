@@ -1,3 +1,135 @@
-//! The REST API.
+//! The REST API (`spec/deploys-api.md` + `spec/extensions.md`).
+//!
+//! - [`problem`]: the one error boundary (problem+json).
+//! - [`auth`]: bearer tokens → the caller and their workspaces.
+//! - [`deploys`]: create, detail, cancel, events; [`list`]: the list.
+//! - [`idempotency`]: `Idempotency-Key` records.
 
+pub mod auth;
+pub mod deploys;
+pub mod idempotency;
 pub mod problem;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{HeaderName, StatusCode};
+use axum::routing::{get, post};
+use axum::Router;
+use sqlx::PgPool;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId as TowerRequestId, SetRequestIdLayer,
+};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::api::problem::Problem;
+use crate::store::commands::Commands;
+use crate::store::log::LogSignals;
+
+/// Tunables of the API.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// How long a command's answer waits for the read model to show it.
+    pub projection_wait: Duration,
+    /// How long one request may take.
+    pub request_timeout: Duration,
+    /// Largest request body.
+    pub body_limit: usize,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            projection_wait: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            body_limit: 64 * 1024,
+        }
+    }
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub pool: PgPool,
+    pub commands: Arc<Commands>,
+    pub signals: LogSignals,
+    pub cursor_key: Vec<u8>,
+    pub settings: ApiSettings,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(inner: Inner) -> Self {
+        Self(Arc::new(inner))
+    }
+}
+
+/// Loads the key that signs list cursors (made by a migration).
+pub async fn cursor_key(pool: &PgPool) -> sqlx::Result<Vec<u8>> {
+    sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = 'cursor_hmac'")
+        .fetch_one(pool)
+        .await
+}
+
+async fn not_found() -> Problem {
+    Problem::not_found("no such endpoint")
+}
+
+async fn method_not_allowed() -> Problem {
+    let mut p = Problem::not_found("this endpoint does not take that method");
+    p.status = StatusCode::METHOD_NOT_ALLOWED;
+    p.title = "Method not allowed";
+    p
+}
+
+/// Request ids are `req_` + ULID when the client sent none.
+#[derive(Clone, Copy)]
+struct RequestUlid;
+
+impl MakeRequestId for RequestUlid {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<TowerRequestId> {
+        let id = format!("req_{}", ulid::Ulid::generate());
+        axum::http::HeaderValue::from_str(&id)
+            .ok()
+            .map(TowerRequestId::new)
+    }
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// The router with its middleware.
+pub fn router(state: AppState) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    let settings = state.settings.clone();
+    Router::new()
+        .route("/api/deploys", post(deploys::create))
+        .route("/api/deploys/{id}", get(deploys::detail))
+        .route("/api/deploys/{id}/cancel", post(deploys::cancel))
+        .route("/api/deploys/{id}/events", get(deploys::events))
+        .route("/healthz", get(healthz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(RequestBodyLimitLayer::new(settings.body_limit))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            settings.request_timeout,
+        ))
+        .layer(CatchPanicLayer::new())
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(TraceLayer::new_for_http())
+        .layer(SetRequestIdLayer::new(request_id, RequestUlid))
+}

@@ -130,9 +130,10 @@ impl From<sqlx::Error> for Problem {
     }
 }
 
-impl IntoResponse for Problem {
-    fn into_response(self) -> Response {
-        let body = Body {
+impl Problem {
+    /// The body as JSON (what an idempotent replay sends again).
+    pub fn body(&self) -> serde_json::Value {
+        serde_json::to_value(Body {
             kind: format!(
                 "https://deployd.dev/problems/{}",
                 self.title.to_ascii_lowercase().replace(' ', "-")
@@ -141,14 +142,25 @@ impl IntoResponse for Problem {
             status: self.status.as_u16(),
             detail: &self.detail,
             errors: &self.errors,
-        };
-        let bytes = serde_json::to_vec(&body).unwrap_or_default();
-        let mut response = (self.status, bytes).into_response();
+        })
+        .unwrap_or_default()
+    }
+}
+
+/// A response with the problem+json content type.
+pub fn problem_response(status: StatusCode, body: &serde_json::Value) -> Response {
+    let mut response = (status, body.to_string()).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    response
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let mut response = problem_response(self.status, &self.body());
         let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
         for (name, value) in self.headers {
             headers.insert(name, value);
         }

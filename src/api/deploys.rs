@@ -1,0 +1,564 @@
+//! The deploy endpoints: create, detail, cancel, events (and list, in
+//! `list.rs`). Each handler checks the caller's scope before anything else:
+//! a deploy outside the token's workspaces does not exist (404).
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use crate::api::auth::RequestId;
+use crate::api::idempotency::{self, Begin, Held};
+use crate::api::problem::{problem_response, FieldError, Problem};
+use crate::api::AppState;
+use crate::domain::deploy::{CreateDeploy, DeployCommand, DeployError};
+use crate::domain::Trigger;
+use crate::ids::{BuildId, DeployId, EntityId};
+use crate::read_model::{DeployRow, DeploysProjection, StepRow, DEPLOY_COLUMNS};
+use crate::store::commands::{CommandError, CommandMeta};
+use crate::store::log::{self, LogPosition};
+use crate::tokens::Caller;
+
+/// Largest `metadata` accepted, serialised.
+const METADATA_LIMIT: usize = 16 * 1024;
+const REASON_LIMIT: usize = 1024;
+
+/// A deploy with its steps and, once cancelled, who cancelled it and why.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeployDetail {
+    #[serde(flatten)]
+    pub deploy: DeployRow,
+    pub steps: Vec<StepRow>,
+    pub cancellation: Option<Cancellation>,
+}
+
+#[derive(Debug, Serialize, schemars::JsonSchema, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct Cancellation {
+    pub reason: Option<String>,
+    pub cancelled_by: String,
+    #[serde(with = "crate::time::rfc3339")]
+    #[schemars(with = "String")]
+    pub cancelled_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// How a mutating request failed, for the idempotency record.
+struct Failure {
+    problem: Problem,
+    /// Whether a command had already committed: then the record is kept (a
+    /// retry takes it over) rather than forgotten.
+    committed: bool,
+}
+
+impl From<Problem> for Failure {
+    fn from(problem: Problem) -> Self {
+        Failure {
+            problem,
+            committed: false,
+        }
+    }
+}
+
+impl From<sqlx::Error> for Failure {
+    fn from(e: sqlx::Error) -> Self {
+        Problem::from(e).into()
+    }
+}
+
+/// Answers, recording the answer for replay when the request holds an
+/// idempotency key.
+async fn answer(
+    state: &AppState,
+    held: Option<Held>,
+    result: Result<(StatusCode, Value), Failure>,
+) -> Response {
+    let (status, body) = match result {
+        Ok(ok) => ok,
+        Err(Failure { problem, committed }) => {
+            if let Some(held) = &held {
+                let recorded = if problem.status.is_server_error() {
+                    if committed {
+                        Ok(())
+                    } else {
+                        idempotency::abandon(&state.pool, held).await
+                    }
+                } else {
+                    idempotency::finish(&state.pool, held, problem.status, &problem.body()).await
+                };
+                if let Err(e) = recorded {
+                    tracing::error!(error = %e, "recording an idempotent answer failed");
+                }
+            }
+            return problem.into_response();
+        }
+    };
+    if let Some(held) = &held {
+        if let Err(e) = idempotency::finish(&state.pool, held, status, &body).await {
+            return Problem::internal(e).into_response();
+        }
+    }
+    (status, Json(body)).into_response()
+}
+
+fn replay(status: StatusCode, body: Value) -> Response {
+    if status.is_client_error() || status.is_server_error() {
+        problem_response(status, &body)
+    } else {
+        (status, Json(body)).into_response()
+    }
+}
+
+/// Parses a JSON object body; an empty body is `{}` when `empty_ok`.
+fn json_object(body: &Bytes, empty_ok: bool) -> Result<Map<String, Value>, Problem> {
+    if body.iter().all(u8::is_ascii_whitespace) && empty_ok {
+        return Ok(Map::new());
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(Problem::invalid_field("body", "expected a JSON object")),
+        Err(e) => Err(Problem::invalid_field("body", format!("not valid JSON: {e}"))),
+    }
+}
+
+fn unknown_fields(map: &Map<String, Value>, known: &[&str]) -> Vec<FieldError> {
+    map.keys()
+        .filter(|k| !known.contains(&k.as_str()))
+        .map(|k| {
+            FieldError::new(
+                format!("body/{k}"),
+                format!("unknown field; expected one of {}", known.join(", ")),
+            )
+        })
+        .collect()
+}
+
+/// What to deploy.
+enum Source {
+    Build(BuildId),
+    App(EntityId),
+}
+
+struct CreateRequest {
+    source: Source,
+    metadata: Map<String, Value>,
+}
+
+fn parse_create(map: &Map<String, Value>) -> Result<CreateRequest, Problem> {
+    let mut errors = unknown_fields(map, &["buildId", "appId", "metadata"]);
+    let id_field = |name: &str| -> Option<Result<String, FieldError>> {
+        map.get(name).filter(|v| !v.is_null()).map(|v| {
+            v.as_str()
+                .map(str::to_string)
+                .ok_or_else(|| FieldError::new(format!("body/{name}"), "expected a string"))
+        })
+    };
+    let source = match (id_field("buildId"), id_field("appId")) {
+        (Some(_), Some(_)) => Err(FieldError::new(
+            "body",
+            "give exactly one of buildId or appId, not both",
+        )),
+        (None, None) => Err(FieldError::new("body", "give exactly one of buildId or appId")),
+        (Some(Err(e)), None) | (None, Some(Err(e))) => Err(e),
+        (Some(Ok(id)), None) => id
+            .parse()
+            .map(Source::Build)
+            .map_err(|e: crate::ids::IdError| FieldError::new("body/buildId", e.to_string())),
+        (None, Some(Ok(id))) => id
+            .parse()
+            .map(Source::App)
+            .map_err(|e: crate::ids::IdError| FieldError::new("body/appId", e.to_string())),
+    };
+    let metadata = match map.get("metadata") {
+        None | Some(Value::Null) => Ok(Map::new()),
+        Some(Value::Object(m)) if Value::Object(m.clone()).to_string().len() <= METADATA_LIMIT => {
+            Ok(m.clone())
+        }
+        Some(Value::Object(_)) => Err(FieldError::new(
+            "body/metadata",
+            format!("at most {} KiB of JSON", METADATA_LIMIT / 1024),
+        )),
+        Some(_) => Err(FieldError::new("body/metadata", "expected a JSON object")),
+    };
+    match (source, metadata) {
+        (Ok(source), Ok(metadata)) if errors.is_empty() => Ok(CreateRequest { source, metadata }),
+        (source, metadata) => {
+            errors.extend(source.err());
+            errors.extend(metadata.err());
+            Err(Problem::invalid(errors))
+        }
+    }
+}
+
+/// The build a create deploys, resolved inside the caller's scope.
+struct ResolvedBuild {
+    build_id: BuildId,
+    workspace_id: String,
+    entity_id: String,
+}
+
+async fn resolve(state: &AppState, caller: &Caller, source: &Source) -> Result<ResolvedBuild, Problem> {
+    let scope = caller.workspace_strings();
+    let build_row: Option<(String, String, String, String)> = match source {
+        Source::Build(id) => {
+            let row: Option<(String, String, String, String)> = sqlx::query_as(
+                "SELECT id, workspace_id, entity_id, status FROM builds \
+                 WHERE id = $1 AND workspace_id = ANY($2)",
+            )
+            .bind(id.to_string())
+            .bind(&scope)
+            .fetch_optional(&state.pool)
+            .await?;
+            let row = row.ok_or_else(|| Problem::not_found(format!("build {id} not found")))?;
+            if row.3 != "succeeded" {
+                return Err(Problem::unprocessable(format!(
+                    "build {id} did not succeed; only a successful build can be deployed"
+                )));
+            }
+            Some(row)
+        }
+        Source::App(id) => {
+            let entity: Option<(Option<String>,)> = sqlx::query_as(
+                "SELECT default_version_id FROM entities WHERE id = $1 AND workspace_id = ANY($2)",
+            )
+            .bind(id.to_string())
+            .bind(&scope)
+            .fetch_optional(&state.pool)
+            .await?;
+            let (version,) = entity.ok_or_else(|| Problem::not_found(format!("app {id} not found")))?;
+            let version = version.ok_or_else(|| {
+                Problem::unprocessable(format!("app {id} has no default version"))
+            })?;
+            let row: Option<(String, String, String, String)> = sqlx::query_as(
+                "SELECT id, workspace_id, entity_id, status FROM builds \
+                 WHERE entity_id = $1 AND version_id = $2 AND status = 'succeeded' \
+                   AND workspace_id = ANY($3) \
+                 ORDER BY created_at DESC, id DESC LIMIT 1",
+            )
+            .bind(id.to_string())
+            .bind(&version)
+            .bind(&scope)
+            .fetch_optional(&state.pool)
+            .await?;
+            Some(row.ok_or_else(|| {
+                Problem::unprocessable(format!(
+                    "app {id} has no successful build of its default version {version}"
+                ))
+            })?)
+        }
+    };
+    let (build_id, workspace_id, entity_id, _) = build_row.expect("resolved above");
+    Ok(ResolvedBuild {
+        build_id: build_id
+            .parse()
+            .map_err(|e| Problem::internal(format!("stored build id: {e}")))?,
+        workspace_id,
+        entity_id,
+    })
+}
+
+/// Waits until the `deploys` projection shows `head` (read-your-writes).
+async fn visible(state: &AppState, head: LogPosition, id: &str) -> Result<(), Failure> {
+    let shown = log::wait_for_checkpoint(
+        &state.pool,
+        &state.signals,
+        DeploysProjection::NAME,
+        head,
+        state.settings.projection_wait,
+    )
+    .await
+    .map_err(|e| Failure {
+        problem: e.into(),
+        committed: true,
+    })?;
+    if shown {
+        Ok(())
+    } else {
+        let mut problem = Problem::unavailable(format!(
+            "deploy {id} was recorded but the read model is behind; GET /api/deploys/{id} shortly"
+        ));
+        problem
+            .headers
+            .push((header::RETRY_AFTER, HeaderValue::from_static("1")));
+        Err(Failure {
+            problem,
+            committed: true,
+        })
+    }
+}
+
+fn meta(caller: &Caller, request_id: &RequestId) -> CommandMeta {
+    CommandMeta {
+        actor: caller.principal.clone(),
+        request_id: request_id.0.clone(),
+        correlation_id: request_id.0.clone(),
+        causation_id: None,
+    }
+}
+
+/// POST /api/deploys
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    request_id: RequestId,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    let map = json_object(&body, false)?;
+    let request = parse_create(&map)?;
+    let print = idempotency::fingerprint("POST", "/api/deploys", &Value::Object(map));
+    let (begin, deploy_id) = idempotency::begin(
+        &state.pool,
+        &headers,
+        &caller.principal,
+        &print,
+        DeployId::generate().to_string(),
+    )
+    .await?;
+    let held = match begin {
+        Begin::Replay(status, body) => return Ok(replay(status, body)),
+        Begin::Run(held) => held,
+    };
+    let result = create_inner(&state, &caller, &request_id, request, &deploy_id).await;
+    Ok(answer(&state, held, result).await)
+}
+
+async fn create_inner(
+    state: &AppState,
+    caller: &Caller,
+    request_id: &RequestId,
+    request: CreateRequest,
+    deploy_id: &str,
+) -> Result<(StatusCode, Value), Failure> {
+    let build = resolve(state, caller, &request.source).await?;
+    let command = DeployCommand::Create(CreateDeploy {
+        deploy_id: deploy_id
+            .parse()
+            .map_err(|e| Problem::internal(format!("deploy id: {e}")))?,
+        workspace_id: build
+            .workspace_id
+            .parse()
+            .map_err(|e| Problem::internal(format!("stored workspace id: {e}")))?,
+        entity_id: build
+            .entity_id
+            .parse()
+            .map_err(|e| Problem::internal(format!("stored entity id: {e}")))?,
+        build_id: build.build_id,
+        trigger: Trigger::Manual,
+        source_event_id: None,
+        metadata: request.metadata,
+        created_by: caller.principal.clone(),
+        at: crate::time::now(),
+    });
+    let head = match state
+        .commands
+        .deploy(deploy_id, command, &meta(caller, request_id))
+        .await
+    {
+        Ok(head) => head,
+        // A retry that took over an idempotency record: the deploy exists.
+        Err(CommandError::Domain(DeployError::AlreadyExists)) => {
+            log::stream_head(&state.pool, "Deploy", deploy_id)
+                .await?
+                .unwrap_or(LogPosition::START)
+        }
+        Err(e) => return Err(command_failure(e)),
+    };
+    visible(state, head, deploy_id).await?;
+    let row = fetch_row(state, caller, deploy_id).await?.ok_or_else(|| Failure {
+        problem: Problem::internal(format!("deploy {deploy_id} projected but not found")),
+        committed: true,
+    })?;
+    Ok((StatusCode::CREATED, json!(row)))
+}
+
+fn command_failure(e: CommandError<DeployError>) -> Failure {
+    let problem = match e {
+        CommandError::Domain(DeployError::NotFound) => Problem::not_found("deploy not found"),
+        CommandError::Domain(DeployError::Terminal(status)) => Problem::conflict(format!(
+            "the deploy is already {status}; nothing leaves that status"
+        )),
+        CommandError::Domain(other) => Problem::conflict(other.to_string()),
+        CommandError::Conflict => Problem::conflict(CommandError::<DeployError>::Conflict.to_string()),
+        CommandError::Store(e) => Problem::internal(e),
+    };
+    Failure {
+        problem,
+        committed: false,
+    }
+}
+
+async fn fetch_row(state: &AppState, caller: &Caller, id: &str) -> sqlx::Result<Option<DeployRow>> {
+    let sql = format!(
+        "SELECT {} FROM deploys WHERE id = $1 AND workspace_id = ANY($2)",
+        DEPLOY_COLUMNS.join(", ")
+    );
+    sqlx::query_as(&sql)
+        .bind(id)
+        .bind(caller.workspace_strings())
+        .fetch_optional(&state.pool)
+        .await
+}
+
+fn parse_deploy_id(id: &str) -> Result<DeployId, Problem> {
+    id.parse()
+        .map_err(|_| Problem::not_found(format!("deploy {id} not found")))
+}
+
+/// GET /api/deploys/{id}
+pub async fn detail(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<DeployDetail>, Problem> {
+    let id = parse_deploy_id(&id)?.to_string();
+    let deploy = fetch_row(&state, &caller, &id)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("deploy {id} not found")))?;
+    let steps: Vec<StepRow> = sqlx::query_as(
+        "SELECT name, status, started_at, completed_at, error FROM deploy_steps \
+         WHERE deploy_id = $1 ORDER BY ordinal",
+    )
+    .bind(&id)
+    .fetch_all(&state.pool)
+    .await?;
+    let cancellation: Option<Cancellation> = sqlx::query_as(
+        "SELECT cancel_reason AS reason, cancelled_by, cancelled_at FROM deploys \
+         WHERE id = $1 AND cancelled_at IS NOT NULL",
+    )
+    .bind(&id)
+    .fetch_optional(&state.pool)
+    .await?;
+    Ok(Json(DeployDetail {
+        deploy,
+        steps,
+        cancellation,
+    }))
+}
+
+/// POST /api/deploys/{id}/cancel
+pub async fn cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    request_id: RequestId,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    let id = parse_deploy_id(&id)?.to_string();
+    let map = json_object(&body, true)?;
+    let mut errors = unknown_fields(&map, &["reason"]);
+    let reason = match map.get("reason") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(r)) if r.len() <= REASON_LIMIT => Some(r.clone()),
+        Some(Value::String(_)) => {
+            errors.push(FieldError::new("body/reason", format!("at most {REASON_LIMIT} bytes")));
+            None
+        }
+        Some(_) => {
+            errors.push(FieldError::new("body/reason", "expected a string"));
+            None
+        }
+    };
+    if !errors.is_empty() {
+        return Err(Problem::invalid(errors));
+    }
+    if fetch_row(&state, &caller, &id).await?.is_none() {
+        return Err(Problem::not_found(format!("deploy {id} not found")));
+    }
+    let print = idempotency::fingerprint("POST", &format!("/api/deploys/{id}/cancel"), &Value::Object(map));
+    let (begin, _) = idempotency::begin(&state.pool, &headers, &caller.principal, &print, id.clone()).await?;
+    let held = match begin {
+        Begin::Replay(status, body) => return Ok(replay(status, body)),
+        Begin::Run(held) => held,
+    };
+    let command = DeployCommand::Cancel {
+        reason,
+        by: caller.principal.clone(),
+        at: crate::time::now(),
+    };
+    let result = async {
+        let head = state
+            .commands
+            .deploy(&id, command, &meta(&caller, &request_id))
+            .await
+            .map_err(command_failure)?;
+        visible(&state, head, &id).await?;
+        Ok((StatusCode::OK, json!({ "success": true })))
+    }
+    .await;
+    Ok(answer(&state, held, result).await)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct EventsParams {
+    after: Option<String>,
+    limit: Option<String>,
+}
+
+/// One event of a deploy, for auditors.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEvent {
+    pub event_id: String,
+    pub sequence: i64,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub version: String,
+    pub recorded_at: String,
+    pub actor: Option<String>,
+    pub request_id: Option<String>,
+    pub data: Value,
+}
+
+/// GET /api/deploys/{id}/events
+pub async fn events(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(params): Query<EventsParams>,
+) -> Result<Json<Vec<AuditEvent>>, Problem> {
+    let id = parse_deploy_id(&id)?.to_string();
+    let after = match params.after.as_deref() {
+        None => 0,
+        Some(a) => a
+            .parse::<i64>()
+            .ok()
+            .filter(|a| *a >= 0)
+            .ok_or_else(|| Problem::invalid_field("after", "expected a sequence number (0 or more)"))?,
+    };
+    let limit = match params.limit.as_deref() {
+        None => 100,
+        Some(l) => l
+            .parse::<i64>()
+            .ok()
+            .filter(|l| (1..=1000).contains(l))
+            .ok_or_else(|| Problem::invalid_field("limit", "expected an integer from 1 to 1000"))?,
+    };
+    if fetch_row(&state, &caller, &id).await?.is_none() {
+        return Err(Problem::not_found(format!("deploy {id} not found")));
+    }
+    let events = log::read_stream(&state.pool, "Deploy", &id, after, limit).await?;
+    Ok(Json(
+        events
+            .into_iter()
+            .map(|e| AuditEvent {
+                data: e.data().clone(),
+                actor: e.metadata.get("actor").and_then(Value::as_str).map(str::to_string),
+                request_id: e
+                    .metadata
+                    .get("requestId")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+                event_id: e.event_id,
+                sequence: e.sequence,
+                event_type: e.event_type,
+                version: e.event_version,
+                recorded_at: crate::time::format(&e.recorded_at),
+            })
+            .collect(),
+    ))
+}

@@ -1,0 +1,180 @@
+//! `Idempotency-Key`: a retry with the same key and the same request replays
+//! the first answer (status and body); the same key with another request is
+//! a 422; a retry while the first is in flight is a 409.
+//!
+//! The record is made before the command runs and carries the id of the
+//! resource the request acts on (for a create, the new deploy's id). If the
+//! server dies mid-request, the record's lease runs out and a retry takes it
+//! over with the same resource id, so the retried create finds its deploy
+//! instead of making a second one. Records are kept 48 hours.
+
+use std::time::Duration;
+
+use axum::http::{HeaderMap, StatusCode};
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+
+use crate::api::problem::Problem;
+
+pub const HEADER: &str = "idempotency-key";
+/// How long a request may stay in flight before a retry may take it over.
+const LEASE: Duration = Duration::from_secs(30);
+/// How long answers are kept for replay (the API promises at least 24 h).
+pub const RETENTION: Duration = Duration::from_secs(48 * 3600);
+
+/// A request holding an idempotency record.
+#[derive(Debug, Clone)]
+pub struct Held {
+    pub principal: String,
+    pub key: String,
+    pub resource_id: String,
+}
+
+/// What to do with the request.
+pub enum Begin {
+    /// Run it, on `resource_id`.
+    Run(Option<Held>),
+    /// Answer this, as the first time.
+    Replay(StatusCode, serde_json::Value),
+}
+
+/// The fingerprint of a request: method, path and canonical JSON body.
+pub fn fingerprint(method: &str, path: &str, body: &serde_json::Value) -> Vec<u8> {
+    let mut hash = Sha256::new();
+    hash.update(method.as_bytes());
+    hash.update(b" ");
+    hash.update(path.as_bytes());
+    hash.update(b"\n");
+    hash.update(body.to_string().as_bytes());
+    hash.finalize().to_vec()
+}
+
+/// Starts a request: with no key, just runs it on `new_resource_id`.
+pub async fn begin(
+    pool: &PgPool,
+    headers: &HeaderMap,
+    principal: &str,
+    fingerprint: &[u8],
+    new_resource_id: String,
+) -> Result<(Begin, String), Problem> {
+    let Some(raw) = headers.get(HEADER) else {
+        return Ok((Begin::Run(None), new_resource_id));
+    };
+    let key = raw
+        .to_str()
+        .ok()
+        .filter(|k| !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| (0x21..0x7f).contains(&b)))
+        .ok_or_else(|| {
+            Problem::invalid_field(
+                "Idempotency-Key",
+                "must be 1 to 255 visible ASCII characters",
+            )
+        })?
+        .to_string();
+    let mut tx = pool.begin().await?;
+    let inserted: Option<String> = sqlx::query_scalar(
+        "INSERT INTO idempotency_keys (principal, key, request_sha256, resource_id, lease_until) \
+         VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5)) \
+         ON CONFLICT (principal, key) DO NOTHING RETURNING resource_id",
+    )
+    .bind(principal)
+    .bind(&key)
+    .bind(fingerprint)
+    .bind(&new_resource_id)
+    .bind(LEASE.as_secs_f64())
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(resource_id) = inserted {
+        tx.commit().await?;
+        let held = Held {
+            principal: principal.to_string(),
+            key,
+            resource_id: resource_id.clone(),
+        };
+        return Ok((Begin::Run(Some(held)), resource_id));
+    }
+    let (stored, resource_id, status, response, leased): (
+        Vec<u8>,
+        String,
+        Option<i16>,
+        Option<serde_json::Value>,
+        bool,
+    ) = sqlx::query_as(
+        "SELECT request_sha256, resource_id, status, response, lease_until > now() \
+         FROM idempotency_keys WHERE principal = $1 AND key = $2 FOR UPDATE",
+    )
+    .bind(principal)
+    .bind(&key)
+    .fetch_one(&mut *tx)
+    .await?;
+    if stored != fingerprint {
+        return Err(Problem::unprocessable(
+            "this Idempotency-Key was already used with a different request",
+        ));
+    }
+    if let (Some(status), Some(response)) = (status, response) {
+        let status = StatusCode::from_u16(status as u16).unwrap_or(StatusCode::OK);
+        return Ok((Begin::Replay(status, response), resource_id));
+    }
+    if leased {
+        return Err(Problem::conflict(
+            "a request with this Idempotency-Key is still in flight; retry later",
+        ));
+    }
+    // The first request died without answering: take over its record.
+    sqlx::query(
+        "UPDATE idempotency_keys SET lease_until = now() + make_interval(secs => $3) \
+         WHERE principal = $1 AND key = $2",
+    )
+    .bind(principal)
+    .bind(&key)
+    .bind(LEASE.as_secs_f64())
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let held = Held {
+        principal: principal.to_string(),
+        key,
+        resource_id: resource_id.clone(),
+    };
+    Ok((Begin::Run(Some(held)), resource_id))
+}
+
+/// Records the answer for replay.
+pub async fn finish(
+    pool: &PgPool,
+    held: &Held,
+    status: StatusCode,
+    body: &serde_json::Value,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE idempotency_keys SET status = $3, response = $4 WHERE principal = $1 AND key = $2",
+    )
+    .bind(&held.principal)
+    .bind(&held.key)
+    .bind(status.as_u16() as i16)
+    .bind(body)
+    .execute(pool)
+    .await
+    .map(drop)
+}
+
+/// Forgets a request that failed before it changed anything, so a retry
+/// runs it afresh.
+pub async fn abandon(pool: &PgPool, held: &Held) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM idempotency_keys WHERE principal = $1 AND key = $2")
+        .bind(&held.principal)
+        .bind(&held.key)
+        .execute(pool)
+        .await
+        .map(drop)
+}
+
+/// Deletes records past their retention.
+pub async fn expire(pool: &PgPool) -> sqlx::Result<u64> {
+    sqlx::query("DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(secs => $1)")
+        .bind(RETENTION.as_secs_f64())
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected())
+}
