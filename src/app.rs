@@ -50,7 +50,10 @@ impl Application {
         let pool = db::connect_and_migrate(&settings.database_url, &settings.db).await?;
         let bus = Bus::connect(&settings.nats_url, &settings.nats_prefix).await?;
         std::fs::create_dir_all(&settings.data_dir).with_context(|| {
-            format!("creating the data directory {}", settings.data_dir.display())
+            format!(
+                "creating the data directory {}",
+                settings.data_dir.display()
+            )
         })?;
         let listener = TcpListener::bind(&settings.listen)
             .await
@@ -78,8 +81,14 @@ impl Application {
             let (bus, shutdown) = (bus.clone(), shutdown.clone());
             tasks.spawn(async move {
                 while !shutdown.is_cancelled() {
-                    if let Err(error) = bus.run_catalog_consumer(feed.clone(), shutdown.clone()).await {
-                        tracing::error!(error = format!("{error:#}"), "catalog consumer stopped; restarting");
+                    if let Err(error) = bus
+                        .run_catalog_consumer(feed.clone(), shutdown.clone())
+                        .await
+                    {
+                        tracing::error!(
+                            error = format!("{error:#}"),
+                            "catalog consumer stopped; restarting"
+                        );
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
                 }

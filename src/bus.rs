@@ -149,7 +149,10 @@ impl Bus {
                     AckKind::Term
                 }
                 Err(Rejection::Failed(error)) => {
-                    tracing::error!(error = format!("{error:#}"), "catalog document failed; will retry");
+                    tracing::error!(
+                        error = format!("{error:#}"),
+                        "catalog document failed; will retry"
+                    );
                     AckKind::Nak(Some(Duration::from_secs(1)))
                 }
             };

@@ -15,7 +15,11 @@ use crate::store::db::{self, DbOptions};
 use crate::tokens;
 
 #[derive(Debug, Parser)]
-#[command(name = "deployd", version, about = "Records and runs the deploys of a hosting platform.")]
+#[command(
+    name = "deployd",
+    version,
+    about = "Records and runs the deploys of a hosting platform."
+)]
 pub struct Cli {
     /// PostgreSQL URL; the database is created and migrated when missing.
     #[arg(

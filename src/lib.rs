@@ -3,14 +3,14 @@
 //! See ARCHITECTURE.md for the map of these modules.
 
 pub mod api;
+pub mod app;
+pub mod bus;
+pub mod catalog;
+pub mod cli;
 pub mod domain;
 pub mod ids;
-pub mod read_model;
-pub mod time;
 pub mod projector;
+pub mod read_model;
 pub mod store;
-pub mod catalog;
-pub mod bus;
+pub mod time;
 pub mod tokens;
-pub mod app;
-pub mod cli;

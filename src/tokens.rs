@@ -41,7 +41,10 @@ pub async fn create(
     name: Option<&str>,
     workspaces: &[WorkspaceId],
 ) -> anyhow::Result<(TokenId, String)> {
-    anyhow::ensure!(!workspaces.is_empty(), "a token needs at least one workspace");
+    anyhow::ensure!(
+        !workspaces.is_empty(),
+        "a token needs at least one workspace"
+    );
     let id = TokenId::generate();
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);

@@ -12,16 +12,20 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .ok_or_else(|| Problem::unauthorized("send a bearer token: Authorization: Bearer <token>"))?;
+        let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
+            Problem::unauthorized("send a bearer token: Authorization: Bearer <token>")
+        })?;
         let secret = header
             .to_str()
             .ok()
-            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+            .and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+            })
             .map(str::trim)
-            .ok_or_else(|| Problem::unauthorized("the Authorization header must be: Bearer <token>"))?;
+            .ok_or_else(|| {
+                Problem::unauthorized("the Authorization header must be: Bearer <token>")
+            })?;
         tokens::authenticate(&state.pool, secret)
             .await?
             .ok_or_else(|| Problem::unauthorized("unknown or revoked token"))

@@ -120,7 +120,10 @@ fn json_object(body: &Bytes, empty_ok: bool) -> Result<Map<String, Value>, Probl
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(_) => Err(Problem::invalid_field("body", "expected a JSON object")),
-        Err(e) => Err(Problem::invalid_field("body", format!("not valid JSON: {e}"))),
+        Err(e) => Err(Problem::invalid_field(
+            "body",
+            format!("not valid JSON: {e}"),
+        )),
     }
 }
 
@@ -161,7 +164,10 @@ fn parse_create(map: &Map<String, Value>) -> Result<CreateRequest, Problem> {
             "body",
             "give exactly one of buildId or appId, not both",
         )),
-        (None, None) => Err(FieldError::new("body", "give exactly one of buildId or appId")),
+        (None, None) => Err(FieldError::new(
+            "body",
+            "give exactly one of buildId or appId",
+        )),
         (Some(Err(e)), None) | (None, Some(Err(e))) => Err(e),
         (Some(Ok(id)), None) => id
             .parse()
@@ -200,7 +206,11 @@ struct ResolvedBuild {
     entity_id: String,
 }
 
-async fn resolve(state: &AppState, caller: &Caller, source: &Source) -> Result<ResolvedBuild, Problem> {
+async fn resolve(
+    state: &AppState,
+    caller: &Caller,
+    source: &Source,
+) -> Result<ResolvedBuild, Problem> {
     let scope = caller.workspace_strings();
     let build_row: Option<(String, String, String, String)> = match source {
         Source::Build(id) => {
@@ -228,7 +238,8 @@ async fn resolve(state: &AppState, caller: &Caller, source: &Source) -> Result<R
             .bind(&scope)
             .fetch_optional(&state.pool)
             .await?;
-            let (version,) = entity.ok_or_else(|| Problem::not_found(format!("app {id} not found")))?;
+            let (version,) =
+                entity.ok_or_else(|| Problem::not_found(format!("app {id} not found")))?;
             let version = version.ok_or_else(|| {
                 Problem::unprocessable(format!("app {id} has no default version"))
             })?;
@@ -368,10 +379,12 @@ async fn create_inner(
         Err(e) => return Err(command_failure(e)),
     };
     visible(state, head, deploy_id).await?;
-    let row = fetch_row(state, caller, deploy_id).await?.ok_or_else(|| Failure {
-        problem: Problem::internal(format!("deploy {deploy_id} projected but not found")),
-        committed: true,
-    })?;
+    let row = fetch_row(state, caller, deploy_id)
+        .await?
+        .ok_or_else(|| Failure {
+            problem: Problem::internal(format!("deploy {deploy_id} projected but not found")),
+            committed: true,
+        })?;
     Ok((StatusCode::CREATED, json!(row)))
 }
 
@@ -382,7 +395,9 @@ fn command_failure(e: CommandError<DeployError>) -> Failure {
             "the deploy is already {status}; nothing leaves that status"
         )),
         CommandError::Domain(other) => Problem::conflict(other.to_string()),
-        CommandError::Conflict => Problem::conflict(CommandError::<DeployError>::Conflict.to_string()),
+        CommandError::Conflict => {
+            Problem::conflict(CommandError::<DeployError>::Conflict.to_string())
+        }
         CommandError::Store(e) => Problem::internal(e),
     };
     Failure {
@@ -455,7 +470,10 @@ pub async fn cancel(
         None | Some(Value::Null) => None,
         Some(Value::String(r)) if r.len() <= REASON_LIMIT => Some(r.clone()),
         Some(Value::String(_)) => {
-            errors.push(FieldError::new("body/reason", format!("at most {REASON_LIMIT} bytes")));
+            errors.push(FieldError::new(
+                "body/reason",
+                format!("at most {REASON_LIMIT} bytes"),
+            ));
             None
         }
         Some(_) => {
@@ -469,8 +487,13 @@ pub async fn cancel(
     if fetch_row(&state, &caller, &id).await?.is_none() {
         return Err(Problem::not_found(format!("deploy {id} not found")));
     }
-    let print = idempotency::fingerprint("POST", &format!("/api/deploys/{id}/cancel"), &Value::Object(map));
-    let (begin, _) = idempotency::begin(&state.pool, &headers, &caller.principal, &print, id.clone()).await?;
+    let print = idempotency::fingerprint(
+        "POST",
+        &format!("/api/deploys/{id}/cancel"),
+        &Value::Object(map),
+    );
+    let (begin, _) =
+        idempotency::begin(&state.pool, &headers, &caller.principal, &print, id.clone()).await?;
     let held = match begin {
         Begin::Replay(status, body) => return Ok(replay(status, body)),
         Begin::Run(held) => held,
@@ -524,11 +547,9 @@ pub async fn events(
     let id = parse_deploy_id(&id)?.to_string();
     let after = match params.after.as_deref() {
         None => 0,
-        Some(a) => a
-            .parse::<i64>()
-            .ok()
-            .filter(|a| *a >= 0)
-            .ok_or_else(|| Problem::invalid_field("after", "expected a sequence number (0 or more)"))?,
+        Some(a) => a.parse::<i64>().ok().filter(|a| *a >= 0).ok_or_else(|| {
+            Problem::invalid_field("after", "expected a sequence number (0 or more)")
+        })?,
     };
     let limit = match params.limit.as_deref() {
         None => 100,
@@ -547,7 +568,11 @@ pub async fn events(
             .into_iter()
             .map(|e| AuditEvent {
                 data: e.data().clone(),
-                actor: e.metadata.get("actor").and_then(Value::as_str).map(str::to_string),
+                actor: e
+                    .metadata
+                    .get("actor")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
                 request_id: e
                     .metadata
                     .get("requestId")

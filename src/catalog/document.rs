@@ -109,7 +109,12 @@ pub fn parse(text: &str) -> Result<CatalogDocument, Vec<FieldError>> {
     let kind = value
         .get("type")
         .and_then(|t| t.as_str())
-        .ok_or_else(|| vec![FieldError::new("type", "missing; expected entity.upserted, build.succeeded or build.failed")])?
+        .ok_or_else(|| {
+            vec![FieldError::new(
+                "type",
+                "missing; expected entity.upserted, build.succeeded or build.failed",
+            )]
+        })?
         .to_string();
     let mut errors = Vec::new();
     let document = match kind.as_str() {
@@ -207,7 +212,11 @@ mod tests {
     const EVT: &str = "evt_01JDQ2V7C8X3ZJ8Q6Y0W6H4K5M";
 
     fn pointers(text: &str) -> Vec<String> {
-        parse(text).unwrap_err().into_iter().map(|e| e.pointer).collect()
+        parse(text)
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.pointer)
+            .collect()
     }
 
     #[test]

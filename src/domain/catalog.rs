@@ -312,11 +312,17 @@ mod tests {
             .then_expect_events(vec![]);
         TestFramework::<Build>::with(())
             .given(vec![first.clone()])
-            .when(RecordBuild(BuildEvent::BuildSucceeded(build(E2, Some("/a")))))
+            .when(RecordBuild(BuildEvent::BuildSucceeded(build(
+                E2,
+                Some("/a"),
+            ))))
             .then_expect_events(vec![]);
         TestFramework::<Build>::with(())
             .given(vec![first])
-            .when(RecordBuild(BuildEvent::BuildSucceeded(build(E2, Some("/b")))))
+            .when(RecordBuild(BuildEvent::BuildSucceeded(build(
+                E2,
+                Some("/b"),
+            ))))
             .then_expect_error(CatalogError::BuildImmutable(build(E1, None).build_id));
     }
 }

@@ -301,12 +301,14 @@ impl Deploy {
         match command {
             C::Create(_) => Err(DeployError::AlreadyExists),
             C::Cancel { reason, by, at } => match status {
-                S::Pending | S::Running => Ok(vec![DeployEvent::DeployCancelled(DeployCancelled {
-                    reason,
-                    cancelled_by: by,
-                    previous_status: status,
-                    cancelled_at: at,
-                })]),
+                S::Pending | S::Running => {
+                    Ok(vec![DeployEvent::DeployCancelled(DeployCancelled {
+                        reason,
+                        cancelled_by: by,
+                        previous_status: status,
+                        cancelled_at: at,
+                    })])
+                }
                 terminal => Err(DeployError::Terminal(terminal)),
             },
             C::Start { at } => match status {
@@ -367,7 +369,11 @@ impl Deploy {
                         })])
                     }
                     (StepStatus::Running, S::Running) => {
-                        Ok(vec![DeployEvent::StepFailed(StepFailed { step, error, at })])
+                        Ok(vec![DeployEvent::StepFailed(StepFailed {
+                            step,
+                            error,
+                            at,
+                        })])
                     }
                     (StepStatus::Running, terminal) => Err(DeployError::Terminal(terminal)),
                     (other, _) => Err(DeployError::StepOutOfOrder {

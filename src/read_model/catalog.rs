@@ -22,16 +22,18 @@ impl Projection for CatalogProjection {
         match event.aggregate_type.as_str() {
             "Entity" => {
                 let EntityEvent::EntityUpserted(e) = serde_json::from_value(event.payload.clone())?;
-                sqlx::query(include_str!("../../projections/catalog/entity_upserted.sql"))
-                    .bind(e.entity_id.to_string())
-                    .bind(e.workspace_id.to_string())
-                    .bind(e.kind.as_str())
-                    .bind(&e.name)
-                    .bind(e.default_version_id.map(|v| v.to_string()))
-                    .bind(e.auto_deploy)
-                    .bind(e.occurred_at)
-                    .execute(tx)
-                    .await?;
+                sqlx::query(include_str!(
+                    "../../projections/catalog/entity_upserted.sql"
+                ))
+                .bind(e.entity_id.to_string())
+                .bind(e.workspace_id.to_string())
+                .bind(e.kind.as_str())
+                .bind(&e.name)
+                .bind(e.default_version_id.map(|v| v.to_string()))
+                .bind(e.auto_deploy)
+                .bind(e.occurred_at)
+                .execute(tx)
+                .await?;
             }
             "Build" => {
                 let decoded: BuildEvent = serde_json::from_value(event.payload.clone())?;

@@ -35,11 +35,13 @@ async fn set_step(
 }
 
 async fn skip_pending_steps(tx: &mut PgConnection, deploy: &str) -> sqlx::Result<()> {
-    sqlx::query(include_str!("../../projections/deploys/skip_pending_steps.sql"))
-        .bind(deploy)
-        .execute(tx)
-        .await
-        .map(drop)
+    sqlx::query(include_str!(
+        "../../projections/deploys/skip_pending_steps.sql"
+    ))
+    .bind(deploy)
+    .execute(tx)
+    .await
+    .map(drop)
 }
 
 #[async_trait::async_trait]
@@ -98,7 +100,16 @@ impl Projection for DeploysProjection {
                 set_step(tx, id, &e.step, StepStatus::Running, Some(e.at), None, None).await?
             }
             DeployEvent::StepCompleted(e) => {
-                set_step(tx, id, &e.step, StepStatus::Completed, None, Some(e.at), None).await?
+                set_step(
+                    tx,
+                    id,
+                    &e.step,
+                    StepStatus::Completed,
+                    None,
+                    Some(e.at),
+                    None,
+                )
+                .await?
             }
             DeployEvent::StepFailed(e) => {
                 let error = Some(e.error.as_str());
@@ -106,7 +117,16 @@ impl Projection for DeploysProjection {
             }
             DeployEvent::StepDiscarded(e) => {
                 let error = e.error.as_deref();
-                set_step(tx, id, &e.step, StepStatus::Discarded, None, Some(e.at), error).await?
+                set_step(
+                    tx,
+                    id,
+                    &e.step,
+                    StepStatus::Discarded,
+                    None,
+                    Some(e.at),
+                    error,
+                )
+                .await?
             }
             DeployEvent::DeployCompleted(e) => {
                 sqlx::query(include_str!("../../projections/deploys/completed.sql"))

@@ -150,12 +150,11 @@ pub async fn stream_head(
 
 /// A reader's checkpoint, as last committed.
 pub async fn checkpoint(conn: impl PgExecutor<'_>, name: &str) -> Result<LogPosition, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT tx_id::text::bigint AS tx, position FROM checkpoints WHERE name = $1",
-    )
-    .bind(name)
-    .fetch_optional(conn)
-    .await?;
+    let row =
+        sqlx::query("SELECT tx_id::text::bigint AS tx, position FROM checkpoints WHERE name = $1")
+            .bind(name)
+            .fetch_optional(conn)
+            .await?;
     match row {
         Some(r) => Ok(LogPosition {
             tx: r.try_get("tx")?,

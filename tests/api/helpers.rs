@@ -1,0 +1,303 @@
+use std::time::Duration;
+
+use deployd::api::ApiSettings;
+use deployd::app::{Application, Settings};
+use deployd::store::db::DbOptions;
+use reqwest::{Response, StatusCode};
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+pub const WS: &str = "ws_01JDQ2V7C8X3ZJ8Q6Y0W6H4K5M";
+pub const OTHER_WS: &str = "ws_01JDQ2V7C8X3ZJ8Q6Y0W6H4K59";
+
+/// The PostgreSQL server the tests use, as a URL to its maintenance
+/// database (`DEPLOYD_TEST_DATABASE_URL`, default local trust auth).
+fn server_url() -> String {
+    std::env::var("DEPLOYD_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/postgres".into())
+}
+
+pub fn nats_url() -> String {
+    std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+}
+
+/// A fresh database name and its URL.
+pub fn fresh_database() -> (String, String) {
+    let name = format!(
+        "deployd_test_{}",
+        ulid::Ulid::generate().to_string().to_lowercase()
+    );
+    let mut url = url::Url::parse(&server_url()).expect("DEPLOYD_TEST_DATABASE_URL");
+    url.set_path(&name);
+    (name, url.to_string())
+}
+
+/// Drops a test database (best effort).
+pub async fn drop_database(name: &str) {
+    if let Ok(pool) = PgPool::connect(&server_url()).await {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&pool)
+            .await;
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub pool: PgPool,
+    pub database: String,
+    pub database_url: String,
+    pub prefix: String,
+    pub client: reqwest::Client,
+    /// A token for [`WS`] named `alice`.
+    pub token: String,
+    /// A token for [`OTHER_WS`] named `mallory`.
+    pub other_token: String,
+    shutdown: CancellationToken,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+    pub data_dir: tempfile::TempDir,
+}
+
+pub fn settings(database_url: &str, prefix: &str, data_dir: &std::path::Path) -> Settings {
+    Settings {
+        database_url: database_url.to_string(),
+        db: DbOptions {
+            max_connections: 8,
+            ..DbOptions::default()
+        },
+        nats_url: nats_url(),
+        nats_prefix: prefix.to_string(),
+        listen: "127.0.0.1:0".into(),
+        data_dir: data_dir.to_path_buf(),
+        public_url: None,
+        api: ApiSettings::default(),
+    }
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        let (database, database_url) = fresh_database();
+        let prefix = format!("t{}", ulid::Ulid::generate().to_string().to_lowercase());
+        let data_dir = tempfile::tempdir().unwrap();
+        Self::start(database, database_url, prefix, data_dir, None).await
+    }
+
+    async fn start(
+        database: String,
+        database_url: String,
+        prefix: String,
+        data_dir: tempfile::TempDir,
+        tokens: Option<(String, String)>,
+    ) -> TestApp {
+        let app = Application::build(settings(&database_url, &prefix, data_dir.path()))
+            .await
+            .expect("the server starts");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        let shutdown = app.shutdown_token();
+        let server = tokio::spawn(app.run_until_stopped());
+        let pool = PgPool::connect(&database_url).await.unwrap();
+        let (token, other_token) = match tokens {
+            Some(t) => t,
+            None => (
+                make_token(&pool, "alice", &[WS]).await,
+                make_token(&pool, "mallory", &[OTHER_WS]).await,
+            ),
+        };
+        TestApp {
+            address,
+            pool,
+            database,
+            database_url,
+            prefix,
+            client: reqwest::Client::new(),
+            token,
+            other_token,
+            shutdown,
+            server,
+            data_dir,
+        }
+    }
+
+    /// Stops the server (as SIGTERM would) and starts a new one on the same
+    /// database.
+    pub async fn restart(self) -> TestApp {
+        self.shutdown.cancel();
+        self.server
+            .await
+            .unwrap()
+            .expect("the server stops cleanly");
+        self.pool.close().await;
+        Self::start(
+            self.database,
+            self.database_url,
+            self.prefix,
+            self.data_dir,
+            Some((self.token, self.other_token)),
+        )
+        .await
+    }
+
+    /// Stops the server and drops the database.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.server
+            .await
+            .unwrap()
+            .expect("the server stops cleanly");
+        self.pool.close().await;
+        if let Ok(client) = async_nats::connect(nats_url()).await {
+            let js = async_nats::jetstream::new(client);
+            let _ = js.delete_stream(format!("{}_catalog", self.prefix)).await;
+        }
+        drop_database(&self.database).await;
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn import(&self, documents: &[Value]) -> deployd::catalog::ImportReport {
+        let feed = deployd::catalog::CatalogFeed::new(std::sync::Arc::new(
+            deployd::store::commands::Commands::new(self.pool.clone()),
+        ));
+        let text: String = documents.iter().map(|d| format!("{d}\n")).collect();
+        deployd::catalog::import(&feed, text.as_bytes(), std::io::sink())
+            .await
+            .unwrap()
+    }
+
+    /// An app with one successful build of its default version, in `ws`.
+    pub async fn seed_app(&self, ws: &str) -> Seeded {
+        let app = format!("app_{}", ulid::Ulid::generate());
+        let version = format!("ver_{}", ulid::Ulid::generate());
+        let build = format!("bld_{}", ulid::Ulid::generate());
+        let dir = self.data_dir.path().join(format!("site-{build}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("index.html"), format!("<h1>{build}</h1>")).unwrap();
+        let report = self
+            .import(&[
+                entity_doc(ws, &app, Some(&version)),
+                build_succeeded_doc(ws, &app, &version, &build, dir.to_str().unwrap()),
+            ])
+            .await;
+        assert_eq!(report.rejected, 0);
+        Seeded {
+            app,
+            version,
+            build,
+        }
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Creates a deploy of `build` as alice; returns the row.
+    pub async fn create(&self, build: &str) -> Value {
+        let response = self
+            .post("/api/deploys", &self.token, json!({ "buildId": build }))
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        response.json().await.unwrap()
+    }
+}
+
+pub struct Seeded {
+    pub app: String,
+    pub version: String,
+    pub build: String,
+}
+
+pub async fn make_token(pool: &PgPool, name: &str, workspaces: &[&str]) -> String {
+    let ws: Vec<_> = workspaces.iter().map(|w| w.parse().unwrap()).collect();
+    deployd::tokens::create(pool, Some(name), &ws)
+        .await
+        .unwrap()
+        .1
+}
+
+pub fn new_event_id() -> String {
+    format!("evt_{}", ulid::Ulid::generate())
+}
+
+pub fn entity_doc(ws: &str, app: &str, version: Option<&str>) -> Value {
+    json!({
+        "type": "entity.upserted", "eventId": new_event_id(),
+        "occurredAt": "2026-11-27T10:00:00Z", "workspaceId": ws,
+        "entity": {"id": app, "kind": "app", "name": "web",
+                   "defaultVersionId": version, "autoDeploy": false}
+    })
+}
+
+pub fn build_succeeded_doc(ws: &str, app: &str, version: &str, build: &str, dir: &str) -> Value {
+    json!({
+        "type": "build.succeeded", "eventId": new_event_id(),
+        "occurredAt": "2026-11-27T10:01:00Z", "workspaceId": ws,
+        "build": {"id": build, "entityId": app, "versionId": version,
+                  "artifactDir": dir, "commitSha": "abc123", "branch": "main"}
+    })
+}
+
+pub fn build_failed_doc(ws: &str, app: &str, version: &str, build: &str) -> Value {
+    json!({
+        "type": "build.failed", "eventId": new_event_id(),
+        "occurredAt": "2026-11-27T10:02:00Z", "workspaceId": ws,
+        "build": {"id": build, "entityId": app, "versionId": version,
+                  "error": "tests failed", "commitSha": "def456", "branch": "main"}
+    })
+}
+
+/// Asserts a problem+json answer with `status`; returns its body.
+pub async fn problem(response: Response, status: StatusCode) -> Value {
+    assert_eq!(response.status(), status);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], status.as_u16());
+    assert!(body["title"].is_string() && body["detail"].is_string() && body["type"].is_string());
+    body
+}
+
+/// The pointers of a 400's errors.
+pub fn pointers(body: &Value) -> Vec<String> {
+    body["errors"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|e| e["pointer"].as_str().unwrap().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Polls `check` until it holds or 10 s pass.
+pub async fn eventually<F, Fut>(mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..200 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("condition not met within 10 s");
+}
