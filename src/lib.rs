@@ -11,6 +11,7 @@ pub mod domain;
 pub mod ids;
 pub mod projector;
 pub mod read_model;
+pub mod schemas;
 pub mod store;
 pub mod time;
 pub mod tokens;

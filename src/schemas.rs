@@ -1,0 +1,101 @@
+//! JSON Schemas of everything deployd stores or accepts from outside,
+//! generated from the Rust types (schemars) and checked in under
+//! `event-schemas/`. `tests/schemas.rs` fails when the files and the code
+//! drift; `DEPLOYD_WRITE_SCHEMAS=1 cargo test --test schemas` rewrites them.
+
+use schemars::{schema_for, JsonSchema, Schema};
+
+use crate::catalog::document::{BuildDocEnvelope, EntityUpsertedDoc};
+use crate::domain::catalog::{BuildRecorded, EntityUpserted};
+use crate::domain::deploy::{
+    DeployCancelled, DeployCompleted, DeployCreated, DeployFailed, DeployStarted, StepCompleted,
+    StepDiscarded, StepFailed, StepStarted,
+};
+
+fn titled<T: JsonSchema>(title: &str, description: &str) -> Schema {
+    let mut schema = schema_for!(T);
+    schema.insert("title".into(), title.into());
+    schema.insert("description".into(), description.into());
+    schema
+}
+
+/// `(path under event-schemas/, schema)` for every stored event (the data
+/// of version 1, without the `{"<Type>": …}` envelope) and every catalog
+/// document.
+pub fn all() -> Vec<(String, Schema)> {
+    let event = |name: &str, schema: Schema| (format!("events/{name}.v1.json"), schema);
+    let mut out = vec![
+        event(
+            "DeployCreated",
+            titled::<DeployCreated>("DeployCreated v1", "A deploy was asked for."),
+        ),
+        event(
+            "DeployStarted",
+            titled::<DeployStarted>("DeployStarted v1", "A worker began the deploy."),
+        ),
+        event(
+            "StepStarted",
+            titled::<StepStarted>("StepStarted v1", "A step began."),
+        ),
+        event(
+            "StepCompleted",
+            titled::<StepCompleted>("StepCompleted v1", "A step finished and its result counts."),
+        ),
+        event(
+            "StepFailed",
+            titled::<StepFailed>("StepFailed v1", "A step failed."),
+        ),
+        event(
+            "StepDiscarded",
+            titled::<StepDiscarded>(
+                "StepDiscarded v1",
+                "A step in flight at cancel finished; its result is discarded.",
+            ),
+        ),
+        event(
+            "DeployCompleted",
+            titled::<DeployCompleted>(
+                "DeployCompleted v1",
+                "Every step completed: the deploy is live.",
+            ),
+        ),
+        event(
+            "DeployFailed",
+            titled::<DeployFailed>("DeployFailed v1", "The deploy failed."),
+        ),
+        event(
+            "DeployCancelled",
+            titled::<DeployCancelled>("DeployCancelled v1", "The deploy was cancelled."),
+        ),
+        event(
+            "EntityUpserted",
+            titled::<EntityUpserted>(
+                "EntityUpserted v1",
+                "An entity as upstream last described it.",
+            ),
+        ),
+        event(
+            "BuildSucceeded",
+            titled::<BuildRecorded>("BuildSucceeded v1", "A build succeeded upstream."),
+        ),
+        event(
+            "BuildFailed",
+            titled::<BuildRecorded>("BuildFailed v1", "A build failed upstream."),
+        ),
+    ];
+    out.push((
+        "catalog/entity.upserted.json".into(),
+        titled::<EntityUpsertedDoc>(
+            "entity.upserted",
+            "Catalog document: an app or function was created or changed.",
+        ),
+    ));
+    out.push((
+        "catalog/build.json".into(),
+        titled::<BuildDocEnvelope>(
+            "build.succeeded / build.failed",
+            "Catalog document: a build ended. build.succeeded requires artifactDir, build.failed requires error.",
+        ),
+    ));
+    out
+}
