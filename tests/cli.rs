@@ -1,0 +1,131 @@
+//! The binary as a person runs it: `token create`, `catalog import` and
+//! `serve` (with a clean SIGTERM), on a fresh database.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+fn deployd(database_url: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_deployd"));
+    cmd.env("DATABASE_URL", database_url).env("DEPLOYD_LOG", "warn");
+    cmd
+}
+
+fn fresh_database() -> (String, String) {
+    let name = format!("deployd_cli_{}", ulid::Ulid::generate().to_string().to_lowercase());
+    let server = std::env::var("DEPLOYD_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/postgres".into());
+    let mut url = url::Url::parse(&server).unwrap();
+    url.set_path(&name);
+    (name, url.to_string())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn token_create_then_catalog_import_then_serve_on_a_fresh_database() {
+    let (name, url) = fresh_database();
+    let ws = "ws_01JDQ2V7C8X3ZJ8Q6Y0W6H4K5M";
+    let app = format!("app_{}", ulid::Ulid::generate());
+    let version = format!("ver_{}", ulid::Ulid::generate());
+    let build = format!("bld_{}", ulid::Ulid::generate());
+
+    // token create: creates the database, prints only the token.
+    let out = deployd(&url)
+        .args(["token", "create", "--workspace", ws, "--name", "ci"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let token = stdout.trim_end_matches('\n');
+    assert!(token.starts_with("dpd_") && !token.contains('\n'), "{stdout:?}");
+
+    // catalog import from stdin, with one bad line: exits non-zero with a
+    // count, and the good lines are in.
+    let documents = [
+        json!({"type": "entity.upserted", "eventId": format!("evt_{}", ulid::Ulid::generate()),
+               "occurredAt": "2026-11-27T10:00:00Z", "workspaceId": ws,
+               "entity": {"id": app, "kind": "app", "name": "web", "defaultVersionId": version}})
+        .to_string(),
+        "{\"type\": \"build.succeeded\"}".to_string(),
+        json!({"type": "build.succeeded", "eventId": format!("evt_{}", ulid::Ulid::generate()),
+               "occurredAt": "2026-11-27T10:01:00Z", "workspaceId": ws,
+               "build": {"id": build, "entityId": app, "versionId": version, "artifactDir": "/srv/site"}})
+        .to_string(),
+    ];
+    let mut import = deployd(&url)
+        .args(["catalog", "import", "-"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    import
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(documents.join("\n").as_bytes())
+        .unwrap();
+    let out = import.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("line 2:"), "{stderr}");
+    assert!(stderr.contains("2 documents recorded, 1 rejected"), "{stderr}");
+
+    // serve sees both at its first request.
+    let port = free_port();
+    let prefix = format!("cli{}", ulid::Ulid::generate().to_string().to_lowercase());
+    let mut server = deployd(&url)
+        .args(["serve"])
+        .env("DEPLOYD_LISTEN", format!("127.0.0.1:{port}"))
+        .env("DEPLOYD_NATS_PREFIX", &prefix)
+        .env("DEPLOYD_DATA_DIR", std::env::temp_dir().join(&prefix))
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut up = false;
+    for _ in 0..100 {
+        if client.get(format!("{base}/healthz")).send().await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(up, "the server did not come up");
+    let response = client
+        .post(format!("{base}/api/deploys"))
+        .bearer_auth(token)
+        .json(&json!({"appId": app}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let row: Value = response.json().await.unwrap();
+    assert_eq!(row["buildId"], build);
+    assert_eq!(row["createdBy"], "ci");
+
+    // SIGTERM: drains and exits 0.
+    let pid = server.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = tokio::task::spawn_blocking(move || server.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "serve exited with {status}");
+
+    if let Ok(client) = async_nats::connect("nats://127.0.0.1:4222").await {
+        let _ = async_nats::jetstream::new(client)
+            .delete_stream(format!("{prefix}_catalog"))
+            .await;
+    }
+    let admin = sqlx::PgPool::connect(&url.replace(&name, "postgres")).await.unwrap();
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&admin)
+        .await
+        .unwrap();
+}
