@@ -125,9 +125,7 @@ prefixed_id!(
 );
 
 /// The kind of a deployable entity.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum EntityKind {
     App,
@@ -245,7 +243,9 @@ mod tests {
     fn an_id_with_the_wrong_prefix_or_body_is_refused() {
         assert!("ws_01JDQ2V7C8X3ZJ8Q6Y0W6H4K5M".parse::<DeployId>().is_err());
         assert!("dep_123".parse::<DeployId>().is_err());
-        assert!("dep_01JDQ2V7C8X3ZJ8Q6Y0W6H4K5MX".parse::<DeployId>().is_err());
+        assert!("dep_01JDQ2V7C8X3ZJ8Q6Y0W6H4K5MX"
+            .parse::<DeployId>()
+            .is_err());
         assert!("".parse::<DeployId>().is_err());
     }
 
@@ -256,6 +256,8 @@ mod tests {
         assert_eq!(app.kind(), EntityKind::App);
         assert_eq!(func.kind(), EntityKind::Function);
         assert_ne!(app, func);
-        assert!("svc_01JDQ2V7C8X3ZJ8Q6Y0W6H4K5M".parse::<EntityId>().is_err());
+        assert!("svc_01JDQ2V7C8X3ZJ8Q6Y0W6H4K5M"
+            .parse::<EntityId>()
+            .is_err());
     }
 }

@@ -5,5 +5,6 @@
 pub mod api;
 pub mod domain;
 pub mod ids;
+pub mod query;
 pub mod read_model;
 pub mod time;

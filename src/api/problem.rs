@@ -100,11 +100,19 @@ impl Problem {
     }
 
     pub fn unprocessable(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "Unprocessable request", detail)
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Unprocessable request",
+            detail,
+        )
     }
 
     pub fn unavailable(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "Service unavailable", detail)
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Service unavailable",
+            detail,
+        )
     }
 
     /// 500: logged here, answered without detail.
