@@ -284,6 +284,11 @@ fn parse_shorthands(raw: &RawListParams, errors: &mut Vec<FieldError>) -> Shorth
             .map_err(|e| errors.push(FieldError::new(name, e.to_string())))
             .ok()
     }
+    let workspace_id = one::<WorkspaceId>(&raw.workspace_id, "workspace_id", errors);
+    let entity_id = one::<EntityId>(&raw.entity_id, "entity_id", errors);
+    let build_id = one::<BuildId>(&raw.build_id, "build_id", errors);
+    let status = one(&raw.status, "status", errors);
+    let trigger = one(&raw.trigger, "trigger", errors);
     let created_by = match raw.created_by.as_deref() {
         Some("") => {
             errors.push(FieldError::new("created_by", "must not be empty"));
@@ -292,12 +297,11 @@ fn parse_shorthands(raw: &RawListParams, errors: &mut Vec<FieldError>) -> Shorth
         other => other.map(str::to_owned),
     };
     Shorthands {
-        workspace_id: one::<WorkspaceId>(&raw.workspace_id, "workspace_id", errors)
-            .map(|i| i.to_string()),
-        entity_id: one::<EntityId>(&raw.entity_id, "entity_id", errors).map(|i| i.to_string()),
-        build_id: one::<BuildId>(&raw.build_id, "build_id", errors).map(|i| i.to_string()),
-        status: one(&raw.status, "status", errors),
-        trigger: one(&raw.trigger, "trigger", errors),
+        workspace_id: workspace_id.map(|i| i.to_string()),
+        entity_id: entity_id.map(|i| i.to_string()),
+        build_id: build_id.map(|i| i.to_string()),
+        status,
+        trigger,
         created_by,
     }
 }
