@@ -70,7 +70,7 @@ fn ws_a() -> String {
     ws(1)
 }
 fn entity_id(n: usize) -> String {
-    let prefix = if n % 2 == 0 { "app" } else { "fn" };
+    let prefix = if n.is_multiple_of(2) { "app" } else { "fn" };
     format!("{prefix}_{n:026}")
 }
 fn build_id(n: usize) -> String {
@@ -618,7 +618,7 @@ fn sample(ty: Ty, seed: usize) -> Value {
         Ty::Time => {
             let at = time(TIMES[seed % TIMES.len()]);
             // the same instant, sometimes with another offset
-            let text = if seed % 2 == 0 {
+            let text = if seed.is_multiple_of(2) {
                 at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
             } else {
                 at.with_timezone(&FixedOffset::east_opt(2 * 3600).unwrap())
@@ -627,7 +627,7 @@ fn sample(ty: Ty, seed: usize) -> Value {
             };
             json!(text)
         }
-        Ty::Bool => json!(seed % 2 == 0),
+        Ty::Bool => json!(seed.is_multiple_of(2)),
         Ty::Enum(values) => json!(values[seed % values.len()]),
         Ty::Json => unreachable!(),
     }
@@ -990,10 +990,7 @@ impl Q {
             for (field, dir) in &keys {
                 let (x, y) = (deploy_field(a, field), deploy_field(b, field));
                 let desc = dir.starts_with("desc");
-                let nulls_first = match *dir {
-                    "asc" | "ascNullsLast" | "descNullsLast" => false,
-                    _ => true,
-                };
+                let nulls_first = !matches!(*dir, "asc" | "ascNullsLast" | "descNullsLast");
                 let ord = match (&x, &y) {
                     (V::Null, V::Null) => Ordering::Equal,
                     (V::Null, _) if nulls_first => Ordering::Less,

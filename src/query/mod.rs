@@ -13,7 +13,9 @@
 mod cursor;
 pub mod filter;
 mod list;
+mod lower;
 pub mod order;
+mod parse;
 mod sql;
 
 use std::str::FromStr;
@@ -34,7 +36,7 @@ use crate::api::problem::{FieldError, Problem};
 use crate::domain::{DeployStatus, Trigger};
 use crate::ids::{BuildId, DeployId, EntityId, WorkspaceId};
 use crate::read_model::DeployRow;
-use filter::{CmpOp, Lower, Node, Test};
+use lower::{CmpOp, Lower, Node, Test};
 
 /// The default and largest page size.
 pub const MAX_LIMIT: u32 = 100;
@@ -200,7 +202,7 @@ pub fn parse_list_params(raw: &RawListParams) -> Result<ListRequest, Vec<FieldEr
 
     let filter = match raw.filter.as_deref() {
         None => DeployFilter::default(),
-        Some(text) => filter::parse_filter_text(text, "filter").unwrap_or_else(|e| {
+        Some(text) => parse::parse_filter_text(text, "filter").unwrap_or_else(|e| {
             errors.extend(e);
             DeployFilter::default()
         }),

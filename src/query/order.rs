@@ -7,7 +7,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::filter::child;
+use super::parse::child;
 use crate::api::problem::FieldError;
 use crate::read_model::DeployRow;
 

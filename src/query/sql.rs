@@ -15,7 +15,7 @@ use sea_query::{
     Cond, Expr, ExprTrait, Func, LikeExpr, NullOrdering, Order, Query, SelectStatement,
 };
 
-use super::filter::{CmpOp, Node, Relation, Test};
+use super::lower::{CmpOp, Node, Relation, Test};
 use super::order::{KeyValue, OrderKey};
 use crate::read_model::DEPLOY_COLUMNS;
 

@@ -322,7 +322,7 @@ fn every_field_and_operator_parses() {
 
 #[test]
 fn like_patterns_escape_their_wildcards() {
-    assert_eq!(filter::escape_like(r"50%_a\b"), r"50\%\_a\\b");
+    assert_eq!(lower::escape_like(r"50%_a\b"), r"50\%\_a\\b");
 }
 
 #[test]
