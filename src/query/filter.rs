@@ -46,14 +46,19 @@ pub const MAX_FILTER_BYTES: usize = 8 * 1024;
 /// are ANDed.
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(rename = "{T}Comparator")]
 pub struct Comparator<T> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub eq: Option<T>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub neq: Option<T>,
+    /// One of these (`[]` matches nothing).
     #[serde(rename = "in", skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 100))]
     pub in_: Option<Vec<T>>,
+    /// None of these, and not null (`[]` matches every non-null value).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 100))]
     pub nin: Option<Vec<T>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lt: Option<T>,

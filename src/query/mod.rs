@@ -352,11 +352,45 @@ fn binding(
 }
 
 /// JSON Schemas of the `filter` and `orderBy` element types, by name.
+///
+/// `Option` fields are "absent or the value": the parser refuses an explicit
+/// `null` (`{"eq": null}` is almost always a mistake for `{"null": true}`),
+/// so the `null` alternatives schemars adds for them are taken out.
 pub fn schemas() -> Vec<(&'static str, schemars::Schema)> {
-    vec![
+    let mut out = vec![
         ("DeployFilter", schemars::schema_for!(DeployFilter)),
         ("DeployOrderBy", schemars::schema_for!(DeployOrderBy)),
-    ]
+    ];
+    for (_, schema) in &mut out {
+        strip_null(schema);
+    }
+    out
+}
+
+/// Removes `null` alternatives (`anyOf: [X, {type: null}]`, `type: [x,
+/// "null"]`) from a schema and all its subschemas.
+fn strip_null(schema: &mut schemars::Schema) {
+    use serde_json::Value;
+    if let Some(obj) = schema.as_object_mut() {
+        if let Some(Value::Array(types)) = obj.get_mut("type") {
+            types.retain(|t| t != "null");
+            if let [only] = types.as_slice() {
+                let only = only.clone();
+                obj.insert("type".into(), only);
+            }
+        }
+        let is_null = |v: &Value| v.get("type").is_some_and(|t| t == "null");
+        if let Some(Value::Array(any)) = obj.get("anyOf") {
+            if let ([a, b], true) = (any.as_slice(), any.iter().any(is_null)) {
+                let keep = if is_null(a) { b.clone() } else { a.clone() };
+                obj.remove("anyOf");
+                if let Value::Object(keep) = keep {
+                    obj.extend(keep);
+                }
+            }
+        }
+    }
+    schemars::transform::transform_subschemas(&mut strip_null, schema);
 }
 
 #[cfg(test)]

@@ -162,9 +162,38 @@ pub(crate) fn seek(keys: &[OrderKey], values: &[KeyValue]) -> Expr {
         branches += 1;
     }
     if branches == 0 {
-        truth(false)
-    } else {
-        any.into()
+        return truth(false);
+    }
+    // Implied by the OR form, but usable as an index range: the leading key
+    // is at or beyond the cursor, so a deep page costs what the first does.
+    match keys.first().zip(values.first()) {
+        Some((key, value)) => match at_or_beyond(*key, value) {
+            Some(bound) => Cond::all().add(bound).add(any).into(),
+            None => any.into(),
+        },
+        None => any.into(),
+    }
+}
+
+/// The key's value is the cursor's or comes after it; `None` when that
+/// holds for every row (a null that sorts first).
+fn at_or_beyond(key: OrderKey, value: &KeyValue) -> Option<Expr> {
+    let c = col(DEPLOYS, key.field.column());
+    match value {
+        KeyValue::Null if key.nulls_first => None,
+        KeyValue::Null => Some(c.is_null()),
+        v => {
+            let bound = if key.descending {
+                c.clone().lte(v.to_sql())
+            } else {
+                c.clone().gte(v.to_sql())
+            };
+            if key.nulls_first {
+                Some(bound)
+            } else {
+                Some(Cond::any().add(bound).add(c.is_null()).into())
+            }
+        }
     }
 }
 

@@ -442,3 +442,25 @@ fn schemas_are_named_and_describe_the_filter() {
     let order = serde_json::to_string(&schemas[1].1).unwrap();
     assert!(order.contains("descNullsLast") && order.contains("createdAt"));
 }
+
+#[test]
+#[ignore]
+fn print_schemas() {
+    for (name, schema) in schemas() {
+        println!(
+            "== {name}\n{}",
+            serde_json::to_string_pretty(&schema).unwrap()
+        );
+    }
+}
+
+#[test]
+fn schemas_have_no_null_alternatives() {
+    for (name, schema) in schemas() {
+        let text = serde_json::to_string(&schema).unwrap();
+        assert!(
+            !text.contains(r#""null"}"#) && !text.contains(r#","null"]"#),
+            "{name}: {text}"
+        );
+    }
+}
