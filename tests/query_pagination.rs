@@ -1222,3 +1222,124 @@ async fn null_semantics_follow_sql(pool: PgPool) {
         }
     }
 }
+
+/// A cursor only works for the query it was made for, and only when signed
+/// with the server's key.
+#[sqlx::test(migrations = "./migrations")]
+async fn cursors_of_another_query_or_forged_are_refused(pool: PgPool) {
+    use deployd::query::ListError;
+    let key: Vec<u8> =
+        sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = 'cursor_hmac'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    let scope: Vec<WorkspaceId> = vec![ws_a().parse().unwrap()];
+    let w = world()
+        .new_tree(&mut TestRunner::deterministic())
+        .unwrap()
+        .current();
+    load(&pool, &w).await;
+    let base = RawListParams {
+        limit: Some("1".into()),
+        filter: Some(r#"{"sequenceNumber": {"gte": 0}}"#.into()),
+        order_by: Some(r#"[{"createdAt": "asc"}]"#.into()),
+        ..Default::default()
+    };
+    let first = list_deploys(&pool, &scope, &parse_list_params(&base).unwrap(), &key)
+        .await
+        .unwrap();
+    let cursor = first
+        .page_info
+        .end_cursor
+        .expect("the world has rows in scope");
+
+    let refused = |raw: RawListParams, pointer: &'static str| {
+        let pool = pool.clone();
+        let scope = scope.clone();
+        let key = key.clone();
+        async move {
+            let req = parse_list_params(&raw).unwrap();
+            match list_deploys(&pool, &scope, &req, &key).await {
+                Err(ListError::Invalid(e)) => assert_eq!(e[0].pointer, pointer, "{e:?}"),
+                other => panic!("{raw:?} gave {other:?}"),
+            }
+        }
+    };
+    // another order, another filter, another shorthand
+    refused(
+        RawListParams {
+            after: Some(cursor.clone()),
+            order_by: Some(r#"[{"createdAt": "desc"}]"#.into()),
+            ..base.clone()
+        },
+        "after",
+    )
+    .await;
+    refused(
+        RawListParams {
+            before: Some(cursor.clone()),
+            filter: Some(r#"{"sequenceNumber": {"gte": 1}}"#.into()),
+            ..base.clone()
+        },
+        "before",
+    )
+    .await;
+    refused(
+        RawListParams {
+            after: Some(cursor.clone()),
+            status: Some("failed".into()),
+            ..base.clone()
+        },
+        "after",
+    )
+    .await;
+    // forged, truncated, garbage
+    let mut forged = cursor.clone().into_bytes();
+    forged[3] = if forged[3] == b'A' { b'B' } else { b'A' };
+    for bad in [
+        String::from_utf8(forged).unwrap(),
+        cursor[..cursor.len() - 4].to_owned(),
+        "not a cursor".to_owned(),
+        String::new(),
+    ] {
+        refused(
+            RawListParams {
+                after: Some(bad),
+                ..base.clone()
+            },
+            "after",
+        )
+        .await;
+    }
+    // signed with another key
+    let req = parse_list_params(&RawListParams {
+        after: Some(cursor.clone()),
+        ..base.clone()
+    })
+    .unwrap();
+    assert!(matches!(
+        list_deploys(&pool, &scope, &req, b"another key").await,
+        Err(ListError::Invalid(_))
+    ));
+    // the page size may change between pages
+    let next = list_deploys(
+        &pool,
+        &scope,
+        &parse_list_params(&RawListParams {
+            after: Some(cursor),
+            limit: Some("100".into()),
+            ..base.clone()
+        })
+        .unwrap(),
+        &key,
+    )
+    .await
+    .unwrap();
+    assert_eq!(next.data.len() as i64, first.page_info.total - 1);
+    // an empty scope sees nothing
+    let none = list_deploys(&pool, &[], &parse_list_params(&base).unwrap(), &key)
+        .await
+        .unwrap();
+    assert_eq!(none.page_info.total, 0);
+    assert!(none.data.is_empty() && none.page_info.start_cursor.is_none());
+}
