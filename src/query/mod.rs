@@ -9,6 +9,18 @@
 //!   caller's workspaces is returned, counted or matched through a relation.
 //!
 //! Filter null semantics are SQL's three-valued logic; see [`filter`].
+//!
+//! ```ignore
+//! async fn list(
+//!     State(app): State<App>,
+//!     caller: Caller,
+//!     Query(raw): Query<RawListParams>,
+//! ) -> Result<Json<ListPage>, Problem> {
+//!     let req = parse_list_params(&raw).map_err(Problem::invalid)?;
+//!     let key = app.cursor_key(); // server_secrets 'cursor_hmac'
+//!     Ok(Json(list_deploys(&app.pool, caller.workspaces(), &req, &key).await?))
+//! }
+//! ```
 
 mod cursor;
 pub mod filter;
@@ -244,7 +256,8 @@ pub fn parse_list_params(raw: &RawListParams) -> Result<ListRequest, Vec<FieldEr
     })
 }
 
-/// `ids`: comma-separated deploy ids, canonical, sorted and deduplicated.
+/// `ids`: comma-separated deploy ids (spaces around them ignored), made
+/// canonical, sorted and deduplicated.
 fn parse_ids(text: &str, errors: &mut Vec<FieldError>) -> Option<Vec<String>> {
     let parts: Vec<&str> = text.split(',').collect();
     if parts.len() > MAX_IDS {
@@ -258,7 +271,7 @@ fn parse_ids(text: &str, errors: &mut Vec<FieldError>) -> Option<Vec<String>> {
     let mut ids: Vec<String> = parts
         .iter()
         .enumerate()
-        .filter_map(|(i, s)| match DeployId::from_str(s) {
+        .filter_map(|(i, s)| match DeployId::from_str(s.trim()) {
             Ok(id) => Some(id.to_string()),
             Err(e) => {
                 errors.push(FieldError::new(format!("ids/{i}"), e.to_string()));

@@ -444,17 +444,6 @@ fn schemas_are_named_and_describe_the_filter() {
 }
 
 #[test]
-#[ignore]
-fn print_schemas() {
-    for (name, schema) in schemas() {
-        println!(
-            "== {name}\n{}",
-            serde_json::to_string_pretty(&schema).unwrap()
-        );
-    }
-}
-
-#[test]
 fn schemas_have_no_null_alternatives() {
     for (name, schema) in schemas() {
         let text = serde_json::to_string(&schema).unwrap();
