@@ -10,6 +10,7 @@ pub mod cli;
 pub mod domain;
 pub mod ids;
 pub mod projector;
+pub mod query;
 pub mod read_model;
 pub mod schemas;
 pub mod store;

@@ -1,0 +1,116 @@
+//! Running a list: count, page and page flags in one snapshot.
+//!
+//! Walking forward (`after`, or no cursor) the page is the first `limit`
+//! rows after the cursor in the requested order; walking backward
+//! (`before`) every key is reversed (direction and null placement), the
+//! first `limit` rows after the cursor in that order are taken, and the page
+//! is turned back to the requested order. One extra row tells whether there
+//! is more in the walking direction; an `EXISTS` from the page's first row
+//! (in walking order) tells whether there is anything behind it.
+
+use sea_query::{Cond, PostgresQueryBuilder, SelectStatement};
+use sea_query_sqlx::SqlxBinder;
+use sqlx::{PgPool, Postgres, Transaction};
+
+use super::order::{key_value, KeyValue, OrderKey};
+use super::{cursor, sql, CursorSide, ListError, ListPage, ListRequest, PageInfo};
+use crate::api::problem::FieldError;
+use crate::ids::WorkspaceId;
+use crate::read_model::DeployRow;
+
+/// Runs the list. `scope` = the caller's workspaces: nothing outside them is
+/// ever returned, counted, or matched through a relation. `cursor_key` = the
+/// HMAC key (the `server_secrets` row `cursor_hmac`).
+pub async fn list_deploys(
+    pool: &PgPool,
+    scope: &[WorkspaceId],
+    req: &ListRequest,
+    cursor_key: &[u8],
+) -> Result<ListPage, ListError> {
+    let position = match &req.cursor {
+        None => None,
+        Some((side, token)) => {
+            let values = cursor::decode(cursor_key, &req.binding, &req.keys, token)
+                .map_err(|m| ListError::Invalid(vec![FieldError::new(side.param(), m)]))?;
+            Some((*side, values))
+        }
+    };
+    let forward = !matches!(position, Some((CursorSide::Before, _)));
+    let reversed: Vec<OrderKey> = req.keys.iter().map(|k| k.reversed()).collect();
+    let (walk, behind) = if forward {
+        (&req.keys[..], &reversed[..])
+    } else {
+        (&reversed[..], &req.keys[..])
+    };
+    let scope: Vec<String> = scope.iter().map(ToString::to_string).collect();
+    let matching = || sql::matching(&req.node, &scope);
+    let limit = req.limit as usize;
+
+    let mut tx = pool
+        .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .await?;
+
+    let total: i64 = scalar(&mut tx, sql::count(matching())).await?;
+
+    let seek = position.as_ref().map(|(_, v)| sql::seek(walk, v));
+    let (q, values) =
+        sql::page(matching(), seek, walk, limit as u64 + 1).build_sqlx(PostgresQueryBuilder);
+    let mut rows: Vec<DeployRow> = sqlx::query_as_with(&q, values).fetch_all(&mut *tx).await?;
+    let more_ahead = rows.len() > limit;
+    rows.truncate(limit);
+
+    // Anything behind the page: before its first row in walking order, or,
+    // on an empty page, at or before the cursor.
+    let more_behind = match (&position, rows.first()) {
+        (None, _) => false,
+        (Some(_), Some(edge)) => {
+            let edge: Vec<KeyValue> = req.keys.iter().map(|k| key_value(edge, k.field)).collect();
+            scalar(&mut tx, sql::exists(matching(), sql::seek(behind, &edge))).await?
+        }
+        (Some((_, at)), None) => {
+            let here = Cond::any()
+                .add(sql::seek(behind, at))
+                .add(sql::at(&req.keys, at));
+            scalar(&mut tx, sql::exists(matching(), here.into())).await?
+        }
+    };
+    tx.commit().await?;
+
+    if !forward {
+        rows.reverse();
+    }
+    let cursor_of = |row: &DeployRow| {
+        let values: Vec<KeyValue> = req.keys.iter().map(|k| key_value(row, k.field)).collect();
+        cursor::encode(cursor_key, &req.binding, &values)
+    };
+    let (has_next_page, has_previous_page) = if forward {
+        (more_ahead, more_behind)
+    } else {
+        (more_behind, more_ahead)
+    };
+    let page_info = PageInfo {
+        total,
+        has_next_page,
+        has_previous_page,
+        start_cursor: rows.first().map(cursor_of),
+        end_cursor: rows.last().map(cursor_of),
+    };
+    Ok(ListPage {
+        data: rows,
+        page_info,
+    })
+}
+
+/// Runs a one-column, one-row query.
+async fn scalar<T>(
+    tx: &mut Transaction<'_, Postgres>,
+    query: SelectStatement,
+) -> Result<T, sqlx::Error>
+where
+    T: for<'r> sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres> + Send + Unpin,
+{
+    let (q, values) = query.build_sqlx(PostgresQueryBuilder);
+    sqlx::query_scalar_with(&q, values)
+        .fetch_one(&mut **tx)
+        .await
+}
