@@ -97,5 +97,8 @@ pub fn all() -> Vec<(String, Schema)> {
             "Catalog document: a build ended. build.succeeded requires artifactDir, build.failed requires error.",
         ),
     ));
+    for (name, schema) in crate::query::schemas() {
+        out.push((format!("query/{name}.json"), schema));
+    }
     out
 }

@@ -9,12 +9,16 @@ use serde_json::{json, Value};
 
 fn deployd(database_url: &str) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_deployd"));
-    cmd.env("DATABASE_URL", database_url).env("DEPLOYD_LOG", "warn");
+    cmd.env("DATABASE_URL", database_url)
+        .env("DEPLOYD_LOG", "warn");
     cmd
 }
 
 fn fresh_database() -> (String, String) {
-    let name = format!("deployd_cli_{}", ulid::Ulid::generate().to_string().to_lowercase());
+    let name = format!(
+        "deployd_cli_{}",
+        ulid::Ulid::generate().to_string().to_lowercase()
+    );
     let server = std::env::var("DEPLOYD_TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/postgres".into());
     let mut url = url::Url::parse(&server).unwrap();
@@ -43,10 +47,17 @@ async fn token_create_then_catalog_import_then_serve_on_a_fresh_database() {
         .args(["token", "create", "--workspace", ws, "--name", "ci"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8(out.stdout).unwrap();
     let token = stdout.trim_end_matches('\n');
-    assert!(token.starts_with("dpd_") && !token.contains('\n'), "{stdout:?}");
+    assert!(
+        token.starts_with("dpd_") && !token.contains('\n'),
+        "{stdout:?}"
+    );
 
     // catalog import from stdin, with one bad line: exits non-zero with a
     // count, and the good lines are in.
@@ -77,7 +88,10 @@ async fn token_create_then_catalog_import_then_serve_on_a_fresh_database() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("line 2:"), "{stderr}");
-    assert!(stderr.contains("2 documents recorded, 1 rejected"), "{stderr}");
+    assert!(
+        stderr.contains("2 documents recorded, 1 rejected"),
+        "{stderr}"
+    );
 
     // serve sees both at its first request.
     let port = free_port();
@@ -114,8 +128,15 @@ async fn token_create_then_catalog_import_then_serve_on_a_fresh_database() {
 
     // SIGTERM: drains and exits 0.
     let pid = server.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let status = tokio::task::spawn_blocking(move || server.wait()).await.unwrap().unwrap();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = tokio::task::spawn_blocking(move || server.wait())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(status.success(), "serve exited with {status}");
 
     if let Ok(client) = async_nats::connect("nats://127.0.0.1:4222").await {
@@ -123,7 +144,9 @@ async fn token_create_then_catalog_import_then_serve_on_a_fresh_database() {
             .delete_stream(format!("{prefix}_catalog"))
             .await;
     }
-    let admin = sqlx::PgPool::connect(&url.replace(&name, "postgres")).await.unwrap();
+    let admin = sqlx::PgPool::connect(&url.replace(&name, "postgres"))
+        .await
+        .unwrap();
     sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .execute(&admin)
         .await

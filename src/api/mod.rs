@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod deploys;
 pub mod idempotency;
+pub mod list;
 pub mod problem;
 
 use std::sync::Arc;
@@ -115,7 +116,7 @@ pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let settings = state.settings.clone();
     Router::new()
-        .route("/api/deploys", post(deploys::create))
+        .route("/api/deploys", get(list::list).post(deploys::create))
         .route("/api/deploys/{id}", get(deploys::detail))
         .route("/api/deploys/{id}/cancel", post(deploys::cancel))
         .route("/api/deploys/{id}/events", get(deploys::events))

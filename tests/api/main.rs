@@ -6,4 +6,5 @@ mod helpers;
 mod catalog;
 mod create;
 mod deploys;
+mod list;
 mod log;

@@ -1,0 +1,37 @@
+//! GET /api/deploys: the list, with the query language of `crate::query`.
+
+use axum::extract::{Query, State};
+use axum::Json;
+use sha2::{Digest, Sha256};
+
+use crate::api::problem::Problem;
+use crate::api::AppState;
+use crate::query::{self, ListPage, RawListParams};
+use crate::tokens::Caller;
+
+/// The key cursors are signed with, for this caller: the installation's key
+/// bound to the caller's workspaces, so a cursor only works for a caller
+/// who sees the same rows it was made from.
+fn scoped_key(key: &[u8], caller: &Caller) -> Vec<u8> {
+    let mut scope = caller.workspace_strings();
+    scope.sort();
+    let mut hash = Sha256::new();
+    hash.update(key);
+    for ws in scope {
+        hash.update(b"\n");
+        hash.update(ws.as_bytes());
+    }
+    hash.finalize().to_vec()
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Result<Query<RawListParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<ListPage>, Problem> {
+    let Query(raw) = params.map_err(|e| Problem::invalid_field("query", e.body_text()))?;
+    let request = query::parse_list_params(&raw).map_err(Problem::invalid)?;
+    let key = scoped_key(&state.cursor_key, &caller);
+    let page = query::list_deploys(&state.pool, &caller.workspaces, &request, &key).await?;
+    Ok(Json(page))
+}
