@@ -12,11 +12,23 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{self, ApiSettings, AppState};
 use crate::bus::Bus;
 use crate::catalog::CatalogFeed;
-use crate::projector;
-use crate::read_model;
+use crate::hosting::local::LocalHosting;
+use crate::hosting::DeployTarget;
 use crate::store::commands::Commands;
 use crate::store::db::{self, DbOptions};
 use crate::store::log::LogSignals;
+use crate::worker::{Worker, WorkerSettings};
+use crate::{projector, read_model, relay};
+
+/// Where deploys go.
+#[derive(Debug, Clone, Default)]
+pub enum TargetSettings {
+    /// deployd stores the files and serves them (the default).
+    #[default]
+    Local,
+    /// Cloudflare Pages Direct Upload.
+    Cloudflare(crate::hosting::cloudflare::CloudflareSettings),
+}
 
 /// Everything `deployd serve` is configured with.
 #[derive(Debug, Clone)]
@@ -31,6 +43,107 @@ pub struct Settings {
     /// Base of the URLs deployd hands out; `http://<listen>` when unset.
     pub public_url: Option<String>,
     pub api: ApiSettings,
+    /// Run the saga worker in this process (`serve --no-worker` turns it off).
+    pub run_worker: bool,
+    pub worker: WorkerSettings,
+    pub target: TargetSettings,
+}
+
+/// What every role of the process shares: the pool, NATS, the wake-ups and
+/// the command path.
+pub struct Core {
+    pub pool: sqlx::PgPool,
+    pub bus: Bus,
+    pub signals: LogSignals,
+    pub commands: Arc<Commands>,
+}
+
+impl Core {
+    pub async fn connect(
+        settings: &Settings,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Core> {
+        let pool = db::connect_and_migrate(&settings.database_url, &settings.db).await?;
+        let bus = Bus::connect(&settings.nats_url, &settings.nats_prefix).await?;
+        let signals = LogSignals::listen(&pool, shutdown.clone()).await?;
+        let commands = Arc::new(Commands::new(pool.clone()));
+        Ok(Core {
+            pool,
+            bus,
+            signals,
+            commands,
+        })
+    }
+
+    /// The deploy target and, for local hosting, the local store.
+    pub fn target(
+        settings: &Settings,
+        public_url: &str,
+    ) -> anyhow::Result<(Arc<dyn DeployTarget>, Option<Arc<LocalHosting>>)> {
+        Ok(match &settings.target {
+            TargetSettings::Local => {
+                let local = Arc::new(LocalHosting::new(settings.data_dir.clone(), public_url));
+                (local.clone() as Arc<dyn DeployTarget>, Some(local))
+            }
+            TargetSettings::Cloudflare(cf) => (
+                Arc::new(crate::hosting::cloudflare::CloudflarePages::new(
+                    cf.clone(),
+                )?) as Arc<dyn DeployTarget>,
+                None,
+            ),
+        })
+    }
+
+    /// A worker for this process.
+    pub fn worker(&self, settings: &Settings, target: Arc<dyn DeployTarget>) -> Arc<Worker> {
+        let mut worker_settings = settings.worker.clone();
+        worker_settings.data_dir = settings.data_dir.clone();
+        Arc::new(Worker::new(
+            self.commands.clone(),
+            self.signals.clone(),
+            target,
+            worker_settings,
+        ))
+    }
+}
+
+/// Runs the saga worker alone (`deployd worker`) until `shutdown`.
+pub async fn run_worker(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let core = Core::connect(&settings, &shutdown).await?;
+    std::fs::create_dir_all(&settings.data_dir)?;
+    let public_url = settings
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", settings.listen));
+    let (target, _) = Core::target(&settings, &public_url)?;
+    tracing::info!(target = target.name(), "worker started");
+    core.worker(&settings, target)
+        .run(core.bus.clone(), shutdown)
+        .await;
+    Ok(())
+}
+
+/// Runs the relay alone (`deployd relay`) until `shutdown`, after moving it
+/// back to `from` when given.
+pub async fn run_relay(
+    settings: Settings,
+    from: Option<i64>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let core = Core::connect(&settings, &shutdown).await?;
+    core.bus.events_stream().await?;
+    if let Some(position) = from {
+        relay::rewind(&core.pool, position).await?;
+        tracing::info!(position, "relay moved back; republishing");
+    }
+    relay::run(
+        core.pool.clone(),
+        core.bus.clone(),
+        core.signals.clone(),
+        shutdown,
+    )
+    .await;
+    Ok(())
 }
 
 /// A server, bound and ready to run.
@@ -47,8 +160,15 @@ impl Application {
     /// NATS, binds the listener and starts the background workers.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let shutdown = CancellationToken::new();
-        let pool = db::connect_and_migrate(&settings.database_url, &settings.db).await?;
-        let bus = Bus::connect(&settings.nats_url, &settings.nats_prefix).await?;
+        let core = Core::connect(&settings, &shutdown).await?;
+        let Core {
+            pool,
+            bus,
+            signals,
+            commands,
+        } = &core;
+        let (pool, bus, signals, commands) =
+            (pool.clone(), bus.clone(), signals.clone(), commands.clone());
         std::fs::create_dir_all(&settings.data_dir).with_context(|| {
             format!(
                 "creating the data directory {}",
@@ -64,9 +184,21 @@ impl Application {
             .clone()
             .unwrap_or_else(|| format!("http://{address}"));
 
-        let signals = LogSignals::listen(&pool, shutdown.clone()).await?;
-        let commands = Arc::new(Commands::new(pool.clone()));
         let mut tasks = JoinSet::new();
+        let (target, hosting) = Core::target(&settings, &public_url)?;
+        bus.events_stream().await?;
+        tasks.spawn(relay::run(
+            pool.clone(),
+            bus.clone(),
+            signals.clone(),
+            shutdown.clone(),
+        ));
+        if settings.run_worker {
+            tasks.spawn(
+                core.worker(&settings, target)
+                    .run(bus.clone(), shutdown.clone()),
+            );
+        }
         for projection in read_model::projections() {
             tasks.spawn(projector::run(
                 pool.clone(),
@@ -115,6 +247,7 @@ impl Application {
             commands,
             signals,
             settings: settings.api.clone(),
+            hosting,
         });
         tracing::info!(%address, %public_url, "deployd is listening");
         Ok(Self {

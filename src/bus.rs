@@ -5,6 +5,10 @@
 //! Subjects and streams:
 //! - `<prefix>.catalog.>` in stream `<prefix>_catalog`: upstream catalog
 //!   documents, consumed by the durable pull consumer `<prefix>_catalog`.
+//! - `<prefix>.events.<workspace>.<aggregate>.<EventType>` in stream
+//!   `<prefix>_events`: every event of the log, published by the relay
+//!   (`Nats-Msg-Id` = event id). The saga worker reads the `DeployCreated`
+//!   ones through the durable pull consumer `<prefix>_worker`.
 
 use std::time::Duration;
 
@@ -66,6 +70,53 @@ impl Bus {
 
     pub fn prefix(&self) -> &str {
         &self.prefix
+    }
+
+    /// The subject an event is published on.
+    pub fn event_subject(&self, workspace: &str, aggregate: &str, event_type: &str) -> String {
+        format!(
+            "{}.events.{workspace}.{aggregate}.{event_type}",
+            self.prefix
+        )
+    }
+
+    /// Creates (or finds) the stream of published events.
+    pub async fn events_stream(&self) -> anyhow::Result<stream::Stream> {
+        self.jetstream
+            .get_or_create_stream(stream::Config {
+                name: format!("{}_events", self.prefix),
+                subjects: vec![format!("{}.events.>", self.prefix)],
+                storage: stream::StorageType::File,
+                max_age: Duration::from_secs(30 * 24 * 3600),
+                duplicate_window: Duration::from_secs(120),
+                ..Default::default()
+            })
+            .await
+            .context("creating the events stream")
+    }
+
+    /// The worker's durable consumer: every `DeployCreated`, shared by all
+    /// worker processes.
+    pub async fn worker_consumer(
+        &self,
+        ack_wait: Duration,
+    ) -> anyhow::Result<consumer::PullConsumer> {
+        let stream = self.events_stream().await?;
+        let name = format!("{}_worker", self.prefix);
+        stream
+            .get_or_create_consumer(
+                &name,
+                consumer::pull::Config {
+                    durable_name: Some(name.clone()),
+                    filter_subject: format!("{}.events.*.Deploy.DeployCreated", self.prefix),
+                    ack_policy: consumer::AckPolicy::Explicit,
+                    ack_wait,
+                    max_deliver: -1,
+                    ..Default::default()
+                },
+            )
+            .await
+            .context("creating the worker consumer")
     }
 
     /// The subject a catalog document for `workspace` is published on.

@@ -7,12 +7,14 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::api::ApiSettings;
-use crate::app::{Application, Settings};
+use crate::app::{Application, Settings, TargetSettings};
 use crate::catalog::{self, CatalogFeed};
+use crate::hosting::cloudflare::CloudflareSettings;
 use crate::ids::WorkspaceId;
 use crate::store::commands::Commands;
 use crate::store::db::{self, DbOptions};
 use crate::tokens;
+use crate::worker::WorkerSettings;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -36,8 +38,19 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve the API, with the projectors and the catalog consumer.
+    /// Serve the API, with the projectors, the relay, the catalog consumer
+    /// and (unless --no-worker) the saga worker.
     Serve(ServeArgs),
+    /// Run the saga worker alone (any number of them may run).
+    Worker(ServeArgs),
+    /// Run the relay alone; `--from POSITION` republishes from that event.
+    Relay {
+        #[command(flatten)]
+        args: ServeArgs,
+        /// Republish from the event with this position (inclusive).
+        #[arg(long)]
+        from: Option<i64>,
+    },
     /// Apply the database migrations and exit.
     Migrate,
     /// Manage bearer tokens.
@@ -77,6 +90,71 @@ pub struct ServeArgs {
     /// Connections in the database pool.
     #[arg(long, env = "DEPLOYD_DB_POOL_SIZE", default_value_t = 16)]
     pub db_pool_size: u32,
+    /// Do not run the saga worker in this process.
+    #[arg(long, env = "DEPLOYD_NO_WORKER")]
+    pub no_worker: bool,
+    #[command(flatten)]
+    pub worker: WorkerArgs,
+}
+
+/// How deploys are run.
+#[derive(Debug, Clone, Args)]
+pub struct WorkerArgs {
+    /// Where deploys go: `local` (deployd stores and serves them) or
+    /// `cloudflare` (Pages Direct Upload; needs the CLOUDFLARE_* settings).
+    #[arg(long, env = "DEPLOYD_TARGET", default_value = "local")]
+    pub target: String,
+    /// Deploys one worker process runs at once.
+    #[arg(long, env = "DEPLOYD_WORKER_CONCURRENCY", default_value_t = 4)]
+    pub worker_concurrency: usize,
+    /// Timeout of one attempt of one step, in ms.
+    #[arg(long, env = "DEPLOYD_STEP_TIMEOUT_MS", default_value_t = 600_000)]
+    pub step_timeout_ms: u64,
+    /// Attempts of a step that fails transiently.
+    #[arg(long, env = "DEPLOYD_STEP_ATTEMPTS", default_value_t = 3)]
+    pub step_attempts: u32,
+    /// How often the sweeper re-drives deploys no worker holds, in ms.
+    #[arg(long, env = "DEPLOYD_SWEEP_INTERVAL_MS", default_value_t = 5_000)]
+    pub sweep_interval_ms: u64,
+    /// Cloudflare API base URL.
+    #[arg(
+        long,
+        env = "CLOUDFLARE_API_BASE",
+        default_value = "https://api.cloudflare.com/client/v4"
+    )]
+    pub cloudflare_api_base: String,
+    #[arg(long, env = "CLOUDFLARE_ACCOUNT_ID")]
+    pub cloudflare_account_id: Option<String>,
+    #[arg(long, env = "CLOUDFLARE_API_TOKEN", hide_env_values = true)]
+    pub cloudflare_api_token: Option<String>,
+}
+
+impl WorkerArgs {
+    fn target(&self) -> anyhow::Result<TargetSettings> {
+        match self.target.as_str() {
+            "local" => Ok(TargetSettings::Local),
+            "cloudflare" => Ok(TargetSettings::Cloudflare(CloudflareSettings {
+                api_base: self.cloudflare_api_base.clone(),
+                account_id: self.cloudflare_account_id.clone().ok_or_else(|| {
+                    anyhow::anyhow!("DEPLOYD_TARGET=cloudflare needs CLOUDFLARE_ACCOUNT_ID")
+                })?,
+                api_token: self.cloudflare_api_token.clone().ok_or_else(|| {
+                    anyhow::anyhow!("DEPLOYD_TARGET=cloudflare needs CLOUDFLARE_API_TOKEN")
+                })?,
+            })),
+            other => anyhow::bail!("DEPLOYD_TARGET must be local or cloudflare, not {other:?}"),
+        }
+    }
+
+    fn settings(&self) -> WorkerSettings {
+        WorkerSettings {
+            concurrency: self.worker_concurrency,
+            step_timeout: Duration::from_millis(self.step_timeout_ms),
+            attempts: self.step_attempts.max(1),
+            sweep_interval: Duration::from_millis(self.sweep_interval_ms),
+            ..WorkerSettings::default()
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -99,8 +177,8 @@ pub enum CatalogCommand {
 }
 
 impl ServeArgs {
-    pub fn settings(&self, database_url: &str) -> Settings {
-        Settings {
+    pub fn settings(&self, database_url: &str) -> anyhow::Result<Settings> {
+        Ok(Settings {
             database_url: database_url.to_string(),
             db: DbOptions {
                 max_connections: self.db_pool_size,
@@ -116,7 +194,10 @@ impl ServeArgs {
                 request_timeout: Duration::from_millis(self.request_timeout_ms),
                 ..ApiSettings::default()
             },
-        }
+            run_worker: !self.no_worker,
+            worker: self.worker.settings(),
+            target: self.worker.target()?,
+        })
     }
 }
 
@@ -141,7 +222,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     use std::process::ExitCode;
     match cli.command {
         Command::Serve(args) => {
-            let app = Application::build(args.settings(&cli.database_url)).await?;
+            let app = Application::build(args.settings(&cli.database_url)?).await?;
             let shutdown = app.shutdown_token();
             tokio::spawn(async move {
                 stop_signal().await;
@@ -149,6 +230,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 shutdown.cancel();
             });
             app.run_until_stopped().await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Worker(args) => {
+            let shutdown = tokio_util::sync::CancellationToken::new();
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                stop_signal().await;
+                tracing::info!("stopping: finishing the steps in flight");
+                stop.cancel();
+            });
+            crate::app::run_worker(args.settings(&cli.database_url)?, shutdown).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Relay { args, from } => {
+            let shutdown = tokio_util::sync::CancellationToken::new();
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                stop_signal().await;
+                stop.cancel();
+            });
+            crate::app::run_relay(args.settings(&cli.database_url)?, from, shutdown).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate => {

@@ -51,6 +51,11 @@ macro_rules! prefixed_id {
             pub fn ulid(&self) -> Ulid {
                 self.0
             }
+
+            /// The id with this ULID (ids derived from another id).
+            pub fn from_ulid(ulid: Ulid) -> Self {
+                Self(ulid)
+            }
         }
 
         impl fmt::Display for $name {

@@ -10,6 +10,7 @@ pub mod deploys;
 pub mod idempotency;
 pub mod list;
 pub mod problem;
+pub mod sites;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,6 +62,8 @@ pub struct Inner {
     pub signals: LogSignals,
     pub cursor_key: Vec<u8>,
     pub settings: ApiSettings,
+    /// Set when deploys are hosted locally: the sites are served here.
+    pub hosting: Option<Arc<crate::hosting::local::LocalHosting>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -121,6 +124,12 @@ pub fn router(state: AppState) -> Router {
         .route("/api/deploys/{id}/cancel", post(deploys::cancel))
         .route("/api/deploys/{id}/events", get(deploys::events))
         .route("/healthz", get(healthz))
+        .route("/preview/{deploy}", get(sites::add_slash))
+        .route("/preview/{deploy}/", get(sites::preview_root))
+        .route("/preview/{deploy}/{*path}", get(sites::preview))
+        .route("/live/{entity}", get(sites::add_slash))
+        .route("/live/{entity}/", get(sites::live_root))
+        .route("/live/{entity}/{*path}", get(sites::live))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

@@ -13,7 +13,10 @@ use anyhow::Context;
 use sqlx::PgPool;
 
 use crate::api::problem::FieldError;
-use crate::domain::catalog::{CatalogError, RecordBuild, UpsertEntity};
+use crate::domain::catalog::{BuildEvent, CatalogError, EntityEvent, RecordBuild, UpsertEntity};
+use crate::domain::deploy::{CreateDeploy, DeployCommand, DeployError};
+use crate::domain::Trigger;
+use crate::ids::DeployId;
 use crate::projector;
 use crate::read_model::CatalogProjection;
 use crate::store::commands::{CommandError, CommandMeta, Commands};
@@ -86,10 +89,18 @@ impl CatalogFeed {
                 self.commands.entity(&id, UpsertEntity(e), &meta).await
             }
             CatalogDocument::Build(b) => {
-                let recorded = b.recorded();
-                self.check_entity_workspace(recorded).await?;
+                let recorded = b.recorded().clone();
+                self.check_entity_workspace(&recorded).await?;
                 let id = recorded.build_id.to_string();
-                self.commands.build(&id, RecordBuild(b), &meta).await
+                let succeeded = matches!(b, BuildEvent::BuildSucceeded(_));
+                let result = self.commands.build(&id, RecordBuild(b), &meta).await;
+                if result.is_ok() && succeeded {
+                    // Also on a redelivery: the deploy's id comes from the
+                    // upstream event, so this makes at most one.
+                    let head = self.auto_deploy(&recorded, &meta).await?;
+                    return Ok(result.unwrap_or_default().max(head));
+                }
+                result
             }
         };
         result.map_err(|e| match e {
@@ -101,6 +112,65 @@ impl CatalogFeed {
             }
             other => Rejection::Failed(anyhow::anyhow!(other.to_string())),
         })
+    }
+
+    /// A successful build of an entity's default version, when the entity
+    /// has auto-deploy on, makes a deploy with trigger `auto` whose
+    /// `sourceEventId` is the upstream event. The deploy's id is derived
+    /// from that event's id, so one upstream event makes at most one deploy
+    /// however often it is delivered. The entity is read from its own
+    /// events, not the read model, so a build that arrives right after its
+    /// entity is judged on the entity as recorded.
+    async fn auto_deploy(
+        &self,
+        build: &crate::domain::catalog::BuildRecorded,
+        meta: &CommandMeta,
+    ) -> Result<LogPosition, Rejection> {
+        let events = crate::store::log::read_stream(
+            self.pool(),
+            "Entity",
+            &build.entity_id.to_string(),
+            0,
+            i64::MAX,
+        )
+        .await
+        .map_err(|e| Rejection::Failed(e.into()))?;
+        let Some(last) = events.last() else {
+            return Ok(LogPosition::START);
+        };
+        let EntityEvent::EntityUpserted(entity) = serde_json::from_value(last.payload.clone())
+            .map_err(|e| Rejection::Failed(e.into()))?;
+        if !entity.auto_deploy
+            || entity.default_version_id != Some(build.version_id)
+            || entity.workspace_id != build.workspace_id
+        {
+            return Ok(LogPosition::START);
+        }
+        let deploy_id = DeployId::from_ulid(build.source_event_id.ulid());
+        let command = DeployCommand::Create(CreateDeploy {
+            deploy_id,
+            workspace_id: build.workspace_id,
+            entity_id: build.entity_id,
+            build_id: build.build_id,
+            trigger: Trigger::Auto,
+            source_event_id: Some(build.source_event_id),
+            metadata: serde_json::Map::new(),
+            created_by: "system".into(),
+            at: crate::time::now(),
+        });
+        let meta = CommandMeta {
+            actor: "system".into(),
+            ..meta.clone()
+        };
+        match self
+            .commands
+            .deploy(&deploy_id.to_string(), command, &meta)
+            .await
+        {
+            Ok(head) => Ok(head),
+            Err(CommandError::Domain(DeployError::AlreadyExists)) => Ok(LogPosition::START),
+            Err(other) => Err(Rejection::Failed(anyhow::anyhow!(other.to_string()))),
+        }
     }
 
     /// A build must name an entity of its own workspace (when the entity is

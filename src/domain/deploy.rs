@@ -36,6 +36,9 @@ pub enum DeployCommand {
     },
     CompleteStep {
         step: String,
+        /// What the step produced that later steps or the deploy need
+        /// (the promote step's URLs), recorded with the event.
+        output: Option<serde_json::Value>,
         at: DateTime<Utc>,
     },
     FailStep {
@@ -129,6 +132,9 @@ pub struct StepStarted {
 #[serde(rename_all = "camelCase")]
 pub struct StepCompleted {
     pub step: String,
+    /// What the step produced (the promote step: `{previewUrl, productionUrl}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<serde_json::Value>,
     #[serde(with = "crate::time::rfc3339")]
     #[schemars(with = "String")]
     pub at: DateTime<Utc>,
@@ -242,6 +248,7 @@ pub enum DeployError {
 pub struct Step {
     pub name: String,
     pub status: StepStatus,
+    pub output: Option<serde_json::Value>,
 }
 
 /// The state a decision needs, folded from the deploy's events.
@@ -335,7 +342,7 @@ impl Deploy {
                     }),
                 }
             }
-            C::CompleteStep { step, at } => {
+            C::CompleteStep { step, output, at } => {
                 let current = self.step(&step)?;
                 match (current.status, status) {
                     (StepStatus::Completed | StepStatus::Discarded, _) => Ok(vec![]),
@@ -347,7 +354,11 @@ impl Deploy {
                         })])
                     }
                     (StepStatus::Running, S::Running) => {
-                        Ok(vec![DeployEvent::StepCompleted(StepCompleted { step, at })])
+                        Ok(vec![DeployEvent::StepCompleted(StepCompleted {
+                            step,
+                            output,
+                            at,
+                        })])
                     }
                     (StepStatus::Running, terminal) => Err(DeployError::Terminal(terminal)),
                     (other, _) => Err(DeployError::StepOutOfOrder {
@@ -444,6 +455,7 @@ impl Aggregate for Deploy {
                     .map(|name| Step {
                         name: name.clone(),
                         status: StepStatus::Pending,
+                        output: None,
                     })
                     .collect();
                 self.status = Some(DeployStatus::Pending);
@@ -458,6 +470,7 @@ impl Aggregate for Deploy {
             DeployEvent::StepCompleted(e) => {
                 if let Some(s) = self.step_mut(&e.step) {
                     s.status = StepStatus::Completed;
+                    s.output = e.output;
                 }
             }
             DeployEvent::StepFailed(e) => {
@@ -539,6 +552,7 @@ mod tests {
     fn step_completed(step: &str) -> DeployEvent {
         DeployEvent::StepCompleted(StepCompleted {
             step: step.into(),
+            output: None,
             at: t(3),
         })
     }
@@ -665,6 +679,7 @@ mod tests {
             ])
             .when(DeployCommand::CompleteStep {
                 step: "prepare".into(),
+                output: None,
                 at: t(3),
             })
             .then_expect_events(vec![]);
@@ -693,6 +708,7 @@ mod tests {
             ])
             .when(DeployCommand::CompleteStep {
                 step: "upload".into(),
+                output: None,
                 at: t(6),
             })
             .then_expect_events(vec![DeployEvent::StepDiscarded(StepDiscarded {

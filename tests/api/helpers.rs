@@ -1,8 +1,9 @@
 use std::time::Duration;
 
 use deployd::api::ApiSettings;
-use deployd::app::{Application, Settings};
+use deployd::app::{Application, Settings, TargetSettings};
 use deployd::store::db::DbOptions;
+use deployd::worker::WorkerSettings;
 use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -56,9 +57,15 @@ pub struct TestApp {
     shutdown: CancellationToken,
     server: tokio::task::JoinHandle<anyhow::Result<()>>,
     pub data_dir: tempfile::TempDir,
+    pub worker: bool,
 }
 
-pub fn settings(database_url: &str, prefix: &str, data_dir: &std::path::Path) -> Settings {
+pub fn settings(
+    database_url: &str,
+    prefix: &str,
+    data_dir: &std::path::Path,
+    run_worker: bool,
+) -> Settings {
     Settings {
         database_url: database_url.to_string(),
         db: DbOptions {
@@ -71,15 +78,33 @@ pub fn settings(database_url: &str, prefix: &str, data_dir: &std::path::Path) ->
         data_dir: data_dir.to_path_buf(),
         public_url: None,
         api: ApiSettings::default(),
+        run_worker,
+        worker: WorkerSettings {
+            sweep_interval: Duration::from_millis(300),
+            retry_backoff: Duration::from_millis(50),
+            ..WorkerSettings::default()
+        },
+        target: TargetSettings::Local,
     }
 }
 
 impl TestApp {
+    /// The API, projectors and relay, without the saga worker: deploys stay
+    /// where the test puts them.
     pub async fn spawn() -> TestApp {
+        Self::spawn_with(false).await
+    }
+
+    /// Everything, the saga worker included.
+    pub async fn spawn_with_worker() -> TestApp {
+        Self::spawn_with(true).await
+    }
+
+    async fn spawn_with(worker: bool) -> TestApp {
         let (database, database_url) = fresh_database();
         let prefix = format!("t{}", ulid::Ulid::generate().to_string().to_lowercase());
         let data_dir = tempfile::tempdir().unwrap();
-        Self::start(database, database_url, prefix, data_dir, None).await
+        Self::start(database, database_url, prefix, data_dir, None, worker).await
     }
 
     async fn start(
@@ -88,8 +113,9 @@ impl TestApp {
         prefix: String,
         data_dir: tempfile::TempDir,
         tokens: Option<(String, String)>,
+        worker: bool,
     ) -> TestApp {
-        let app = Application::build(settings(&database_url, &prefix, data_dir.path()))
+        let app = Application::build(settings(&database_url, &prefix, data_dir.path(), worker))
             .await
             .expect("the server starts");
         let address = format!("http://127.0.0.1:{}", app.port());
@@ -115,6 +141,7 @@ impl TestApp {
             shutdown,
             server,
             data_dir,
+            worker,
         }
     }
 
@@ -133,6 +160,7 @@ impl TestApp {
             self.prefix,
             self.data_dir,
             Some((self.token, self.other_token)),
+            self.worker,
         )
         .await
     }
@@ -148,6 +176,7 @@ impl TestApp {
         if let Ok(client) = async_nats::connect(nats_url()).await {
             let js = async_nats::jetstream::new(client);
             let _ = js.delete_stream(format!("{}_catalog", self.prefix)).await;
+            let _ = js.delete_stream(format!("{}_events", self.prefix)).await;
         }
         drop_database(&self.database).await;
     }

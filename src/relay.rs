@@ -1,0 +1,205 @@
+//! The relay: a catch-up reader of the log that publishes every event to
+//! JetStream, for the saga worker and downstream subscribers.
+//!
+//! - Subject `<prefix>.events.<workspace>.<aggregate>.<EventType>`, so a
+//!   subscriber can choose by workspace and by event type.
+//! - `Nats-Msg-Id` is the event id: JetStream drops a republished event
+//!   inside its duplicate window, and a subscriber can drop one outside it.
+//! - The checkpoint moves only after JetStream acknowledged (PubAck) every
+//!   event of the batch, in the batch's transaction: a crash republishes,
+//!   it never skips. Delivery is at least once, in log order.
+//! - One active relay: a batch runs only under the relay's lock (others
+//!   stand by).
+//! - PostgreSQL stays the source of truth: `deployd relay --from POSITION`
+//!   moves the checkpoint back and republishes from there.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_nats::HeaderMap;
+use serde::Serialize;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::Bus;
+use crate::store::log::{self, LogPosition, LogSignals, StoredEvent};
+
+/// The relay's checkpoint name.
+pub const NAME: &str = "relay";
+const BATCH: i64 = 500;
+
+/// What a subscriber receives as the message body.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PublishedEvent<'a> {
+    pub event_id: &'a str,
+    /// The event's global position (`deployd relay --from` takes it).
+    pub position: i64,
+    pub workspace_id: &'a str,
+    pub aggregate_type: &'a str,
+    pub aggregate_id: &'a str,
+    /// 1, 2, 3, … within the aggregate: the order of one deploy's events.
+    pub sequence: i64,
+    #[serde(rename = "type")]
+    pub event_type: &'a str,
+    pub version: &'a str,
+    pub recorded_at: String,
+    pub metadata: &'a serde_json::Value,
+    pub data: &'a serde_json::Value,
+}
+
+/// The workspace of each event of a batch: from the event itself, or for
+/// events that do not repeat it, from the first event of its stream.
+async fn workspaces(
+    pool: &PgPool,
+    events: &[StoredEvent],
+) -> anyhow::Result<HashMap<String, String>> {
+    let mut found = HashMap::new();
+    let mut missing = Vec::new();
+    for e in events {
+        match e.data().get("workspaceId").and_then(|w| w.as_str()) {
+            Some(ws) => {
+                found.insert(
+                    format!("{}/{}", e.aggregate_type, e.aggregate_id),
+                    ws.to_string(),
+                );
+            }
+            None => missing.push((e.aggregate_type.clone(), e.aggregate_id.clone())),
+        }
+    }
+    missing.retain(|(t, id)| !found.contains_key(&format!("{t}/{id}")));
+    if !missing.is_empty() {
+        let (types, ids): (Vec<String>, Vec<String>) = missing.into_iter().unzip();
+        let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
+            "SELECT e.aggregate_type, e.aggregate_id, e.payload -> e.event_type ->> 'workspaceId' \
+             FROM events e JOIN unnest($1::text[], $2::text[]) AS s(t, id) \
+               ON e.aggregate_type = s.t AND e.aggregate_id = s.id \
+             WHERE e.sequence = 1",
+        )
+        .bind(&types)
+        .bind(&ids)
+        .fetch_all(pool)
+        .await?;
+        for (t, id, ws) in rows {
+            found.insert(format!("{t}/{id}"), ws.unwrap_or_else(|| "_".into()));
+        }
+    }
+    Ok(found)
+}
+
+/// Publishes one batch. Returns how many events went out (0: nothing to
+/// do, or another relay is active).
+pub async fn step(pool: &PgPool, bus: &Bus) -> anyhow::Result<usize> {
+    let mut tx = pool.begin().await?;
+    let Some(from) = log::try_lock_checkpoint(&mut tx, NAME).await? else {
+        return Ok(0);
+    };
+    let events = log::read_after(&mut *tx, from, BATCH).await?;
+    let Some(last) = events.last().map(|e| e.log) else {
+        return Ok(0);
+    };
+    let workspaces = workspaces(pool, &events).await?;
+    let mut acks = Vec::with_capacity(events.len());
+    for e in &events {
+        let workspace = workspaces
+            .get(&format!("{}/{}", e.aggregate_type, e.aggregate_id))
+            .map(String::as_str)
+            .unwrap_or("_");
+        let body = serde_json::to_vec(&PublishedEvent {
+            event_id: &e.event_id,
+            position: e.log.position,
+            workspace_id: workspace,
+            aggregate_type: &e.aggregate_type,
+            aggregate_id: &e.aggregate_id,
+            sequence: e.sequence,
+            event_type: &e.event_type,
+            version: &e.event_version,
+            recorded_at: crate::time::format(&e.recorded_at),
+            metadata: &e.metadata,
+            data: e.data(),
+        })?;
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", e.event_id.as_str());
+        headers.insert("Deployd-Event-Type", e.event_type.as_str());
+        headers.insert("Deployd-Event-Version", e.event_version.as_str());
+        headers.insert("Deployd-Position", e.log.position.to_string().as_str());
+        let subject = bus.event_subject(workspace, &e.aggregate_type, &e.event_type);
+        let ack = bus
+            .jetstream()
+            .publish_with_headers(subject, headers, body.into())
+            .await
+            .context("publishing an event")?;
+        acks.push(ack);
+    }
+    for ack in acks {
+        ack.await
+            .context("waiting for JetStream to acknowledge an event")?;
+    }
+    log::save_checkpoint(&mut tx, NAME, last).await?;
+    tx.commit().await?;
+    Ok(events.len())
+}
+
+/// Moves the relay back so that it republishes from the event at
+/// `position` (inclusive).
+pub async fn rewind(pool: &PgPool, position: i64) -> anyhow::Result<()> {
+    let mut tx = pool.begin().await?;
+    log::lock_checkpoint(&mut tx, NAME).await?;
+    let tx_id: Option<i64> =
+        sqlx::query_scalar("SELECT tx_id::text::bigint FROM events WHERE position = $1")
+            .bind(position)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let at = match tx_id {
+        Some(tx_id) => LogPosition {
+            tx: tx_id,
+            position: position - 1,
+        },
+        None if position <= 1 => LogPosition::START,
+        None => anyhow::bail!("no event has position {position}"),
+    };
+    log::save_checkpoint(&mut tx, NAME, at).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Keeps publishing until `shutdown`.
+pub async fn run(pool: PgPool, bus: Bus, signals: LogSignals, shutdown: CancellationToken) {
+    let mut wake = signals.events();
+    let mut failures = 0u32;
+    if let Err(error) = bus.events_stream().await {
+        tracing::warn!(
+            error = format!("{error:#}"),
+            "relay: the events stream is not ready yet"
+        );
+    }
+    while !shutdown.is_cancelled() {
+        wake.borrow_and_update();
+        match step(&pool, &bus).await {
+            Ok(0) => {
+                failures = 0;
+                tokio::select! {
+                    _ = shutdown.cancelled() => {}
+                    _ = log::wait_signal(&mut wake, Duration::from_millis(500)) => {}
+                }
+            }
+            Ok(_) => failures = 0,
+            Err(error) => {
+                failures += 1;
+                let backoff = Duration::from_millis(100 * 2u64.pow(failures.min(6)));
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    retry_in_ms = backoff.as_millis() as u64,
+                    "relay batch failed; it will be published again"
+                );
+                // The stream may have been deleted: make it again.
+                let _ = bus.events_stream().await;
+                tokio::select! {
+                    _ = shutdown.cancelled() => {}
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+            }
+        }
+    }
+}
