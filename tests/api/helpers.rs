@@ -57,14 +57,36 @@ pub struct TestApp {
     shutdown: CancellationToken,
     server: tokio::task::JoinHandle<anyhow::Result<()>>,
     pub data_dir: tempfile::TempDir,
+    pub options: Options,
+}
+
+/// How a test's server is set up.
+#[derive(Clone)]
+pub struct Options {
     pub worker: bool,
+    pub nats_url: String,
+    pub worker_settings: WorkerSettings,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            worker: false,
+            nats_url: nats_url(),
+            worker_settings: WorkerSettings {
+                sweep_interval: Duration::from_millis(300),
+                retry_backoff: Duration::from_millis(50),
+                ..WorkerSettings::default()
+            },
+        }
+    }
 }
 
 pub fn settings(
     database_url: &str,
     prefix: &str,
     data_dir: &std::path::Path,
-    run_worker: bool,
+    options: &Options,
 ) -> Settings {
     Settings {
         database_url: database_url.to_string(),
@@ -72,18 +94,14 @@ pub fn settings(
             max_connections: 8,
             ..DbOptions::default()
         },
-        nats_url: nats_url(),
+        nats_url: options.nats_url.clone(),
         nats_prefix: prefix.to_string(),
         listen: "127.0.0.1:0".into(),
         data_dir: data_dir.to_path_buf(),
         public_url: None,
         api: ApiSettings::default(),
-        run_worker,
-        worker: WorkerSettings {
-            sweep_interval: Duration::from_millis(300),
-            retry_backoff: Duration::from_millis(50),
-            ..WorkerSettings::default()
-        },
+        run_worker: options.worker,
+        worker: options.worker_settings.clone(),
         target: TargetSettings::Local,
     }
 }
@@ -92,19 +110,23 @@ impl TestApp {
     /// The API, projectors and relay, without the saga worker: deploys stay
     /// where the test puts them.
     pub async fn spawn() -> TestApp {
-        Self::spawn_with(false).await
+        Self::spawn_with(Options::default()).await
     }
 
     /// Everything, the saga worker included.
     pub async fn spawn_with_worker() -> TestApp {
-        Self::spawn_with(true).await
+        Self::spawn_with(Options {
+            worker: true,
+            ..Options::default()
+        })
+        .await
     }
 
-    async fn spawn_with(worker: bool) -> TestApp {
+    pub async fn spawn_with(options: Options) -> TestApp {
         let (database, database_url) = fresh_database();
         let prefix = format!("t{}", ulid::Ulid::generate().to_string().to_lowercase());
         let data_dir = tempfile::tempdir().unwrap();
-        Self::start(database, database_url, prefix, data_dir, None, worker).await
+        Self::start(database, database_url, prefix, data_dir, None, options).await
     }
 
     async fn start(
@@ -113,9 +135,9 @@ impl TestApp {
         prefix: String,
         data_dir: tempfile::TempDir,
         tokens: Option<(String, String)>,
-        worker: bool,
+        options: Options,
     ) -> TestApp {
-        let app = Application::build(settings(&database_url, &prefix, data_dir.path(), worker))
+        let app = Application::build(settings(&database_url, &prefix, data_dir.path(), &options))
             .await
             .expect("the server starts");
         let address = format!("http://127.0.0.1:{}", app.port());
@@ -141,7 +163,7 @@ impl TestApp {
             shutdown,
             server,
             data_dir,
-            worker,
+            options,
         }
     }
 
@@ -160,7 +182,7 @@ impl TestApp {
             self.prefix,
             self.data_dir,
             Some((self.token, self.other_token)),
-            self.worker,
+            self.options,
         )
         .await
     }
@@ -173,7 +195,7 @@ impl TestApp {
             .unwrap()
             .expect("the server stops cleanly");
         self.pool.close().await;
-        if let Ok(client) = async_nats::connect(nats_url()).await {
+        if let Ok(client) = async_nats::connect(&self.options.nats_url).await {
             let js = async_nats::jetstream::new(client);
             let _ = js.delete_stream(format!("{}_catalog", self.prefix)).await;
             let _ = js.delete_stream(format!("{}_events", self.prefix)).await;
@@ -191,6 +213,85 @@ impl TestApp {
         ));
         let text: String = documents.iter().map(|d| format!("{d}\n")).collect();
         deployd::catalog::import(&feed, text.as_bytes(), std::io::sink())
+            .await
+            .unwrap()
+    }
+
+    /// A successful build of `seeded`'s default version with these files.
+    pub async fn seed_build(&self, seeded: &Seeded, files: &[(&str, &str)]) -> String {
+        let build = format!("bld_{}", ulid::Ulid::generate());
+        let dir = self.data_dir.path().join(format!("site-{build}"));
+        for (path, content) in files {
+            let file = dir.join(path);
+            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+            std::fs::write(file, content).unwrap();
+        }
+        let report = self
+            .import(&[build_succeeded_doc(
+                WS,
+                &seeded.app,
+                &seeded.version,
+                &build,
+                dir.to_str().unwrap(),
+            )])
+            .await;
+        assert_eq!(report.rejected, 0);
+        build
+    }
+
+    /// A build of `seeded` with `count` small files (a long upload).
+    pub async fn seed_big_build(&self, seeded: &Seeded, count: usize) -> String {
+        let build = format!("bld_{}", ulid::Ulid::generate());
+        let dir = self.data_dir.path().join(format!("site-{build}"));
+        std::fs::create_dir_all(dir.join("assets")).unwrap();
+        std::fs::write(dir.join("index.html"), format!("<h1>{build}</h1>")).unwrap();
+        for i in 0..count {
+            std::fs::write(dir.join("assets").join(format!("{i}.txt")), format!("{build} {i}")).unwrap();
+        }
+        let report = self
+            .import(&[build_succeeded_doc(
+                WS,
+                &seeded.app,
+                &seeded.version,
+                &build,
+                dir.to_str().unwrap(),
+            )])
+            .await;
+        assert_eq!(report.rejected, 0);
+        build
+    }
+
+    /// The deploy's detail.
+    pub async fn detail(&self, id: &str) -> Value {
+        self.get(&format!("/api/deploys/{id}"), &self.token)
+            .await
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Polls the deploy's detail until `check` holds (30 s at most).
+    pub async fn wait_for(&self, id: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+        for _ in 0..600 {
+            let detail = self.detail(id).await;
+            if check(&detail) {
+                return detail;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("deploy {id}: {what} did not happen within 30 s: {}", self.detail(id).await);
+    }
+
+    /// Waits until the deploy is in `status`.
+    pub async fn wait_status(&self, id: &str, status: &str) -> Value {
+        self.wait_for(id, status, |d| d["status"] == status).await
+    }
+
+    /// The deploy's stored event types, in order.
+    pub async fn event_types(&self, id: &str) -> Vec<String> {
+        sqlx::query_scalar("SELECT event_type FROM events WHERE aggregate_id = $1 ORDER BY sequence")
+            .bind(id)
+            .fetch_all(&self.pool)
             .await
             .unwrap()
     }

@@ -8,3 +8,4 @@ mod create;
 mod deploys;
 mod list;
 mod log;
+mod saga;
