@@ -246,7 +246,11 @@ impl TestApp {
         std::fs::create_dir_all(dir.join("assets")).unwrap();
         std::fs::write(dir.join("index.html"), format!("<h1>{build}</h1>")).unwrap();
         for i in 0..count {
-            std::fs::write(dir.join("assets").join(format!("{i}.txt")), format!("{build} {i}")).unwrap();
+            std::fs::write(
+                dir.join("assets").join(format!("{i}.txt")),
+                format!("{build} {i}"),
+            )
+            .unwrap();
         }
         let report = self
             .import(&[build_succeeded_doc(
@@ -279,7 +283,10 @@ impl TestApp {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("deploy {id}: {what} did not happen within 30 s: {}", self.detail(id).await);
+        panic!(
+            "deploy {id}: {what} did not happen within 30 s: {}",
+            self.detail(id).await
+        );
     }
 
     /// Waits until the deploy is in `status`.
@@ -289,11 +296,13 @@ impl TestApp {
 
     /// The deploy's stored event types, in order.
     pub async fn event_types(&self, id: &str) -> Vec<String> {
-        sqlx::query_scalar("SELECT event_type FROM events WHERE aggregate_id = $1 ORDER BY sequence")
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await
-            .unwrap()
+        sqlx::query_scalar(
+            "SELECT event_type FROM events WHERE aggregate_id = $1 ORDER BY sequence",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .unwrap()
     }
 
     /// An app with one successful build of its default version, in `ws`.

@@ -8,4 +8,5 @@ mod create;
 mod deploys;
 mod list;
 mod log;
+mod resilience;
 mod saga;

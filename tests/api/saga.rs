@@ -71,16 +71,29 @@ async fn a_deploy_completes_and_its_urls_serve_the_builds_files() {
         assert_eq!(status, StatusCode::OK);
         assert!(content_type.starts_with("text/css"));
         assert_eq!(fetch(&app, &format!("{base}docs")).await.2, "docs");
-        assert_eq!(fetch(&app, &format!("{base}missing.js")).await.0, StatusCode::NOT_FOUND);
-        assert_eq!(fetch(&app, &format!("{base}%2e%2e/secret")).await.0, StatusCode::NOT_FOUND);
+        assert_eq!(
+            fetch(&app, &format!("{base}missing.js")).await.0,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            fetch(&app, &format!("{base}%2e%2e/secret")).await.0,
+            StatusCode::NOT_FOUND
+        );
     }
     // Each step completed exactly once, in order.
     let types = app.event_types(&id).await;
     assert_eq!(
         types,
         vec![
-            "DeployCreated", "DeployStarted", "StepStarted", "StepCompleted", "StepStarted",
-            "StepCompleted", "StepStarted", "StepCompleted", "DeployCompleted"
+            "DeployCreated",
+            "DeployStarted",
+            "StepStarted",
+            "StepCompleted",
+            "StepStarted",
+            "StepCompleted",
+            "StepStarted",
+            "StepCompleted",
+            "DeployCompleted"
         ]
     );
     app.stop().await;
@@ -101,8 +114,14 @@ async fn a_second_deploy_switches_production_and_leaves_the_first_preview_intact
     let second = app.wait_status(&second, "completed").await;
     assert_eq!(second["sequenceNumber"], 2);
     assert_eq!(fetch(&app, &production).await.2, "two");
-    assert_eq!(fetch(&app, first["previewUrl"].as_str().unwrap()).await.2, "one");
-    assert_eq!(fetch(&app, second["previewUrl"].as_str().unwrap()).await.2, "two");
+    assert_eq!(
+        fetch(&app, first["previewUrl"].as_str().unwrap()).await.2,
+        "one"
+    );
+    assert_eq!(
+        fetch(&app, second["previewUrl"].as_str().unwrap()).await.2,
+        "two"
+    );
     app.stop().await;
 }
 
@@ -120,7 +139,11 @@ async fn a_deploy_waits_for_the_running_one_of_its_entity_and_a_pending_cancel_s
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(app.detail(&waiting).await["status"], "pending");
     let cancel = app
-        .post(&format!("/api/deploys/{waiting}/cancel"), &app.token, json!({"reason": "superseded"}))
+        .post(
+            &format!("/api/deploys/{waiting}/cancel"),
+            &app.token,
+            json!({"reason": "superseded"}),
+        )
         .await;
     assert_eq!(cancel.status(), StatusCode::OK);
     assert_eq!(app.detail(&waiting).await["status"], "cancelled");
@@ -130,7 +153,10 @@ async fn a_deploy_waits_for_the_running_one_of_its_entity_and_a_pending_cancel_s
     let cancelled = app.detail(&waiting).await;
     assert_eq!(cancelled["status"], "cancelled");
     assert!(steps(&cancelled).iter().all(|(_, s)| s == "skipped"));
-    assert_eq!(app.event_types(&waiting).await, vec!["DeployCreated", "DeployCancelled"]);
+    assert_eq!(
+        app.event_types(&waiting).await,
+        vec!["DeployCreated", "DeployCancelled"]
+    );
     // The deploys ran in order: the third started after the first ended.
     let first = app.detail(&running).await;
     let last = app.detail(&third).await;
@@ -144,10 +170,16 @@ async fn cancel_during_a_20000_file_upload_stays_cancelled_and_never_goes_live()
     let seeded = app.seed_app(WS).await;
     let big = app.seed_big_build(&seeded, 20_000).await;
     let id = app.create(&big).await["id"].as_str().unwrap().to_string();
-    app.wait_for(&id, "upload running", |d| step_status(d, "upload") == "running")
-        .await;
+    app.wait_for(&id, "upload running", |d| {
+        step_status(d, "upload") == "running"
+    })
+    .await;
     let cancel = app
-        .post(&format!("/api/deploys/{id}/cancel"), &app.token, json!({"reason": "stop"}))
+        .post(
+            &format!("/api/deploys/{id}/cancel"),
+            &app.token,
+            json!({"reason": "stop"}),
+        )
         .await;
     assert_eq!(cancel.status(), StatusCode::OK);
     // At once in the log; the upload in flight goes on.
@@ -157,7 +189,9 @@ async fn cancel_during_a_20000_file_upload_stays_cancelled_and_never_goes_live()
     assert_eq!(step_status(&now, "promote"), "skipped");
 
     let after = app
-        .wait_for(&id, "upload discarded", |d| step_status(d, "upload") == "discarded")
+        .wait_for(&id, "upload discarded", |d| {
+            step_status(d, "upload") == "discarded"
+        })
         .await;
     assert_eq!(after["status"], "cancelled");
     assert_eq!(after["productionUrl"], Value::Null);
@@ -176,12 +210,21 @@ async fn a_build_that_cannot_be_read_fails_the_deploy_with_a_clear_error() {
     let app = TestApp::spawn_with_worker().await;
     let seeded = app.seed_app(WS).await;
     let gone = format!("bld_{}", ulid::Ulid::generate());
-    app.import(&[build_succeeded_doc(WS, &seeded.app, &seeded.version, &gone, "/nonexistent/deployd/site")])
-        .await;
+    app.import(&[build_succeeded_doc(
+        WS,
+        &seeded.app,
+        &seeded.version,
+        &gone,
+        "/nonexistent/deployd/site",
+    )])
+    .await;
     let id = app.create(&gone).await["id"].as_str().unwrap().to_string();
     let failed = app.wait_status(&id, "failed").await;
     let error = failed["error"].as_str().unwrap();
-    assert!(error.starts_with("prepare: artifact directory /nonexistent/deployd/site does not exist"), "{error}");
+    assert!(
+        error.starts_with("prepare: artifact directory /nonexistent/deployd/site does not exist"),
+        "{error}"
+    );
     assert_eq!(
         steps(&failed),
         vec![
@@ -212,7 +255,10 @@ async fn a_step_that_keeps_timing_out_is_retried_then_fails_the_deploy() {
     let id = app.create(&big).await["id"].as_str().unwrap().to_string();
     let failed = app.wait_status(&id, "failed").await;
     let error = failed["error"].as_str().unwrap();
-    assert!(error.contains("timed out") && error.contains("after 2 attempts"), "{error}");
+    assert!(
+        error.contains("timed out") && error.contains("after 2 attempts"),
+        "{error}"
+    );
     app.stop().await;
 }
 
@@ -229,17 +275,31 @@ async fn a_successful_build_of_an_auto_deploy_entity_deploys_once_per_upstream_e
     app.import(&[entity, built.clone(), built.clone()]).await;
     let client = async_nats::connect(nats_url()).await.unwrap();
     async_nats::jetstream::new(client)
-        .publish(format!("{}.catalog.{WS}.build", app.prefix), built.to_string().into())
+        .publish(
+            format!("{}.catalog.{WS}.build", app.prefix),
+            built.to_string().into(),
+        )
         .await
         .unwrap()
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     // A build of another version deploys nothing.
-    let other = build_succeeded_doc(WS, &app_id, "ver_01JDQ2V7C8X3ZJ8Q6Y0W6H4K5M", &format!("bld_{}", ulid::Ulid::generate()), "/srv/x");
+    let other = build_succeeded_doc(
+        WS,
+        &app_id,
+        "ver_01JDQ2V7C8X3ZJ8Q6Y0W6H4K5M",
+        &format!("bld_{}", ulid::Ulid::generate()),
+        "/srv/x",
+    );
     app.import(&[other]).await;
 
-    let page: Value = app.get("/api/deploys", &app.token).await.json().await.unwrap();
+    let page: Value = app
+        .get("/api/deploys", &app.token)
+        .await
+        .json()
+        .await
+        .unwrap();
     let rows = page["data"].as_array().unwrap();
     assert_eq!(rows.len(), 1, "{page}");
     assert_eq!(rows[0]["trigger"], "auto");
