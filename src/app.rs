@@ -49,6 +49,9 @@ pub struct Settings {
     pub target: TargetSettings,
 }
 
+/// The deploy target, and the local store when hosting is local.
+pub type Targets = (Arc<dyn DeployTarget>, Option<Arc<LocalHosting>>);
+
 /// What every role of the process shares: the pool, NATS, the wake-ups and
 /// the command path.
 pub struct Core {
@@ -79,7 +82,7 @@ impl Core {
     pub fn target(
         settings: &Settings,
         public_url: &str,
-    ) -> anyhow::Result<(Arc<dyn DeployTarget>, Option<Arc<LocalHosting>>)> {
+    ) -> anyhow::Result<Targets> {
         Ok(match &settings.target {
             TargetSettings::Local => {
                 let local = Arc::new(LocalHosting::new(settings.data_dir.clone(), public_url));
