@@ -229,6 +229,8 @@ impl Application {
                 }
             });
         }
+        crate::telemetry::handle();
+        tasks.spawn(crate::telemetry::run_collector(pool.clone(), shutdown.clone()));
         {
             let (pool, shutdown) = (pool.clone(), shutdown.clone());
             tasks.spawn(async move {
@@ -249,8 +251,13 @@ impl Application {
             pool,
             commands,
             signals,
+            limiter: api::ratelimit::RateLimiter::new(
+                settings.api.rate_limit_per_second,
+                settings.api.rate_limit_burst,
+            ),
             settings: settings.api.clone(),
             hosting,
+            nats: bus.client().clone(),
         });
         tracing::info!(%address, %public_url, "deployd is listening");
         Ok(Self {

@@ -90,6 +90,15 @@ pub struct ServeArgs {
     /// Connections in the database pool.
     #[arg(long, env = "DEPLOYD_DB_POOL_SIZE", default_value_t = 16)]
     pub db_pool_size: u32,
+    /// Requests per second per token (0: no limit).
+    #[arg(long, env = "DEPLOYD_RATE_LIMIT", default_value_t = 100)]
+    pub rate_limit: u32,
+    /// Requests a token may burst above its rate.
+    #[arg(long, env = "DEPLOYD_RATE_BURST", default_value_t = 200)]
+    pub rate_burst: u32,
+    /// Largest request body, in bytes.
+    #[arg(long, env = "DEPLOYD_BODY_LIMIT", default_value_t = 65_536)]
+    pub body_limit: usize,
     /// Do not run the saga worker in this process.
     #[arg(long, env = "DEPLOYD_NO_WORKER")]
     pub no_worker: bool,
@@ -192,7 +201,9 @@ impl ServeArgs {
             api: ApiSettings {
                 projection_wait: Duration::from_millis(self.projection_wait_ms),
                 request_timeout: Duration::from_millis(self.request_timeout_ms),
-                ..ApiSettings::default()
+                body_limit: self.body_limit,
+                rate_limit_per_second: self.rate_limit,
+                rate_limit_burst: self.rate_burst,
             },
             run_worker: !self.no_worker,
             worker: self.worker.settings(),

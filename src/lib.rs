@@ -16,6 +16,7 @@ pub mod read_model;
 pub mod relay;
 pub mod schemas;
 pub mod store;
+pub mod telemetry;
 pub mod time;
 pub mod tokens;
 pub mod worker;

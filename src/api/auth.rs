@@ -26,9 +26,14 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or_else(|| {
                 Problem::unauthorized("the Authorization header must be: Bearer <token>")
             })?;
-        tokens::authenticate(&state.pool, secret)
+        let caller = tokens::authenticate(&state.pool, secret)
             .await?
-            .ok_or_else(|| Problem::unauthorized("unknown or revoked token"))
+            .ok_or_else(|| Problem::unauthorized("unknown or revoked token"))?;
+        state
+            .limiter
+            .check(&caller.token_id)
+            .map_err(Problem::too_many_requests)?;
+        Ok(caller)
     }
 }
 

@@ -10,6 +10,7 @@ pub mod deploys;
 pub mod idempotency;
 pub mod list;
 pub mod problem;
+pub mod ratelimit;
 pub mod sites;
 
 use std::sync::Arc;
@@ -40,6 +41,9 @@ pub struct ApiSettings {
     pub request_timeout: Duration,
     /// Largest request body.
     pub body_limit: usize,
+    /// Requests per second per token (0: no limit), and the burst above it.
+    pub rate_limit_per_second: u32,
+    pub rate_limit_burst: u32,
 }
 
 impl Default for ApiSettings {
@@ -48,6 +52,8 @@ impl Default for ApiSettings {
             projection_wait: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             body_limit: 64 * 1024,
+            rate_limit_per_second: 100,
+            rate_limit_burst: 200,
         }
     }
 }
@@ -64,6 +70,9 @@ pub struct Inner {
     pub settings: ApiSettings,
     /// Set when deploys are hosted locally: the sites are served here.
     pub hosting: Option<Arc<crate::hosting::local::LocalHosting>>,
+    pub limiter: ratelimit::RateLimiter,
+    /// For `/readyz`.
+    pub nats: async_nats::Client,
 }
 
 impl std::ops::Deref for AppState {
@@ -110,8 +119,45 @@ impl MakeRequestId for RequestUlid {
     }
 }
 
+/// The process is up.
 async fn healthz() -> &'static str {
     "ok"
+}
+
+/// The database answers with every migration applied, and NATS is
+/// connected.
+async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let expected = crate::store::db::MIGRATOR
+        .iter()
+        .map(|m| m.version)
+        .max()
+        .unwrap_or(0);
+    let applied: Result<Option<i64>, _> = sqlx::query_scalar(
+        "SELECT max(version) FROM _sqlx_migrations WHERE success",
+    )
+    .fetch_one(&state.pool)
+    .await;
+    let database = match applied {
+        Ok(Some(v)) if v >= expected => "ok".to_string(),
+        Ok(_) => "migrations not applied".to_string(),
+        Err(e) => format!("unreachable: {e}"),
+    };
+    let nats = match state.nats.connection_state() {
+        async_nats::connection::State::Connected => "ok".to_string(),
+        other => format!("{other:?}").to_lowercase(),
+    };
+    let ready = database == "ok" && nats == "ok";
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        axum::Json(serde_json::json!({"ready": ready, "database": database, "nats": nats})),
+    )
+        .into_response()
 }
 
 /// The router with its middleware.
@@ -124,6 +170,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/deploys/{id}/cancel", post(deploys::cancel))
         .route("/api/deploys/{id}/events", get(deploys::events))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(crate::telemetry::render))
         .route("/preview/{deploy}", get(sites::add_slash))
         .route("/preview/{deploy}/", get(sites::preview_root))
         .route("/preview/{deploy}/{*path}", get(sites::preview))
@@ -139,7 +187,22 @@ pub fn router(state: AppState) -> Router {
             settings.request_timeout,
         ))
         .layer(CatchPanicLayer::new())
+        .layer(axum::middleware::from_fn(crate::telemetry::http_metrics))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(
+            |request: &axum::http::Request<axum::body::Body>| {
+                let request_id = request
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                tracing::info_span!(
+                    "request",
+                    method = %request.method(),
+                    uri = %request.uri().path(),
+                    request_id,
+                )
+            },
+        ))
         .layer(SetRequestIdLayer::new(request_id, RequestUlid))
 }

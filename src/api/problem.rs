@@ -115,6 +115,18 @@ impl Problem {
         )
     }
 
+    /// 429 with `Retry-After` (whole seconds, at least 1).
+    pub fn too_many_requests(retry_after: std::time::Duration) -> Self {
+        let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+        let mut p = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many requests",
+            format!("this token is over its rate limit; retry in {seconds} s"),
+        );
+        p.headers.push((header::RETRY_AFTER, HeaderValue::from(seconds)));
+        p
+    }
+
     /// 500: logged here, answered without detail.
     pub fn internal(error: impl std::fmt::Display) -> Self {
         tracing::error!(%error, "request failed");

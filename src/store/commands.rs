@@ -140,6 +140,10 @@ impl Commands {
         A::Command: Clone,
     {
         let mut attempt = 0;
+        let outcome = |o: &'static str| {
+            metrics::counter!("deployd_commands_total", "aggregate" => A::TYPE, "outcome" => o)
+                .increment(1)
+        };
         loop {
             attempt += 1;
             match framework
@@ -147,15 +151,27 @@ impl Commands {
                 .await
             {
                 Ok(()) => break,
-                Err(AggregateError::UserError(e)) => return Err(CommandError::Domain(e)),
+                Err(AggregateError::UserError(e)) => {
+                    outcome("refused");
+                    return Err(CommandError::Domain(e));
+                }
                 Err(AggregateError::AggregateConflict) if attempt < ATTEMPTS => {
+                    metrics::counter!("deployd_command_conflicts_total", "aggregate" => A::TYPE)
+                        .increment(1);
                     let backoff = rand::rng().random_range(5..25u64) * u64::from(attempt);
                     tokio::time::sleep(Duration::from_millis(backoff)).await;
                 }
-                Err(AggregateError::AggregateConflict) => return Err(CommandError::Conflict),
-                Err(other) => return Err(CommandError::Store(other.to_string())),
+                Err(AggregateError::AggregateConflict) => {
+                    outcome("conflict");
+                    return Err(CommandError::Conflict);
+                }
+                Err(other) => {
+                    outcome("error");
+                    return Err(CommandError::Store(other.to_string()));
+                }
             }
         }
+        outcome("ok");
         log::stream_head(&self.pool, A::TYPE, id)
             .await
             .map_err(|e| CommandError::Store(e.to_string()))

@@ -393,6 +393,23 @@ impl Worker {
         step: &str,
         heartbeat: &(dyn Fn() + Send + Sync),
     ) -> Result<Option<Value>, StepError> {
+        let started = std::time::Instant::now();
+        let result = self.run_step_attempts(created, step, heartbeat).await;
+        metrics::histogram!(
+            "deployd_step_duration_seconds",
+            "step" => step.to_string(),
+            "outcome" => if result.is_ok() { "completed" } else { "failed" }
+        )
+        .record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn run_step_attempts(
+        &self,
+        created: &DeployCreated,
+        step: &str,
+        heartbeat: &(dyn Fn() + Send + Sync),
+    ) -> Result<Option<Value>, StepError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -454,6 +471,9 @@ impl Worker {
     }
 
     async fn handle_message(&self, message: &async_nats::jetstream::Message) -> AckKind {
+        if message.info().map(|i| i.delivered > 1).unwrap_or(false) {
+            metrics::counter!("deployd_worker_redeliveries_total").increment(1);
+        }
         let envelope: Value = match serde_json::from_slice(&message.payload) {
             Ok(v) => v,
             Err(error) => {

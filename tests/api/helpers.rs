@@ -66,6 +66,7 @@ pub struct Options {
     pub worker: bool,
     pub nats_url: String,
     pub worker_settings: WorkerSettings,
+    pub api: ApiSettings,
 }
 
 impl Default for Options {
@@ -78,6 +79,7 @@ impl Default for Options {
                 retry_backoff: Duration::from_millis(50),
                 ..WorkerSettings::default()
             },
+            api: ApiSettings::default(),
         }
     }
 }
@@ -99,7 +101,7 @@ pub fn settings(
         listen: "127.0.0.1:0".into(),
         data_dir: data_dir.to_path_buf(),
         public_url: None,
-        api: ApiSettings::default(),
+        api: options.api.clone(),
         run_worker: options.worker,
         worker: options.worker_settings.clone(),
         target: TargetSettings::Local,

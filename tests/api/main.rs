@@ -8,5 +8,6 @@ mod create;
 mod deploys;
 mod list;
 mod log;
+mod ops;
 mod resilience;
 mod saga;

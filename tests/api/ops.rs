@@ -1,0 +1,118 @@
+//! What operators rely on: health, readiness, metrics, request ids, limits.
+
+use std::time::Duration;
+
+use deployd::api::ApiSettings;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn health_and_readiness_answer() {
+    let app = TestApp::spawn().await;
+    let health = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(body, json!({"ready": true, "database": "ok", "nats": "ok"}));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_and_status_and_report_the_read_model() {
+    let app = TestApp::spawn().await;
+    let seeded = app.seed_app(WS).await;
+    app.create(&seeded.build).await;
+    app.get("/api/deploys/dep_01JDQ2V7C8X3ZJ8Q6Y0W6H4K5M", &app.token).await;
+    let mut text = String::new();
+    // The database gauges are refreshed every 5 s.
+    for _ in 0..120 {
+        text = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        if text.contains("deployd_reader_seconds_behind{reader=\"relay\"}") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for expected in [
+        "deployd_http_requests_total{method=\"POST\",route=\"/api/deploys\",status=\"201\"}",
+        "deployd_http_requests_total{method=\"GET\",route=\"/api/deploys/{id}\",status=\"404\"}",
+        "deployd_http_request_duration_seconds_bucket{method=\"POST\",route=\"/api/deploys\",status=\"201\"",
+        "deployd_commands_total{aggregate=\"Deploy\",outcome=\"ok\"}",
+        "deployd_deploys{status=\"pending\"}",
+        "deployd_reader_events_behind{reader=\"deploys\"}",
+        "deployd_reader_seconds_behind{reader=\"relay\"}",
+        "deployd_log_head_position",
+    ] {
+        assert!(text.contains(expected), "missing {expected} in:\n{text}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_request_id_is_answered_and_carried_into_the_events() {
+    let app = TestApp::spawn().await;
+    let seeded = app.seed_app(WS).await;
+    let response = app
+        .client
+        .post(app.url("/api/deploys"))
+        .bearer_auth(&app.token)
+        .header("x-request-id", "req-from-the-client")
+        .json(&json!({"buildId": seeded.build}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-request-id"], "req-from-the-client");
+    let id = response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    let events: Vec<Value> = app
+        .get(&format!("/api/deploys/{id}/events"), &app.token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(events[0]["requestId"], "req-from-the-client");
+    // Without one, the server makes one.
+    let response = app.get("/healthz", &app.token).await;
+    assert!(response.headers()["x-request-id"].to_str().unwrap().starts_with("req_"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_token_over_its_rate_gets_429_with_retry_after_and_others_are_unaffected() {
+    let app = TestApp::spawn_with(Options {
+        api: ApiSettings {
+            rate_limit_per_second: 1,
+            rate_limit_burst: 3,
+            ..ApiSettings::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(app.get("/api/deploys", &app.token).await.status());
+    }
+    assert_eq!(&statuses[..3], &[StatusCode::OK; 3]);
+    let limited = app.get("/api/deploys", &app.token).await;
+    assert_eq!(limited.headers()["retry-after"], "1");
+    problem(limited, StatusCode::TOO_MANY_REQUESTS).await;
+    assert_eq!(app.get("/api/deploys", &app.other_token).await.status(), StatusCode::OK);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_refused() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .client
+        .post(app.url("/api/deploys"))
+        .bearer_auth(&app.token)
+        .header("content-type", "application/json")
+        .body(vec![b' '; 70 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    app.stop().await;
+}
