@@ -59,6 +59,8 @@ pub enum Command {
     /// Feed catalog documents (entities, builds).
     #[command(subcommand)]
     Catalog(CatalogCommand),
+    /// Talk to a deployd server: list, get, create, cancel, events.
+    Deploys(crate::client::ClientArgs),
 }
 
 #[derive(Debug, Args)]
@@ -264,6 +266,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             crate::app::run_relay(args.settings(&cli.database_url)?, from, shutdown).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Deploys(args) => crate::client::run(args).await,
         Command::Migrate => {
             db::connect_and_migrate(&cli.database_url, &DbOptions::default()).await?;
             println!("migrations applied");

@@ -7,6 +7,7 @@ pub mod app;
 pub mod bus;
 pub mod catalog;
 pub mod cli;
+pub mod client;
 pub mod domain;
 pub mod hosting;
 pub mod ids;

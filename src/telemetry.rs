@@ -83,7 +83,8 @@ async fn collect(pool: &PgPool) -> sqlx::Result<()> {
     .fetch_all(pool)
     .await?;
     for (reader, behind, seconds) in readers {
-        metrics::gauge!("deployd_reader_events_behind", "reader" => reader.clone()).set(behind as f64);
+        metrics::gauge!("deployd_reader_events_behind", "reader" => reader.clone())
+            .set(behind as f64);
         metrics::gauge!("deployd_reader_seconds_behind", "reader" => reader)
             .set(seconds.unwrap_or(0.0).max(0.0));
     }

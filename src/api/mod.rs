@@ -126,18 +126,19 @@ async fn healthz() -> &'static str {
 
 /// The database answers with every migration applied, and NATS is
 /// connected.
-async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> axum::response::Response {
+async fn readyz(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> axum::response::Response {
     use axum::response::IntoResponse;
     let expected = crate::store::db::MIGRATOR
         .iter()
         .map(|m| m.version)
         .max()
         .unwrap_or(0);
-    let applied: Result<Option<i64>, _> = sqlx::query_scalar(
-        "SELECT max(version) FROM _sqlx_migrations WHERE success",
-    )
-    .fetch_one(&state.pool)
-    .await;
+    let applied: Result<Option<i64>, _> =
+        sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+            .fetch_one(&state.pool)
+            .await;
     let database = match applied {
         Ok(Some(v)) if v >= expected => "ok".to_string(),
         Ok(_) => "migrations not applied".to_string(),

@@ -123,7 +123,8 @@ impl Problem {
             "Too many requests",
             format!("this token is over its rate limit; retry in {seconds} s"),
         );
-        p.headers.push((header::RETRY_AFTER, HeaderValue::from(seconds)));
+        p.headers
+            .push((header::RETRY_AFTER, HeaderValue::from(seconds)));
         p
     }
 

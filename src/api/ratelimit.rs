@@ -34,9 +34,13 @@ impl RateLimiter {
             // Forget idle tokens rather than grow without bound.
             let burst = self.burst;
             let rate = self.per_second;
-            buckets.retain(|_, (level, at)| *level + now.duration_since(*at).as_secs_f64() * rate < burst);
+            buckets.retain(|_, (level, at)| {
+                *level + now.duration_since(*at).as_secs_f64() * rate < burst
+            });
         }
-        let (level, at) = buckets.entry(token.to_string()).or_insert((self.burst, now));
+        let (level, at) = buckets
+            .entry(token.to_string())
+            .or_insert((self.burst, now));
         *level = (*level + now.duration_since(*at).as_secs_f64() * self.per_second).min(self.burst);
         *at = now;
         if *level >= 1.0 {
@@ -60,7 +64,10 @@ mod tests {
         }
         let wait = limiter.check("a").unwrap_err();
         assert!(wait <= Duration::from_millis(100), "{wait:?}");
-        assert!(limiter.check("b").is_ok(), "tokens have buckets of their own");
+        assert!(
+            limiter.check("b").is_ok(),
+            "tokens have buckets of their own"
+        );
     }
 
     #[test]

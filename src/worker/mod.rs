@@ -223,7 +223,35 @@ impl Worker {
     }
 
     /// Drives one deploy until it is terminal; returns its stream's head.
+    /// Its logs carry the deploy id and the id of the request that created
+    /// it (`correlation_id`).
     pub async fn drive_deploy(
+        &self,
+        id: &str,
+        heartbeat: &(dyn Fn() + Send + Sync),
+    ) -> anyhow::Result<LogPosition> {
+        use tracing::Instrument;
+        let (_, created_meta) = self.load(id).await?;
+        let correlation_id = created_meta
+            .get("correlationId")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let span = tracing::info_span!("deploy", deploy = id, correlation_id);
+        async {
+            tracing::info!("driving the deploy");
+            let head = self.drive_deploy_steps(id, heartbeat).await;
+            match &head {
+                Ok(_) => tracing::info!("the deploy settled"),
+                Err(error) => tracing::warn!(error = format!("{error:#}"), "the drive stopped"),
+            }
+            head
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn drive_deploy_steps(
         &self,
         id: &str,
         heartbeat: &(dyn Fn() + Send + Sync),

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod catalog;
+mod client;
 mod create;
 mod deploys;
 mod list;

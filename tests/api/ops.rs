@@ -25,11 +25,20 @@ async fn metrics_count_requests_by_route_and_status_and_report_the_read_model() 
     let app = TestApp::spawn().await;
     let seeded = app.seed_app(WS).await;
     app.create(&seeded.build).await;
-    app.get("/api/deploys/dep_01JDQ2V7C8X3ZJ8Q6Y0W6H4K5M", &app.token).await;
+    app.get("/api/deploys/dep_01JDQ2V7C8X3ZJ8Q6Y0W6H4K5M", &app.token)
+        .await;
     let mut text = String::new();
     // The database gauges are refreshed every 5 s.
     for _ in 0..120 {
-        text = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        text = app
+            .client
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         if text.contains("deployd_reader_seconds_behind{reader=\"relay\"}") {
             break;
         }
@@ -64,7 +73,10 @@ async fn the_request_id_is_answered_and_carried_into_the_events() {
         .await
         .unwrap();
     assert_eq!(response.headers()["x-request-id"], "req-from-the-client");
-    let id = response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    let id = response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let events: Vec<Value> = app
         .get(&format!("/api/deploys/{id}/events"), &app.token)
         .await
@@ -74,7 +86,10 @@ async fn the_request_id_is_answered_and_carried_into_the_events() {
     assert_eq!(events[0]["requestId"], "req-from-the-client");
     // Without one, the server makes one.
     let response = app.get("/healthz", &app.token).await;
-    assert!(response.headers()["x-request-id"].to_str().unwrap().starts_with("req_"));
+    assert!(response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .starts_with("req_"));
     app.stop().await;
 }
 
@@ -97,7 +112,10 @@ async fn a_token_over_its_rate_gets_429_with_retry_after_and_others_are_unaffect
     let limited = app.get("/api/deploys", &app.token).await;
     assert_eq!(limited.headers()["retry-after"], "1");
     problem(limited, StatusCode::TOO_MANY_REQUESTS).await;
-    assert_eq!(app.get("/api/deploys", &app.other_token).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.get("/api/deploys", &app.other_token).await.status(),
+        StatusCode::OK
+    );
     app.stop().await;
 }
 

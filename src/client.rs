@@ -1,0 +1,451 @@
+//! `deployd deploys …`: a client of the API for people at a terminal.
+//! Tables by default, `--json` for scripts; `create --wait` follows the
+//! deploy step by step and exits non-zero unless it completes.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// The deployd server.
+    #[arg(
+        long,
+        env = "DEPLOYD_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    pub url: String,
+    /// A bearer token (`deployd token create`).
+    #[arg(long, env = "DEPLOYD_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    /// Print the API's JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: DeploysCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeploysCommand {
+    /// List deploys, newest first.
+    List {
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        entity: Option<String>,
+        #[arg(long)]
+        workspace: Option<String>,
+        /// A DeployFilter, as JSON.
+        #[arg(long)]
+        filter: Option<String>,
+        /// A DeployOrderBy array, as JSON.
+        #[arg(long)]
+        order_by: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+        /// The `endCursor` of the previous page.
+        #[arg(long)]
+        after: Option<String>,
+    },
+    /// Show one deploy with its steps.
+    Get { id: String },
+    /// Deploy an app's latest successful build, or a given build.
+    Create {
+        #[arg(long, conflicts_with = "build", required_unless_present = "build")]
+        app: Option<String>,
+        #[arg(long)]
+        build: Option<String>,
+        /// A JSON object stored on the deploy.
+        #[arg(long)]
+        metadata: Option<String>,
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        /// Follow the deploy until it ends; exit non-zero unless it completes.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Cancel a pending or running deploy.
+    Cancel {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// A deploy's events, in order.
+    Events { id: String },
+}
+
+struct Client {
+    http: reqwest::Client,
+    url: String,
+    token: String,
+}
+
+/// A problem+json answer, as a sentence.
+fn describe_problem(status: reqwest::StatusCode, body: &Value) -> String {
+    let mut text = format!(
+        "{} {}: {}",
+        status.as_u16(),
+        body["title"].as_str().unwrap_or("error"),
+        body["detail"].as_str().unwrap_or("")
+    );
+    if let Some(errors) = body["errors"].as_array() {
+        for e in errors {
+            text.push_str(&format!(
+                "\n  {}: {}",
+                e["pointer"].as_str().unwrap_or(""),
+                e["message"].as_str().unwrap_or("")
+            ));
+        }
+    }
+    text
+}
+
+impl Client {
+    async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+        let response = request
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot reach deployd at {}: {e}", self.url))?;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if status.is_success() {
+            Ok(body)
+        } else {
+            anyhow::bail!("{}", describe_problem(status, &body))
+        }
+    }
+
+    fn endpoint(&self, path: &str) -> String {
+        format!("{}{path}", self.url.trim_end_matches('/'))
+    }
+
+    async fn get(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
+        self.send(self.http.get(self.endpoint(path)).query(query))
+            .await
+    }
+}
+
+fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A plain aligned table.
+fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (i, c) in row.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    let mut out = line(headers.iter().map(|h| h.to_string()).collect());
+    for row in rows {
+        out.push('\n');
+        out.push_str(&line(row.clone()));
+    }
+    out
+}
+
+fn deploy_rows(rows: &[Value]) -> String {
+    table(
+        &["ID", "ENTITY", "#", "STATUS", "TRIGGER", "BUILD", "CREATED"],
+        &rows
+            .iter()
+            .map(|r| {
+                [
+                    "id",
+                    "entityId",
+                    "sequenceNumber",
+                    "status",
+                    "trigger",
+                    "buildId",
+                    "createdAt",
+                ]
+                .iter()
+                .map(|k| cell(&r[*k]))
+                .collect()
+            })
+            .collect::<Vec<_>>(),
+    )
+}
+
+fn deploy_detail(d: &Value) -> String {
+    let mut out = String::new();
+    for (label, key) in [
+        ("id", "id"),
+        ("status", "status"),
+        ("entity", "entityId"),
+        ("number", "sequenceNumber"),
+        ("build", "buildId"),
+        ("trigger", "trigger"),
+        ("created by", "createdBy"),
+        ("created", "createdAt"),
+        ("started", "startedAt"),
+        ("completed", "completedAt"),
+        ("preview", "previewUrl"),
+        ("production", "productionUrl"),
+        ("error", "error"),
+    ] {
+        out.push_str(&format!("{label:<11} {}\n", cell(&d[key])));
+    }
+    if d["cancellation"].is_object() {
+        let c = &d["cancellation"];
+        out.push_str(&format!(
+            "{:<11} by {} at {}: {}\n",
+            "cancelled",
+            cell(&c["cancelledBy"]),
+            cell(&c["cancelledAt"]),
+            cell(&c["reason"])
+        ));
+    }
+    let steps: Vec<Vec<String>> = d["steps"]
+        .as_array()
+        .map(|s| {
+            s.iter()
+                .map(|s| {
+                    ["name", "status", "startedAt", "completedAt", "error"]
+                        .iter()
+                        .map(|k| cell(&s[*k]))
+                        .collect()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.push('\n');
+    out.push_str(&table(
+        &["STEP", "STATUS", "STARTED", "COMPLETED", "ERROR"],
+        &steps,
+    ));
+    out
+}
+
+fn print(json_out: bool, value: &Value, text: impl FnOnce(&Value) -> String) {
+    if json_out {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(value).unwrap_or_default()
+        );
+    } else {
+        println!("{}", text(value));
+    }
+}
+
+/// Follows a deploy until it ends, printing each step as it moves.
+async fn follow(client: &Client, id: &str, json_out: bool) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let mut seen: Vec<(String, String)> = Vec::new();
+    let mut status = String::new();
+    let mut stderr = std::io::stderr();
+    loop {
+        let d = client.get(&format!("/api/deploys/{id}"), &[]).await?;
+        let now = d["status"].as_str().unwrap_or("").to_string();
+        if now != status && !json_out {
+            writeln!(
+                stderr,
+                "[{:>6.1}s] deploy {now}",
+                started.elapsed().as_secs_f64()
+            )?;
+            status = now.clone();
+        }
+        for step in d["steps"].as_array().into_iter().flatten() {
+            let entry = (
+                step["name"].as_str().unwrap_or("").to_string(),
+                step["status"].as_str().unwrap_or("").to_string(),
+            );
+            if !seen.contains(&entry) && !json_out {
+                let mark = match entry.1.as_str() {
+                    "completed" => "✓",
+                    "failed" => "✗",
+                    "running" => "…",
+                    _ => "·",
+                };
+                let error = step["error"]
+                    .as_str()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default();
+                writeln!(
+                    stderr,
+                    "[{:>6.1}s]   {mark} {:<8} {}{error}",
+                    started.elapsed().as_secs_f64(),
+                    entry.0,
+                    entry.1
+                )?;
+            }
+            if !seen.contains(&entry) {
+                seen.push(entry);
+            }
+        }
+        if matches!(now.as_str(), "completed" | "failed" | "cancelled") {
+            print(json_out, &d, deploy_detail);
+            return Ok(if now == "completed" {
+                ExitCode::SUCCESS
+            } else {
+                if !json_out {
+                    writeln!(stderr, "deploy {id} {now}: {}", cell(&d["error"]))?;
+                }
+                ExitCode::FAILURE
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+pub async fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
+    let token = args.token.clone().ok_or_else(|| {
+        anyhow::anyhow!("set DEPLOYD_TOKEN (or --token) to a token from `deployd token create`")
+    })?;
+    let client = Client {
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()?,
+        url: args.url.clone(),
+        token,
+    };
+    let json_out = args.json;
+    match args.command {
+        DeploysCommand::List {
+            status,
+            entity,
+            workspace,
+            filter,
+            order_by,
+            limit,
+            after,
+        } => {
+            let mut query = Vec::new();
+            let mut add = |k: &'static str, v: Option<String>| {
+                if let Some(v) = v {
+                    query.push((k, v));
+                }
+            };
+            add("status", status);
+            add("entity_id", entity);
+            add("workspace_id", workspace);
+            add("filter", filter);
+            add("orderBy", order_by);
+            add("limit", limit.map(|l| l.to_string()));
+            add("after", after);
+            let page = client.get("/api/deploys", &query).await?;
+            print(json_out, &page, |p| {
+                let rows = p["data"].as_array().cloned().unwrap_or_default();
+                let info = &p["pageInfo"];
+                let mut out = deploy_rows(&rows);
+                out.push_str(&format!(
+                    "\n\n{} of {} deploys",
+                    rows.len(),
+                    cell(&info["total"])
+                ));
+                if info["hasNextPage"] == true {
+                    out.push_str(&format!(
+                        "; next page: --after {}",
+                        cell(&info["endCursor"])
+                    ));
+                }
+                out
+            });
+        }
+        DeploysCommand::Get { id } => {
+            let d = client.get(&format!("/api/deploys/{id}"), &[]).await?;
+            print(json_out, &d, deploy_detail);
+        }
+        DeploysCommand::Create {
+            app,
+            build,
+            metadata,
+            idempotency_key,
+            wait,
+        } => {
+            let mut body = json!({});
+            if let Some(app) = app {
+                body["appId"] = json!(app);
+            }
+            if let Some(build) = build {
+                body["buildId"] = json!(build);
+            }
+            if let Some(metadata) = metadata {
+                body["metadata"] = serde_json::from_str(&metadata)
+                    .map_err(|e| anyhow::anyhow!("--metadata is not JSON: {e}"))?;
+            }
+            let mut request = client
+                .http
+                .post(client.endpoint("/api/deploys"))
+                .json(&body);
+            if let Some(key) = idempotency_key {
+                request = request.header("Idempotency-Key", key);
+            }
+            let created = client.send(request).await?;
+            let id = created["id"].as_str().unwrap_or_default().to_string();
+            if wait {
+                if !json_out {
+                    eprintln!("created {id} (#{})", cell(&created["sequenceNumber"]));
+                }
+                return follow(&client, &id, json_out).await;
+            }
+            print(json_out, &created, |c| deploy_rows(std::slice::from_ref(c)));
+        }
+        DeploysCommand::Cancel { id, reason } => {
+            let body = match reason {
+                Some(r) => json!({ "reason": r }),
+                None => json!({}),
+            };
+            let request = client
+                .http
+                .post(client.endpoint(&format!("/api/deploys/{id}/cancel")))
+                .json(&body);
+            let answer = client.send(request).await?;
+            print(json_out, &answer, |_| format!("cancelled {id}"));
+        }
+        DeploysCommand::Events { id } => {
+            let events = client
+                .get(&format!("/api/deploys/{id}/events"), &[])
+                .await?;
+            print(json_out, &events, |e| {
+                let rows: Vec<Vec<String>> = e
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|e| {
+                        vec![
+                            cell(&e["sequence"]),
+                            cell(&e["type"]),
+                            cell(&e["recordedAt"]),
+                            cell(&e["actor"]),
+                            e["data"].to_string(),
+                        ]
+                    })
+                    .collect();
+                table(&["#", "TYPE", "RECORDED", "ACTOR", "DATA"], &rows)
+            });
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_their_columns() {
+        let out = table(&["A", "LONGER"], &[vec!["xyz".into(), "1".into()]]);
+        assert_eq!(out, "A    LONGER\nxyz  1");
+    }
+}
