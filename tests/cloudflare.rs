@@ -41,12 +41,7 @@ struct Cloud {
     upserted: HashSet<String>,
     /// Deployments by project, oldest first, with the manifest and form
     /// they were made from.
-    deployments: Vec<(
-        String,
-        Value,
-        BTreeMap<String, String>,
-        HashMap<String, String>,
-    )>,
+    deployments: Vec<Made>,
     jwts: HashSet<String>,
     issued: usize,
     /// Every request, as `METHOD /path`.
@@ -61,6 +56,15 @@ struct Cloud {
 }
 
 type Shared = Arc<Mutex<Cloud>>;
+
+/// A deployment the fake made, with what it was made from.
+#[derive(Clone)]
+struct Made {
+    project: String,
+    deployment: Value,
+    manifest: BTreeMap<String, String>,
+    form: HashMap<String, String>,
+}
 
 struct FakePages {
     addr: SocketAddr,
@@ -122,13 +126,8 @@ impl FakePages {
         ));
     }
 
-    fn deployments(&self) -> Vec<(Value, BTreeMap<String, String>, HashMap<String, String>)> {
-        let cloud = self.cloud.lock().unwrap();
-        cloud
-            .deployments
-            .iter()
-            .map(|(_, d, m, f)| (d.clone(), m.clone(), f.clone()))
-            .collect()
+    fn deployments(&self) -> Vec<Made> {
+        self.cloud.lock().unwrap().deployments.clone()
     }
 }
 
@@ -451,9 +450,12 @@ async fn create_deployment(
         },
         "latest_stage": {"name": "deploy", "status": "success"},
     });
-    cloud
-        .deployments
-        .push((project, deployment.clone(), manifest, fields));
+    cloud.deployments.push(Made {
+        project,
+        deployment: deployment.clone(),
+        manifest,
+        form: fields,
+    });
     envelope(deployment)
 }
 
@@ -475,14 +477,14 @@ async fn list_deployments(
         .deployments
         .iter()
         .rev()
-        .filter(|(p, d, ..)| {
-            *p == project
+        .filter(|made| {
+            made.project == project
                 && query
                     .get("env")
-                    .is_none_or(|env| d["environment"] == json!(env))
+                    .is_none_or(|env| made.deployment["environment"] == json!(env))
         })
         .take(per_page)
-        .map(|(_, d, ..)| d.clone())
+        .map(|made| made.deployment.clone())
         .collect();
     Json(json!({
         "success": true, "errors": [], "messages": [], "result": list,
@@ -595,7 +597,12 @@ async fn a_first_deploy_uploads_every_file_and_its_deployment_maps_each_path_to_
     let urls = promote(&target, &ctx).await.unwrap();
     let deployments = cf.deployments();
     assert_eq!(deployments.len(), 1);
-    let (deployment, manifest, form) = &deployments[0];
+    let Made {
+        deployment,
+        manifest,
+        form,
+        ..
+    } = &deployments[0];
     assert_eq!(*manifest, expected, "each path maps to its hash");
     assert_eq!(form["branch"], "main");
     assert!(form["commit_message"].contains(&ctx.deploy_id.to_string()));
@@ -638,7 +645,7 @@ async fn a_second_deploy_of_the_same_files_uploads_nothing_new() {
     promote(&target, &second).await.unwrap();
     let deployments = cf.deployments();
     assert_eq!(deployments.len(), 2);
-    assert_eq!(deployments[0].1, deployments[1].1);
+    assert_eq!(deployments[0].manifest, deployments[1].manifest);
 }
 
 #[tokio::test]
@@ -675,7 +682,7 @@ async fn a_server_error_or_a_rate_limit_is_transient_and_the_retry_succeeds() {
     // What the worker does with a transient error: run the step again.
     upload(&target, &ctx).await.unwrap();
     promote(&target, &ctx).await.unwrap();
-    assert_eq!(cf.deployments()[0].1, expected_manifest(dir.path()));
+    assert_eq!(cf.deployments()[0].manifest, expected_manifest(dir.path()));
 }
 
 #[tokio::test]
@@ -793,7 +800,7 @@ async fn production_deploys_go_to_main_and_previews_to_a_branch_of_their_own() {
     );
 
     let deployments = cf.deployments();
-    let (preview_deployment, _, preview_form) = &deployments[0];
+    let (preview_deployment, preview_form) = (&deployments[0].deployment, &deployments[0].form);
     let branch = preview
         .deploy_id
         .to_string()
@@ -805,7 +812,8 @@ async fn production_deploys_go_to_main_and_previews_to_a_branch_of_their_own() {
         urls.preview_url.as_deref(),
         preview_deployment["url"].as_str()
     );
-    let (production_deployment, _, production_form) = &deployments[1];
+    let (production_deployment, production_form) =
+        (&deployments[1].deployment, &deployments[1].form);
     assert_eq!(production_form["branch"], "main");
     assert_eq!(production_deployment["environment"], "production");
     assert_ne!(urls.preview_url, live.preview_url);

@@ -260,7 +260,7 @@ async fn assets(ctx: &StepContext, manifest: &Manifest) -> Result<Vec<Asset>, St
 /// each into the first bucket (starting one further each time) with room
 /// for it, a new bucket when none has.
 fn buckets(mut files: Vec<Asset>) -> Vec<Vec<Asset>> {
-    files.sort_by(|a, b| b.size.cmp(&a.size));
+    files.sort_by_key(|f| std::cmp::Reverse(f.size));
     let mut buckets: Vec<(Vec<Asset>, u64)> = (0..BULK_UPLOAD_CONCURRENCY)
         .map(|_| (Vec::new(), MAX_BUCKET_SIZE))
         .collect();
