@@ -30,6 +30,10 @@ pub enum TargetSettings {
     Cloudflare(crate::hosting::cloudflare::CloudflareSettings),
 }
 
+/// The installation's deploy target and, for local hosting, the local
+/// store (which also serves the files).
+pub type Targets = (Arc<dyn DeployTarget>, Option<Arc<LocalHosting>>);
+
 /// Everything `deployd serve` is configured with.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -76,10 +80,7 @@ impl Core {
     }
 
     /// The deploy target and, for local hosting, the local store.
-    pub fn target(
-        settings: &Settings,
-        public_url: &str,
-    ) -> anyhow::Result<(Arc<dyn DeployTarget>, Option<Arc<LocalHosting>>)> {
+    pub fn target(settings: &Settings, public_url: &str) -> anyhow::Result<Targets> {
         Ok(match &settings.target {
             TargetSettings::Local => {
                 let local = Arc::new(LocalHosting::new(settings.data_dir.clone(), public_url));

@@ -96,6 +96,7 @@ impl TestApp {
     }
 
     /// Everything, the saga worker included.
+    #[allow(dead_code)] // no test of this binary drives the worker yet
     pub async fn spawn_with_worker() -> TestApp {
         Self::spawn_with(true).await
     }
