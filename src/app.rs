@@ -30,6 +30,10 @@ pub enum TargetSettings {
     Cloudflare(crate::hosting::cloudflare::CloudflareSettings),
 }
 
+/// The installation's deploy target and, for local hosting, the local
+/// store (which also serves the files).
+pub type Targets = (Arc<dyn DeployTarget>, Option<Arc<LocalHosting>>);
+
 /// Everything `deployd serve` is configured with.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -48,9 +52,6 @@ pub struct Settings {
     pub worker: WorkerSettings,
     pub target: TargetSettings,
 }
-
-/// The deploy target, and the local store when hosting is local.
-pub type Targets = (Arc<dyn DeployTarget>, Option<Arc<LocalHosting>>);
 
 /// What every role of the process shares: the pool, NATS, the wake-ups and
 /// the command path.
