@@ -4,13 +4,14 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::api::auth::RequestId;
+use crate::api::docs::{DeployPath, IdempotencyKey};
 use crate::api::idempotency::{self, Begin, Held};
 use crate::api::problem::{problem_response, FieldError, Problem};
 use crate::api::AppState;
@@ -315,7 +316,7 @@ pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
     request_id: RequestId,
-    headers: HeaderMap,
+    IdempotencyKey(key): IdempotencyKey,
     body: Bytes,
 ) -> Result<Response, Problem> {
     let map = json_object(&body, false)?;
@@ -323,7 +324,7 @@ pub async fn create(
     let print = idempotency::fingerprint("POST", "/api/deploys", &Value::Object(map));
     let (begin, deploy_id) = idempotency::begin(
         &state.pool,
-        &headers,
+        key.as_ref(),
         &caller.principal,
         &print,
         DeployId::generate().to_string(),
@@ -427,7 +428,7 @@ fn parse_deploy_id(id: &str) -> Result<DeployId, Problem> {
 pub async fn detail(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    Path(DeployPath { id }): Path<DeployPath>,
 ) -> Result<Json<DeployDetail>, Problem> {
     let id = parse_deploy_id(&id)?.to_string();
     let deploy = fetch_row(&state, &caller, &id)
@@ -459,8 +460,8 @@ pub async fn cancel(
     State(state): State<AppState>,
     caller: Caller,
     request_id: RequestId,
-    Path(id): Path<String>,
-    headers: HeaderMap,
+    Path(DeployPath { id }): Path<DeployPath>,
+    IdempotencyKey(key): IdempotencyKey,
     body: Bytes,
 ) -> Result<Response, Problem> {
     let id = parse_deploy_id(&id)?.to_string();
@@ -492,8 +493,14 @@ pub async fn cancel(
         &format!("/api/deploys/{id}/cancel"),
         &Value::Object(map),
     );
-    let (begin, _) =
-        idempotency::begin(&state.pool, &headers, &caller.principal, &print, id.clone()).await?;
+    let (begin, _) = idempotency::begin(
+        &state.pool,
+        key.as_ref(),
+        &caller.principal,
+        &print,
+        id.clone(),
+    )
+    .await?;
     let held = match begin {
         Begin::Replay(status, body) => return Ok(replay(status, body)),
         Begin::Run(held) => held,
@@ -510,15 +517,20 @@ pub async fn cancel(
             .await
             .map_err(command_failure)?;
         visible(&state, head, &id).await?;
-        Ok((StatusCode::OK, json!({ "success": true })))
+        Ok((
+            StatusCode::OK,
+            json!(crate::api::docs::CancelResponse { success: true }),
+        ))
     }
     .await;
     Ok(answer(&state, held, result).await)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct EventsParams {
+    /// Only events after this sequence number (keyset).
     after: Option<String>,
+    /// At most this many events, 1 to 1000 (default 100).
     limit: Option<String>,
 }
 
@@ -541,7 +553,7 @@ pub struct AuditEvent {
 pub async fn events(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    Path(DeployPath { id }): Path<DeployPath>,
     Query(params): Query<EventsParams>,
 ) -> Result<Json<Vec<AuditEvent>>, Problem> {
     let id = parse_deploy_id(&id)?.to_string();

@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderValue, StatusCode};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
@@ -52,12 +52,12 @@ pub fn fingerprint(method: &str, path: &str, body: &serde_json::Value) -> Vec<u8
 /// Starts a request: with no key, just runs it on `new_resource_id`.
 pub async fn begin(
     pool: &PgPool,
-    headers: &HeaderMap,
+    header: Option<&HeaderValue>,
     principal: &str,
     fingerprint: &[u8],
     new_resource_id: String,
 ) -> Result<(Begin, String), Problem> {
-    let Some(raw) = headers.get(HEADER) else {
+    let Some(raw) = header else {
         return Ok((Begin::Run(None), new_resource_id));
     };
     let key = raw

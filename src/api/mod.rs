@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod deploys;
+pub mod docs;
 pub mod idempotency;
 pub mod list;
 pub mod problem;
@@ -16,9 +17,12 @@ pub mod sites;
 use std::sync::Arc;
 use std::time::Duration;
 
+use aide::axum::routing::{get_with, post_with};
+use aide::axum::ApiRouter;
+use aide::openapi::{OpenApi, SecurityScheme};
+use aide::transform::TransformOpenApi;
 use axum::http::{HeaderName, StatusCode};
-use axum::routing::{get, post};
-use axum::Router;
+use axum::{Extension, Json, Router};
 use sqlx::PgPool;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -161,24 +165,143 @@ async fn readyz(
         .into_response()
 }
 
+async fn openapi_json(Extension(api): Extension<Arc<OpenApi>>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    Json(api.as_ref()).into_response()
+}
+
+fn describe_api(api: TransformOpenApi<'_>) -> TransformOpenApi<'_> {
+    api.title("deployd")
+        .version(env!("CARGO_PKG_VERSION"))
+        .description(
+            "Records and runs the deploys of a hosting platform. Errors are \
+             application/problem+json (RFC 9457); ids are prefixed ULIDs.",
+        )
+        .security_scheme(
+            "bearer",
+            SecurityScheme::Http {
+                scheme: "bearer".into(),
+                bearer_format: Some("dpd_…".into()),
+                description: Some("A token from `deployd token create`.".into()),
+                extensions: Default::default(),
+            },
+        )
+}
+
+/// The API's routes, each with its OpenAPI description.
+fn api_routes() -> ApiRouter<AppState> {
+    use docs::{op, CancelRequest, CancelResponse, CreateDeployRequest, Readiness};
+    use problem::Problem;
+    ApiRouter::new()
+        .api_route(
+            "/api/deploys",
+            get_with(list::list, |t| {
+                op(t, "List deploys", "Filter, order and keyset pages; see the DeployFilter and DeployOrderBy schemas.")
+                    .response::<200, Json<crate::query::ListPage>>()
+                    .response_with::<400, Problem, _>(|r| r.description("A bad parameter, named by pointer"))
+            })
+            .post_with(deploys::create, |t| {
+                op(t, "Create a deploy", "Deploy a build, or the latest successful build of an app's default version. Answers the deploy row once the read model shows it.")
+                    .input::<Json<CreateDeployRequest>>()
+                    .response::<201, Json<crate::read_model::DeployRow>>()
+                    .response_with::<400, Problem, _>(|r| r.description("A bad body, named by pointer"))
+                    .response_with::<404, Problem, _>(|r| r.description("The build or app is unknown or outside the caller's workspaces"))
+                    .response_with::<409, Problem, _>(|r| r.description("The Idempotency-Key's first request is still in flight"))
+                    .response_with::<422, Problem, _>(|r| r.description("The build did not succeed, the app has no successful build, or the Idempotency-Key was used with another request"))
+                    .response_with::<503, Problem, _>(|r| r.description("Recorded, but the read model is behind; see Retry-After"))
+            }),
+        )
+        .api_route(
+            "/api/deploys/{id}",
+            get_with(deploys::detail, |t| {
+                op(t, "Get a deploy", "The deploy with its steps and, once cancelled, its cancellation.")
+                    .response::<200, Json<deploys::DeployDetail>>()
+                    .response_with::<404, Problem, _>(|r| r.description("Unknown, or outside the caller's workspaces"))
+            }),
+        )
+        .api_route(
+            "/api/deploys/{id}/cancel",
+            post_with(deploys::cancel, |t| {
+                op(t, "Cancel a deploy", "A pending deploy is cancelled at once; a running one at once in the log, its step in flight finishing as discarded.")
+                    .input::<Json<CancelRequest>>()
+                    .response::<200, Json<CancelResponse>>()
+                    .response_with::<400, Problem, _>(|r| r.description("A bad body, named by pointer"))
+                    .response_with::<404, Problem, _>(|r| r.description("Unknown, or outside the caller's workspaces"))
+                    .response_with::<409, Problem, _>(|r| r.description("The deploy is already completed, failed or cancelled"))
+                    .response_with::<422, Problem, _>(|r| r.description("The Idempotency-Key was used with another request"))
+            }),
+        )
+        .api_route(
+            "/api/deploys/{id}/events",
+            get_with(deploys::events, |t| {
+                op(t, "A deploy's events", "Everything on the deploy row, explained: its events in order, keyset by sequence.")
+                    .response::<200, Json<Vec<deploys::AuditEvent>>>()
+                    .response_with::<400, Problem, _>(|r| r.description("A bad parameter, named by pointer"))
+                    .response_with::<404, Problem, _>(|r| r.description("Unknown, or outside the caller's workspaces"))
+            }),
+        )
+        .api_route(
+            "/healthz",
+            get_with(healthz, |t| t.summary("The process is up").tag("operations").response::<200, String>()),
+        )
+        .api_route(
+            "/readyz",
+            get_with(readyz, |t| {
+                t.summary("The database (migrated) and NATS are reachable")
+                    .tag("operations")
+                    .response::<200, Json<Readiness>>()
+                    .response_with::<503, Json<Readiness>, _>(|r| r.description("Not ready"))
+            }),
+        )
+        .api_route(
+            "/metrics",
+            get_with(crate::telemetry::render, |t| {
+                t.summary("Prometheus metrics").tag("operations").response::<200, String>()
+            }),
+        )
+        .api_route(
+            "/api/openapi.json",
+            get_with(openapi_json, |t| {
+                t.summary("This document (OpenAPI 3.1)")
+                    .tag("operations")
+                    .response::<200, Json<serde_json::Value>>()
+            }),
+        )
+        .route(
+            "/api/docs",
+            aide::scalar::Scalar::new("/api/openapi.json")
+                .with_title("deployd API")
+                .axum_route(),
+        )
+}
+
+/// The OpenAPI document of [`router`], for tools and tests.
+pub fn openapi() -> OpenApi {
+    let mut api = OpenApi::default();
+    let _ = api_routes().finish_api_with(&mut api, describe_api);
+    api
+}
+
 /// The router with its middleware.
 pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let settings = state.settings.clone();
-    Router::new()
-        .route("/api/deploys", get(list::list).post(deploys::create))
-        .route("/api/deploys/{id}", get(deploys::detail))
-        .route("/api/deploys/{id}/cancel", post(deploys::cancel))
-        .route("/api/deploys/{id}/events", get(deploys::events))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(crate::telemetry::render))
-        .route("/preview/{deploy}", get(sites::add_slash))
-        .route("/preview/{deploy}/", get(sites::preview_root))
-        .route("/preview/{deploy}/{*path}", get(sites::preview))
-        .route("/live/{entity}", get(sites::add_slash))
-        .route("/live/{entity}/", get(sites::live_root))
-        .route("/live/{entity}/{*path}", get(sites::live))
+    let mut api = OpenApi::default();
+    let documented = api_routes().finish_api_with(&mut api, describe_api);
+    documented
+        .route("/preview/{deploy}", axum::routing::get(sites::add_slash))
+        .route(
+            "/preview/{deploy}/",
+            axum::routing::get(sites::preview_root),
+        )
+        .route(
+            "/preview/{deploy}/{*path}",
+            axum::routing::get(sites::preview),
+        )
+        .route("/live/{entity}", axum::routing::get(sites::add_slash))
+        .route("/live/{entity}/", axum::routing::get(sites::live_root))
+        .route("/live/{entity}/{*path}", axum::routing::get(sites::live))
+        .layer(Extension(Arc::new(api)))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

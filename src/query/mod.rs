@@ -56,20 +56,32 @@ pub const MAX_LIMIT: u32 = 100;
 pub const MAX_IDS: usize = 100;
 
 /// Raw query-string parameters of GET /api/deploys, all as received.
-#[derive(Debug, Default, Clone, serde::Deserialize)]
+#[derive(Debug, Default, Clone, serde::Deserialize, schemars::JsonSchema)]
 pub struct RawListParams {
+    /// Page size, 1 to 100 (default 100).
     pub limit: Option<String>,
+    /// The page after this cursor (`pageInfo.endCursor`).
     pub after: Option<String>,
+    /// The page before this cursor (`pageInfo.startCursor`).
     pub before: Option<String>,
+    /// Comma-separated deploy ids (at most 100), within the caller's scope.
     pub ids: Option<String>,
+    /// A `DeployFilter`, as JSON (see event-schemas/query/DeployFilter.json).
     pub filter: Option<String>,
+    /// A `DeployOrderBy` array, as JSON: `[{"createdAt": "desc"}]`.
     #[serde(rename = "orderBy")]
     pub order_by: Option<String>,
+    /// Only this workspace.
     pub workspace_id: Option<String>,
+    /// Only deploys of this entity.
     pub entity_id: Option<String>,
+    /// Only deploys of this build.
     pub build_id: Option<String>,
+    /// Only deploys in this status.
     pub status: Option<String>,
+    /// Only deploys with this trigger.
     pub trigger: Option<String>,
+    /// Only deploys created by this principal.
     pub created_by: Option<String>,
 }
 

@@ -9,6 +9,7 @@ mod create;
 mod deploys;
 mod list;
 mod log;
+mod openapi;
 mod ops;
 mod resilience;
 mod saga;
