@@ -102,10 +102,8 @@ impl Aggregate for Entity {
         _: &(),
         sink: &EventSink<Self>,
     ) -> Result<(), CatalogError> {
-        for event in self.decide(command)? {
-            sink.write(event, self).await;
-        }
-        Ok(())
+        let decided = self.decide(command);
+        super::record(self, decided, sink).await
     }
 
     fn apply(&mut self, EntityEvent::EntityUpserted(e): EntityEvent) {
@@ -209,10 +207,8 @@ impl Aggregate for Build {
         _: &(),
         sink: &EventSink<Self>,
     ) -> Result<(), CatalogError> {
-        for event in self.decide(command)? {
-            sink.write(event, self).await;
-        }
-        Ok(())
+        let decided = self.decide(command);
+        super::record(self, decided, sink).await
     }
 
     fn apply(&mut self, event: BuildEvent) {

@@ -435,10 +435,8 @@ impl Aggregate for Deploy {
         _services: &Self::Services,
         sink: &EventSink<Self>,
     ) -> Result<(), Self::Error> {
-        for event in self.decide(command)? {
-            sink.write(event, self).await;
-        }
-        Ok(())
+        let decided = self.decide(command);
+        super::record(self, decided, sink).await
     }
 
     fn apply(&mut self, event: Self::Event) {

@@ -7,7 +7,23 @@ pub mod deploy;
 use std::fmt;
 use std::str::FromStr;
 
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
+
+/// Writes what a `decide` returned: each event applied to the aggregate and
+/// collected for the append. Every aggregate's `handle` is this over its
+/// pure `decide`.
+pub(crate) async fn record<A: Aggregate>(
+    aggregate: &mut A,
+    decided: Result<Vec<A::Event>, A::Error>,
+    sink: &EventSink<A>,
+) -> Result<(), A::Error> {
+    for event in decided? {
+        sink.write(event, aggregate).await;
+    }
+    Ok(())
+}
 
 macro_rules! string_enum {
     ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {

@@ -358,12 +358,19 @@ impl Worker {
         })
     }
 
+    /// The deploy's manifest as `prepare` saved it, or scanned again when
+    /// this worker cannot see that file.
     async fn manifest(&self, ctx: &StepContext) -> Result<Manifest, StepError> {
         if let Some(m) = load_manifest(&self.settings.data_dir, &ctx.deploy_id)
             .map_err(|e| StepError::transient(format!("{e:#}")))?
         {
             return Ok(m);
         }
+        self.scan(ctx).await
+    }
+
+    /// Scans the build's files and saves the manifest.
+    async fn scan(&self, ctx: &StepContext) -> Result<Manifest, StepError> {
         let dir = ctx.artifact_dir.clone();
         let manifest = tokio::task::spawn_blocking(move || Manifest::scan(&dir))
             .await
@@ -385,13 +392,7 @@ impl Worker {
             "prepare" => {
                 // Always a fresh scan: a retried prepare sees the files as
                 // they are now.
-                let dir = ctx.artifact_dir.clone();
-                let manifest = tokio::task::spawn_blocking(move || Manifest::scan(&dir))
-                    .await
-                    .map_err(|e| StepError::transient(format!("scan task: {e}")))?
-                    .map_err(|e| StepError::permanent(format!("{e:#}")))?;
-                save_manifest(&self.settings.data_dir, &ctx.deploy_id, &manifest)
-                    .map_err(|e| StepError::transient(format!("{e:#}")))?;
+                let manifest = self.scan(&ctx).await?;
                 let bytes: u64 = manifest.files.values().map(|f| f.size).sum();
                 Ok(Some(
                     json!({ "files": manifest.files.len(), "bytes": bytes }),
