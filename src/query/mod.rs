@@ -41,7 +41,7 @@ pub use filter::{
     BuildFilter, BuildStatus, Comparator, DeployFilter, EntityFilter, MetadataComparator,
     StepFilter, StepsFilter, StringComparator,
 };
-pub use list::list_deploys;
+pub use list::{count_sql, list_deploys, page_sql};
 pub use order::{DeployOrderBy, Direction, OrderKey, SortField};
 
 use crate::api::problem::{FieldError, Problem};
@@ -137,6 +137,17 @@ impl ListRequest {
     /// The resolved sort keys, ending in `id`.
     pub fn sort_keys(&self) -> &[OrderKey] {
         &self.keys
+    }
+    /// The cursor [`list_deploys`] gives `row` under this request (as its
+    /// `startCursor`/`endCursor`): `after` it continues with the rows that
+    /// follow `row`. Lets a tool start a walk at a row found otherwise.
+    pub fn cursor_for(&self, row: &DeployRow, cursor_key: &[u8]) -> String {
+        let values: Vec<order::KeyValue> = self
+            .keys
+            .iter()
+            .map(|k| order::key_value(row, k.field))
+            .collect();
+        cursor::encode(cursor_key, &self.binding, &values)
     }
 }
 
