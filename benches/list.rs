@@ -34,6 +34,7 @@
 //! | `DEPLOYD_BENCH_MIN_ITERS` | `20` | fewest samples per measurement |
 //! | `DEPLOYD_BENCH_BUDGET_MS` | `3000` | time after which a measurement stops (once it has the fewest samples) |
 //! | `DEPLOYD_BENCH_KEEP` | unset | `1` keeps the database (its name is printed) |
+//! | `DEPLOYD_BENCH_LOAD_ONLY` | unset | `1` loads and stops (with `KEEP`: a database to EXPLAIN by hand) |
 
 use std::future::Future;
 use std::str::FromStr;
@@ -64,6 +65,13 @@ fn env_num(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// The 1, 5 and 15 minute load averages (other work on the machine).
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
 fn ws(n: u32) -> String {
     format!("ws_{n:026}")
 }
@@ -83,7 +91,8 @@ struct Case {
     name: &'static str,
     filter: Option<&'static str>,
     order_by: Option<&'static str>,
-    /// extra conditions of the hand query (`$1` is the scope, `d` the table)
+    /// extra conditions of the hand query (`{scope}` is the scope test on
+    /// `workspace_id`, `d` the table)
     hand_where: &'static str,
     hand_order: &'static str,
     seek: Seek,
@@ -111,7 +120,7 @@ const CASES: &[Case] = &[
         filter: Some(r#"{"build":{"branch":{"eq":"main"}}}"#),
         order_by: None,
         hand_where: "AND EXISTS (SELECT 1 FROM builds b WHERE b.id = d.build_id \
-                     AND b.workspace_id = ANY($1) AND b.branch = 'main')",
+                     AND b.workspace_id {scope} AND b.branch = 'main')",
         hand_order: "d.created_at DESC, d.id DESC",
         seek: Seek::CreatedAtDesc,
     },
@@ -228,7 +237,8 @@ fn hand_page(
     limit: u64,
 ) -> (String, Vec<Arg>) {
     let columns: Vec<String> = DEPLOY_COLUMNS.iter().map(|c| format!("d.{c}")).collect();
-    let mut args = vec![Arg::Texts(scope.to_vec())];
+    let (test, scope_arg) = scope_test(scope);
+    let mut args = vec![scope_arg];
     let seek = match after {
         None => String::new(),
         Some(row) => match case.seek {
@@ -261,22 +271,33 @@ fn hand_page(
         String::new()
     };
     let sql = format!(
-        "SELECT {} FROM deploys d WHERE d.workspace_id = ANY($1) {} {seek} ORDER BY {} LIMIT {limit}{offset}",
+        "SELECT {} FROM deploys d WHERE d.workspace_id {test} {} {seek} ORDER BY {} LIMIT {limit}{offset}",
         columns.join(", "),
-        case.hand_where,
+        case.hand_where.replace("{scope}", test),
         case.hand_order,
     );
     (sql, args)
 }
 
 fn hand_count(case: &Case, scope: &[String]) -> (String, Vec<Arg>) {
+    let (test, scope_arg) = scope_test(scope);
     (
         format!(
-            "SELECT count(*) FROM deploys d WHERE d.workspace_id = ANY($1) {}",
-            case.hand_where
+            "SELECT count(*) FROM deploys d WHERE d.workspace_id {test} {}",
+            case.hand_where.replace("{scope}", test)
         ),
-        vec![Arg::Texts(scope.to_vec())],
+        vec![scope_arg],
     )
+}
+
+/// How a person writes the scope: `= $1` for one workspace (`= ANY` of a
+/// one-element array would hide the index order from PostgreSQL 15),
+/// `= ANY($1)` for several.
+fn scope_test(scope: &[String]) -> (&'static str, Arg) {
+    match scope {
+        [one] => ("= $1", Arg::Text(one.clone())),
+        _ => ("= ANY($1)", Arg::Texts(scope.to_vec())),
+    }
 }
 
 fn request(filter: Option<&str>, order_by: Option<&str>, after: Option<String>) -> ListRequest {
@@ -513,6 +534,10 @@ async fn run(pool: &PgPool, knobs: &Knobs) -> Result<()> {
         knobs.budget
     );
     load(pool, knobs.rows).await?;
+    let load_before = loadavg();
+    if std::env::var("DEPLOYD_BENCH_LOAD_ONLY").as_deref() == Ok("1") {
+        return Ok(());
+    }
     let key: Vec<u8> =
         sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = 'cursor_hmac'")
             .fetch_one(pool)
@@ -568,8 +593,7 @@ async fn run(pool: &PgPool, knobs: &Knobs) -> Result<()> {
             // the deep page: rows [depth, depth + LIMIT), after the row at depth - 1
             let depth = knobs.depth.min((total as u64 / 2) / 100 * 100).max(100);
             let (cq, ca) = hand_page(case, scope, None, depth - 1, 1);
-            let before_row: DeployRow = sqlx::query_as(&cq)
-                .bind(Arg::texts(&ca))
+            let before_row: DeployRow = sqlx::query_as_with(&cq, Arg::arguments(&ca)?)
                 .fetch_one(pool)
                 .await?;
             let deep = request(
@@ -739,16 +763,24 @@ async fn run(pool: &PgPool, knobs: &Knobs) -> Result<()> {
     }
     let n: usize = lines.iter().map(|l| l.list.n).sum();
     println!();
-    println!("({n} list samples in all)");
+    println!("({n} list samples in all; load average before: {load_before}, after: {})", loadavg());
     Ok(())
 }
 
 impl Arg {
-    /// The scope argument of a hand query (always its first).
-    fn texts(args: &[Arg]) -> Vec<String> {
-        match args.first() {
-            Some(Arg::Texts(v)) => v.clone(),
-            _ => Vec::new(),
+    /// The arguments as one `PgArguments`.
+    fn arguments(args: &[Arg]) -> Result<PgArguments> {
+        use sqlx::Arguments;
+        let mut out = PgArguments::default();
+        for a in args.iter().cloned() {
+            match a {
+                Arg::Texts(v) => out.add(v),
+                Arg::Text(v) => out.add(v),
+                Arg::Time(v) => out.add(v),
+                Arg::Int(v) => out.add(v),
+            }
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         }
+        Ok(out)
     }
 }
