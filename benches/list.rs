@@ -438,7 +438,10 @@ async fn load(pool: &PgPool, rows: u64) -> Result<()> {
     .bind(rows as i64)
     .execute(&mut *conn)
     .await?;
-    println!("loaded {rows} deploys in {:.1} s", t.elapsed().as_secs_f64());
+    println!(
+        "loaded {rows} deploys in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
     // The foreign key is checked by construction; skip its per-row trigger
     // when we may (superuser).
     let replica = conn
@@ -463,9 +466,14 @@ async fn load(pool: &PgPool, rows: u64) -> Result<()> {
     )
     .await?;
     if replica {
-        conn.execute("SET session_replication_role = DEFAULT").await?;
+        conn.execute("SET session_replication_role = DEFAULT")
+            .await?;
     }
-    println!("loaded {} steps in {:.1} s", rows * 3, t.elapsed().as_secs_f64());
+    println!(
+        "loaded {} steps in {:.1} s",
+        rows * 3,
+        t.elapsed().as_secs_f64()
+    );
     let t = Instant::now();
     // VACUUM sets the visibility map, so counts can be index-only scans.
     conn.execute("VACUUM (ANALYZE) entities, builds, deploys, deploy_steps")
@@ -603,10 +611,9 @@ async fn run(pool: &PgPool, knobs: &Knobs) -> Result<()> {
             );
 
             let mut first_stats: Option<(Stats, Stats)> = None;
-            for (page_name, req, after) in [
-                ("first", &first, None),
-                ("deep", &deep, Some(&before_row)),
-            ] {
+            for (page_name, req, after) in
+                [("first", &first, None), ("deep", &deep, Some(&before_row))]
+            {
                 let (hq, ha) = hand_page(case, scope, after, 0, u64::from(LIMIT) + 1);
                 // same rows from the library and by hand
                 let lib = list_deploys(pool, &scope_ids, req, &key).await?;
@@ -643,7 +650,8 @@ async fn run(pool: &PgPool, knobs: &Knobs) -> Result<()> {
                     format!("{label} {page_name} page"),
                     explain(pool, page_sql(&scope_ids, req, &key)?).await?,
                 ));
-                let deep_over_first = first_stats.map(|(l, p)| (list.p50 / l.p50, page.p50 / p.p50));
+                let deep_over_first =
+                    first_stats.map(|(l, p)| (list.p50 / l.p50, page.p50 / p.p50));
                 if first_stats.is_none() {
                     first_stats = Some((list, page));
                 }
@@ -711,7 +719,13 @@ async fn run(pool: &PgPool, knobs: &Knobs) -> Result<()> {
     println!();
     println!(
         "{:<58} {:>17} {:>17} {:>17} {:>9} {:>9} {:>13}",
-        "query [scope] page", "list p50 p99", "page p50 p99", "hand p50 p99", "page/hand", "list/hand", "deep/first"
+        "query [scope] page",
+        "list p50 p99",
+        "page p50 p99",
+        "hand p50 p99",
+        "page/hand",
+        "list/hand",
+        "deep/first"
     );
     for l in &lines {
         let deep = l
@@ -763,7 +777,10 @@ async fn run(pool: &PgPool, knobs: &Knobs) -> Result<()> {
     }
     let n: usize = lines.iter().map(|l| l.list.n).sum();
     println!();
-    println!("({n} list samples in all; load average before: {load_before}, after: {})", loadavg());
+    println!(
+        "({n} list samples in all; load average before: {load_before}, after: {})",
+        loadavg()
+    );
     Ok(())
 }
 

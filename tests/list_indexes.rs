@@ -206,7 +206,11 @@ async fn common_orders_in_one_workspace_are_ordered_index_scans(pool: PgPool) {
     ];
     for (what, raw, index) in cases {
         let first = parse_list_params(&raw).unwrap();
-        assert_ordered_index_scan(what, &plan(&pool, page_sql(&scope, &first, &key).unwrap()).await, index);
+        assert_ordered_index_scan(
+            what,
+            &plan(&pool, page_sql(&scope, &first, &key).unwrap()).await,
+            index,
+        );
 
         // a page after a cursor seeks in the same index
         let page = list_deploys(&pool, &scope, &first, &key).await.unwrap();
@@ -217,11 +221,19 @@ async fn common_orders_in_one_workspace_are_ordered_index_scans(pool: PgPool) {
         };
         let next = parse_list_params(&after).unwrap();
         let what = format!("{what}, after a cursor");
-        assert_ordered_index_scan(&what, &plan(&pool, page_sql(&scope, &next, &key).unwrap()).await, index);
+        assert_ordered_index_scan(
+            &what,
+            &plan(&pool, page_sql(&scope, &next, &key).unwrap()).await,
+            index,
+        );
     }
 
     // `total` never reads the table through a Seq Scan either
-    let count = plan(&pool, count_sql(&scope, &parse_list_params(&raw(None, None)).unwrap())).await;
+    let count = plan(
+        &pool,
+        count_sql(&scope, &parse_list_params(&raw(None, None)).unwrap()),
+    )
+    .await;
     assert!(
         !count
             .iter()

@@ -30,7 +30,11 @@ pub async fn list_deploys(
     let position = position(req, cursor_key)?;
     let forward = !matches!(position, Some((CursorSide::Before, _)));
     let reversed: Vec<OrderKey> = req.keys.iter().map(|k| k.reversed()).collect();
-    let behind = if forward { &reversed[..] } else { &req.keys[..] };
+    let behind = if forward {
+        &reversed[..]
+    } else {
+        &req.keys[..]
+    };
     let scope = scope_strings(scope);
     let matching = || sql::matching(&req.node, &scope);
     let limit = req.limit as usize;
