@@ -9,7 +9,7 @@
 //! (in walking order) tells whether there is anything behind it.
 
 use sea_query::{Cond, PostgresQueryBuilder, SelectStatement};
-use sea_query_sqlx::SqlxBinder;
+use sea_query_sqlx::{SqlxBinder, SqlxValues};
 use sqlx::{PgPool, Postgres, Transaction};
 
 use super::order::{key_value, KeyValue, OrderKey};
@@ -27,22 +27,15 @@ pub async fn list_deploys(
     req: &ListRequest,
     cursor_key: &[u8],
 ) -> Result<ListPage, ListError> {
-    let position = match &req.cursor {
-        None => None,
-        Some((side, token)) => {
-            let values = cursor::decode(cursor_key, &req.binding, &req.keys, token)
-                .map_err(|m| ListError::Invalid(vec![FieldError::new(side.param(), m)]))?;
-            Some((*side, values))
-        }
-    };
+    let position = position(req, cursor_key)?;
     let forward = !matches!(position, Some((CursorSide::Before, _)));
     let reversed: Vec<OrderKey> = req.keys.iter().map(|k| k.reversed()).collect();
-    let (walk, behind) = if forward {
-        (&req.keys[..], &reversed[..])
+    let behind = if forward {
+        &reversed[..]
     } else {
-        (&reversed[..], &req.keys[..])
+        &req.keys[..]
     };
-    let scope: Vec<String> = scope.iter().map(ToString::to_string).collect();
+    let scope = scope_strings(scope);
     let matching = || sql::matching(&req.node, &scope);
     let limit = req.limit as usize;
 
@@ -52,9 +45,7 @@ pub async fn list_deploys(
 
     let total: i64 = scalar(&mut tx, sql::count(matching())).await?;
 
-    let seek = position.as_ref().map(|(_, v)| sql::seek(walk, v));
-    let (q, values) =
-        sql::page(matching(), seek, walk, limit as u64 + 1).build_sqlx(PostgresQueryBuilder);
+    let (q, values) = page_query(req, &scope, &position).build_sqlx(PostgresQueryBuilder);
     let mut rows: Vec<DeployRow> = sqlx::query_as_with(&q, values).fetch_all(&mut *tx).await?;
     let more_ahead = rows.len() > limit;
     rows.truncate(limit);
@@ -79,10 +70,7 @@ pub async fn list_deploys(
     if !forward {
         rows.reverse();
     }
-    let cursor_of = |row: &DeployRow| {
-        let values: Vec<KeyValue> = req.keys.iter().map(|k| key_value(row, k.field)).collect();
-        cursor::encode(cursor_key, &req.binding, &values)
-    };
+    let cursor_of = |row: &DeployRow| req.cursor_for(row, cursor_key);
     let (has_next_page, has_previous_page) = if forward {
         (more_ahead, more_behind)
     } else {
@@ -99,6 +87,55 @@ pub async fn list_deploys(
         data: rows,
         page_info,
     })
+}
+
+/// The page query [`list_deploys`] runs for `req` in `scope`, as SQL and
+/// its bound values: for `EXPLAIN` in tests and benchmarks. It selects
+/// `limit + 1` rows in walking order (reversed for a `before` cursor).
+pub fn page_sql(
+    scope: &[WorkspaceId],
+    req: &ListRequest,
+    cursor_key: &[u8],
+) -> Result<(String, SqlxValues), ListError> {
+    let position = position(req, cursor_key)?;
+    Ok(page_query(req, &scope_strings(scope), &position).build_sqlx(PostgresQueryBuilder))
+}
+
+/// The query of `total` that [`list_deploys`] runs, as SQL and its bound
+/// values (the cursor plays no part in it).
+pub fn count_sql(scope: &[WorkspaceId], req: &ListRequest) -> (String, SqlxValues) {
+    sql::count(sql::matching(&req.node, &scope_strings(scope))).build_sqlx(PostgresQueryBuilder)
+}
+
+type Position = Option<(CursorSide, Vec<KeyValue>)>;
+
+/// The request's cursor, verified and decoded.
+fn position(req: &ListRequest, cursor_key: &[u8]) -> Result<Position, ListError> {
+    let Some((side, token)) = &req.cursor else {
+        return Ok(None);
+    };
+    let values = cursor::decode(cursor_key, &req.binding, &req.keys, token)
+        .map_err(|m| ListError::Invalid(vec![FieldError::new(side.param(), m)]))?;
+    Ok(Some((*side, values)))
+}
+
+fn scope_strings(scope: &[WorkspaceId]) -> Vec<String> {
+    scope.iter().map(ToString::to_string).collect()
+}
+
+/// The page: `limit + 1` matching rows after the position, in walking order.
+fn page_query(req: &ListRequest, scope: &[String], position: &Position) -> SelectStatement {
+    let walk: Vec<OrderKey> = match position {
+        Some((CursorSide::Before, _)) => req.keys.iter().map(|k| k.reversed()).collect(),
+        _ => req.keys.clone(),
+    };
+    let seek = position.as_ref().map(|(_, v)| sql::seek(&walk, v));
+    sql::page(
+        sql::matching(&req.node, scope),
+        seek,
+        &walk,
+        u64::from(req.limit) + 1,
+    )
 }
 
 /// Runs a one-column, one-row query.

@@ -7,6 +7,9 @@
 //! - [`list_deploys`] runs it: `total`, the page and both page flags come
 //!   from one `REPEATABLE READ READ ONLY` transaction, and nothing outside the
 //!   caller's workspaces is returned, counted or matched through a relation.
+//! - [`page_sql`] and [`count_sql`] give the SQL `list_deploys` runs, for
+//!   `EXPLAIN` (`tests/list_indexes.rs`, `benches/list.rs`);
+//!   [`ListRequest::cursor_for`] makes the cursor of a row found otherwise.
 //!
 //! Filter null semantics are SQL's three-valued logic; see [`filter`].
 //!
@@ -41,7 +44,7 @@ pub use filter::{
     BuildFilter, BuildStatus, Comparator, DeployFilter, EntityFilter, MetadataComparator,
     StepFilter, StepsFilter, StringComparator,
 };
-pub use list::list_deploys;
+pub use list::{count_sql, list_deploys, page_sql};
 pub use order::{DeployOrderBy, Direction, OrderKey, SortField};
 
 use crate::api::problem::{FieldError, Problem};
@@ -149,6 +152,17 @@ impl ListRequest {
     /// The resolved sort keys, ending in `id`.
     pub fn sort_keys(&self) -> &[OrderKey] {
         &self.keys
+    }
+    /// The cursor [`list_deploys`] gives `row` under this request (as its
+    /// `startCursor`/`endCursor`): `after` it continues with the rows that
+    /// follow `row`. Lets a tool start a walk at a row found otherwise.
+    pub fn cursor_for(&self, row: &DeployRow, cursor_key: &[u8]) -> String {
+        let values: Vec<order::KeyValue> = self
+            .keys
+            .iter()
+            .map(|k| order::key_value(row, k.field))
+            .collect();
+        cursor::encode(cursor_key, &self.binding, &values)
     }
 }
 

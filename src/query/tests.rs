@@ -453,3 +453,42 @@ fn schemas_have_no_null_alternatives() {
         );
     }
 }
+
+#[test]
+fn cursor_for_encodes_the_rows_sort_keys_under_the_requests_binding() {
+    let row = DeployRow {
+        id: "dep_01JDQ2V7C8X3ZJ8Q6Y0W6H4K5M".into(),
+        workspace_id: "ws_01JDQ2V7C8X3ZJ8Q6Y0W6H4K5M".into(),
+        entity_id: "app_01JDQ2V7C8X3ZJ8Q6Y0W6H4K5M".into(),
+        sequence_number: 7,
+        build_id: "bld_01JDQ2V7C8X3ZJ8Q6Y0W6H4K5M".into(),
+        status: String::from("running").try_into().unwrap(),
+        trigger: String::from("auto").try_into().unwrap(),
+        source_event_id: None,
+        production_url: None,
+        preview_url: None,
+        error: None,
+        metadata: serde_json::json!({}),
+        created_by: "alice".into(),
+        started_at: None,
+        completed_at: None,
+        created_at: chrono::DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap(),
+    };
+    let raw = RawListParams {
+        order_by: Some(r#"[{"completedAt": "descNullsLast"}, {"sequenceNumber": "asc"}]"#.into()),
+        ..Default::default()
+    };
+    let req = parse_list_params(&raw).unwrap();
+    let token = req.cursor_for(&row, b"k");
+    assert_eq!(
+        cursor::decode(b"k", &req.binding, &req.keys, &token),
+        Ok(vec![
+            order::KeyValue::Null,
+            order::KeyValue::Int(7),
+            order::KeyValue::Text(row.id.clone()),
+        ])
+    );
+    // bound to the request: another order refuses it
+    let other = parse_list_params(&RawListParams::default()).unwrap();
+    assert!(cursor::decode(b"k", &other.binding, &other.keys, &token).is_err());
+}
