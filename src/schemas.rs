@@ -20,14 +20,16 @@ fn titled<T: JsonSchema>(title: &str, description: &str) -> Schema {
 }
 
 /// `(path under event-schemas/, schema)` for every stored event (the data
-/// of version 1, without the `{"<Type>": …}` envelope) and every catalog
+/// of its current version, without the `{"<Type>": …}` envelope) and every catalog
 /// document.
 pub fn all() -> Vec<(String, Schema)> {
     let event = |name: &str, schema: Schema| (format!("events/{name}.v1.json"), schema);
     let mut out = vec![
-        event(
-            "DeployCreated",
-            titled::<DeployCreated>("DeployCreated v1", "A deploy was asked for."),
+        // v2 (`versionId`); `DeployCreated.v1.json` stays on disk for
+        // readers of old events.
+        (
+            "events/DeployCreated.v2.json".to_string(),
+            titled::<DeployCreated>("DeployCreated v2", "A deploy was asked for."),
         ),
         event(
             "DeployStarted",

@@ -13,7 +13,7 @@ use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{DeployStatus, StepStatus, Trigger};
-use crate::ids::{BuildId, DeployId, EntityId, EventId, WorkspaceId};
+use crate::ids::{BuildId, DeployId, EntityId, EventId, VersionId, WorkspaceId};
 
 /// The steps of every deploy, in execution order.
 pub const STEPS: &[&str] = &["prepare", "upload", "promote"];
@@ -61,6 +61,8 @@ pub struct CreateDeploy {
     pub workspace_id: WorkspaceId,
     pub entity_id: EntityId,
     pub build_id: BuildId,
+    /// The version of the entity the build belongs to.
+    pub version_id: Option<VersionId>,
     pub trigger: Trigger,
     pub source_event_id: Option<EventId>,
     pub metadata: serde_json::Map<String, serde_json::Value>,
@@ -86,6 +88,9 @@ pub enum DeployEvent {
 /// A deploy was asked for. `sequenceNumber` is written as 0 by the aggregate
 /// and assigned by the event store in the appending transaction (the entity's
 /// next number); the stored event always carries the assigned number.
+///
+/// Version 2 added `versionId`; a stored v1 event reads as v2 with
+/// `versionId: null` (`store::upcast`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeployCreated {
@@ -94,6 +99,9 @@ pub struct DeployCreated {
     pub entity_id: EntityId,
     pub sequence_number: u64,
     pub build_id: BuildId,
+    /// The version of the entity the build belongs to (since v2; null when
+    /// a v1 event is read).
+    pub version_id: Option<VersionId>,
     pub trigger: Trigger,
     pub source_event_id: Option<EventId>,
     pub metadata: serde_json::Map<String, serde_json::Value>,
@@ -210,7 +218,12 @@ impl DomainEvent for DeployEvent {
     }
 
     fn event_version(&self) -> String {
-        "1".to_string()
+        match self {
+            // v2: `versionId` (see `store::upcast`)
+            DeployEvent::DeployCreated(_) => "2",
+            _ => "1",
+        }
+        .to_string()
     }
 }
 
@@ -288,6 +301,7 @@ impl Deploy {
                     entity_id: c.entity_id,
                     sequence_number: 0,
                     build_id: c.build_id,
+                    version_id: c.version_id,
                     trigger: c.trigger,
                     source_event_id: c.source_event_id,
                     metadata: c.metadata,
@@ -500,6 +514,7 @@ mod tests {
             workspace_id: "ws_01JDQ2V7C8X3ZJ8Q6Y0W6H4K5M".parse().unwrap(),
             entity_id: "app_01JDQ2V7C8X3ZJ8Q6Y0W6H4K5M".parse().unwrap(),
             build_id: "bld_01JDQ2V7C8X3ZJ8Q6Y0W6H4K5M".parse().unwrap(),
+            version_id: None,
             trigger: Trigger::Manual,
             source_event_id: None,
             metadata: serde_json::Map::new(),
@@ -516,6 +531,7 @@ mod tests {
             entity_id: c.entity_id,
             sequence_number: 0,
             build_id: c.build_id,
+            version_id: None,
             trigger: c.trigger,
             source_event_id: None,
             metadata: c.metadata,
