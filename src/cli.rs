@@ -46,6 +46,9 @@ pub enum Command {
     /// Feed catalog documents (entities, builds).
     #[command(subcommand)]
     Catalog(CatalogCommand),
+    /// `replay`, `events export`, `audit verify` (src/audit/cli.rs).
+    #[command(flatten)]
+    Audit(crate::audit::cli::AuditCommands),
 }
 
 #[derive(Debug, Args)]
@@ -151,6 +154,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             app.run_until_stopped().await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Audit(command) => crate::audit::cli::run(&cli.database_url, command).await,
         Command::Migrate => {
             db::connect_and_migrate(&cli.database_url, &DbOptions::default()).await?;
             println!("migrations applied");
