@@ -69,16 +69,9 @@ pub fn chain(previous: Option<&[u8]>, event: &Hashed<'_>) -> [u8; 32] {
 pub enum Failure {
     /// The stored hash is not the hash of the stored event chained to its
     /// predecessor (the event or its predecessor's hash was changed).
-    HashMismatch {
-        stream: String,
-        sequence: i64,
-    },
+    HashMismatch { stream: String, sequence: i64 },
     /// Sequences `from..=to` of the stream are missing (deleted events).
-    Missing {
-        stream: String,
-        from: i64,
-        to: i64,
-    },
+    Missing { stream: String, from: i64, to: i64 },
 }
 
 impl std::fmt::Display for Failure {
@@ -160,10 +153,9 @@ pub async fn verify(pool: &PgPool) -> anyhow::Result<Report> {
         let prev_hash = previous.as_ref().and_then(|(_, h)| h.as_deref());
         let expected = chain(prev_hash, &hashed);
         if stored.as_deref() != Some(&expected[..]) {
-            report.failures.push(Failure::HashMismatch {
-                stream,
-                sequence,
-            });
+            report
+                .failures
+                .push(Failure::HashMismatch { stream, sequence });
         }
         previous = Some((sequence, stored));
     }

@@ -175,7 +175,11 @@ async fn copy_indexes(
     for def in defs {
         let from = format!(" ON {live}.{table} ");
         anyhow::ensure!(def.contains(&from), "unexpected index definition: {def}");
-        let def = def.replacen(&from, &format!(" ON {}.{} ", ident(shadow), ident(table)), 1);
+        let def = def.replacen(
+            &from,
+            &format!(" ON {}.{} ", ident(shadow), ident(table)),
+            1,
+        );
         sqlx::query(&def).execute(&mut *conn).await?;
     }
     Ok(())
@@ -204,11 +208,22 @@ async fn apply(
     Ok(())
 }
 
-/// Rebuilds `projections` from the start of the log and swaps them in.
-/// `progress` is called about once a second while the log is read.
+/// Rebuilds `projections` from the start of the log and swaps them in,
+/// reading [`BATCH`] events at a time. `progress` is called about once a
+/// second while the log is read.
 pub async fn replay(
     pool: &PgPool,
     projections: &[Arc<dyn Projection>],
+    progress: impl FnMut(&Progress),
+) -> anyhow::Result<Summary> {
+    replay_in_batches(pool, projections, BATCH, progress).await
+}
+
+/// [`replay`], `batch` events at a time.
+pub async fn replay_in_batches(
+    pool: &PgPool,
+    projections: &[Arc<dyn Projection>],
+    batch: i64,
     mut progress: impl FnMut(&Progress),
 ) -> anyhow::Result<Summary> {
     anyhow::ensure!(!projections.is_empty(), "no projection to replay");
@@ -264,14 +279,14 @@ pub async fn replay(
     let mut last_report = Instant::now();
     let mut at = LogPosition::START;
     // Read the next batch while the current one is written.
-    let mut next = tokio::spawn(read(pool.clone(), at));
+    let mut next = tokio::spawn(read(pool.clone(), at, batch));
     loop {
         let events = next.await??;
         let Some(last) = events.last().map(|e| e.log) else {
             break;
         };
         at = last;
-        next = tokio::spawn(read(pool.clone(), at));
+        next = tokio::spawn(read(pool.clone(), at, batch));
         let mut tx = pool.begin().await?;
         apply(&mut tx, &shadow, &live, projections, &events).await?;
         tx.commit().await?;
@@ -307,7 +322,7 @@ pub async fn replay(
     }
     let mut caught_up = 0u64;
     loop {
-        let events = log::read_after(&mut *tx, at, BATCH).await?;
+        let events = log::read_after(&mut *tx, at, batch).await?;
         let Some(last) = events.last().map(|e| e.log) else {
             break;
         };
@@ -364,6 +379,6 @@ pub async fn replay(
     })
 }
 
-async fn read(pool: PgPool, after: LogPosition) -> anyhow::Result<Vec<StoredEvent>> {
-    Ok(log::read_after(&pool, after, BATCH).await?)
+async fn read(pool: PgPool, after: LogPosition, batch: i64) -> anyhow::Result<Vec<StoredEvent>> {
+    Ok(log::read_after(&pool, after, batch).await?)
 }
