@@ -25,7 +25,7 @@ use crate::projector::Projection;
 use crate::store::log::{self, LogPosition, StoredEvent};
 
 /// Events read per batch.
-pub const BATCH: i64 = 5_000;
+pub const BATCH: i64 = 20_000;
 
 /// Where a replay stands, reported about once a second.
 #[derive(Debug, Clone)]
@@ -115,8 +115,10 @@ fn ident(s: &str) -> String {
 }
 
 /// An empty copy of `live.table` in `shadow`: columns, defaults, checks,
-/// then primary/unique/foreign keys under their own names. Plain indexes
-/// come later ([`copy_indexes`]), after the bulk load.
+/// then primary and unique keys under their own names. Foreign keys and
+/// plain indexes come after the bulk load ([`finish_table`]): a foreign key
+/// checks every inserted row one by one. The copy is unlogged while it is
+/// loaded (no WAL per row) and logged before the swap.
 async fn copy_table(
     conn: &mut PgConnection,
     live: &str,
@@ -125,17 +127,30 @@ async fn copy_table(
 ) -> anyhow::Result<()> {
     let (l, s, t) = (ident(live), ident(shadow), ident(table));
     sqlx::query(&format!(
-        "CREATE TABLE {s}.{t} (LIKE {l}.{t} INCLUDING DEFAULTS INCLUDING CONSTRAINTS \
+        "CREATE UNLOGGED TABLE {s}.{t} (LIKE {l}.{t} INCLUDING DEFAULTS INCLUDING CONSTRAINTS \
          INCLUDING GENERATED INCLUDING IDENTITY INCLUDING STORAGE INCLUDING COMMENTS)"
     ))
     .execute(&mut *conn)
     .await?;
+    copy_constraints(conn, live, shadow, table, &["p", "u", "x"]).await
+}
+
+/// The constraints of these kinds (`pg_constraint.contype`) of
+/// `live.table`, under the same names, on the copy.
+async fn copy_constraints(
+    conn: &mut PgConnection,
+    live: &str,
+    shadow: &str,
+    table: &str,
+    kinds: &[&str],
+) -> anyhow::Result<()> {
+    let (l, s, t) = (ident(live), ident(shadow), ident(table));
     let constraints: Vec<(String, String)> = sqlx::query_as(
         "SELECT conname::text, pg_get_constraintdef(oid) FROM pg_constraint \
-         WHERE conrelid = $1::regclass AND contype IN ('p', 'u', 'f', 'x') \
-         ORDER BY contype = 'f', conname",
+         WHERE conrelid = $1::regclass AND contype::text = ANY($2) ORDER BY conname",
     )
     .bind(format!("{l}.{t}"))
+    .bind(kinds)
     .fetch_all(&mut *conn)
     .await?;
     for (name, def) in constraints {
@@ -157,13 +172,22 @@ async fn copy_table(
     Ok(())
 }
 
-/// The plain indexes of `live.table`, under the same names, on the copy.
-async fn copy_indexes(
+/// The foreign keys and plain indexes of `live.table`, under the same
+/// names, on the loaded copy.
+async fn finish_table(
     conn: &mut PgConnection,
     live: &str,
     shadow: &str,
     table: &str,
 ) -> anyhow::Result<()> {
+    sqlx::query(&format!(
+        "ALTER TABLE {}.{} SET LOGGED",
+        ident(shadow),
+        ident(table)
+    ))
+    .execute(&mut *conn)
+    .await?;
+    copy_constraints(conn, live, shadow, table, &["f"]).await?;
     let defs: Vec<String> = sqlx::query_scalar(
         "SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i \
          WHERE i.indrelid = $1::regclass AND NOT EXISTS (SELECT 1 FROM pg_constraint c \
@@ -288,6 +312,11 @@ pub async fn replay_in_batches(
         at = last;
         next = tokio::spawn(read(pool.clone(), at, batch));
         let mut tx = pool.begin().await?;
+        // Nothing reads these tables before the swap, and a crash restarts
+        // the replay: no need to wait for each batch to reach the disk.
+        sqlx::query("SET LOCAL synchronous_commit = off")
+            .execute(&mut *tx)
+            .await?;
         apply(&mut tx, &shadow, &live, projections, &events).await?;
         tx.commit().await?;
         report.done += events.len() as u64;
@@ -301,7 +330,7 @@ pub async fn replay_in_batches(
     progress(&report);
     for p in projections {
         for table in p.tables() {
-            copy_indexes(&mut guard, &live, &shadow, table).await?;
+            finish_table(&mut guard, &live, &shadow, table).await?;
             sqlx::query(&format!("ANALYZE {}.{}", ident(&shadow), ident(table)))
                 .execute(&mut guard)
                 .await?;

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use serde::Deserialize;
 use sqlx::PgConnection;
 
 use crate::domain::deploy::DeployEvent;
@@ -247,6 +248,12 @@ async fn store(
     deploys: &[&FoldedDeploy],
 ) -> anyhow::Result<()> {
     if !replace.is_empty() {
+        // Steps first: during a rebuild the foreign key (and its cascade)
+        // is only added after the load.
+        sqlx::query("DELETE FROM deploy_steps WHERE deploy_id = ANY($1)")
+            .bind(replace)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("DELETE FROM deploys WHERE id = ANY($1)")
             .bind(replace)
             .execute(&mut *tx)
@@ -335,7 +342,7 @@ pub(super) async fn rebuild(tx: &mut PgConnection, events: &[StoredEvent]) -> an
         if seen.insert(event.aggregate_id.as_str()) {
             order.push(event.aggregate_id.clone());
         }
-        decoded.push((event, serde_json::from_value(event.payload.clone())?));
+        decoded.push((event, DeployEvent::deserialize(&event.payload)?));
     }
     if order.is_empty() {
         return Ok(());
