@@ -19,6 +19,18 @@ fn titled<T: JsonSchema>(title: &str, description: &str) -> Schema {
     schema
 }
 
+/// Marks a nullable field as always present (what a version bump
+/// promises; schemars leaves `Option` fields out of `required`).
+fn with_required(mut schema: Schema, field: &str) -> Schema {
+    if let Some(required) = schema
+        .get_mut("required")
+        .and_then(serde_json::Value::as_array_mut)
+    {
+        required.push(field.into());
+    }
+    schema
+}
+
 /// `(path under event-schemas/, schema)` for every stored event (the data
 /// of its current version, without the `{"<Type>": …}` envelope) and every catalog
 /// document.
@@ -29,7 +41,10 @@ pub fn all() -> Vec<(String, Schema)> {
         // readers of old events.
         (
             "events/DeployCreated.v2.json".to_string(),
-            titled::<DeployCreated>("DeployCreated v2", "A deploy was asked for."),
+            with_required(
+                titled::<DeployCreated>("DeployCreated v2", "A deploy was asked for."),
+                "versionId",
+            ),
         ),
         event(
             "DeployStarted",

@@ -101,7 +101,6 @@ pub struct DeployCreated {
     pub build_id: BuildId,
     /// The version of the entity the build belongs to. Always present since
     /// v2; null when a v1 event is read (v1 did not record it).
-    #[schemars(required)]
     pub version_id: Option<VersionId>,
     pub trigger: Trigger,
     pub source_event_id: Option<EventId>,
