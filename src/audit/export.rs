@@ -138,8 +138,8 @@ async fn learn_workspaces(
     let mut ids = Vec::new();
     for e in events {
         let key = (e.aggregate_type.clone(), e.aggregate_id.clone());
-        if !known.contains_key(&key) {
-            known.insert(key, None);
+        if let std::collections::hash_map::Entry::Vacant(v) = known.entry(key) {
+            v.insert(None);
             types.push(e.aggregate_type.clone());
             ids.push(e.aggregate_id.clone());
         }
