@@ -49,9 +49,11 @@ pub enum AuditCommand {
 
 /// Runs one of these commands.
 pub async fn run(database_url: &str, command: AuditCommands) -> anyhow::Result<ExitCode> {
+    // No statement timeout (a replay's swap or a verify may be long); few
+    // connections (replay uses three at most).
     let options = DbOptions {
         statement_timeout: std::time::Duration::ZERO,
-        ..DbOptions::default()
+        max_connections: 4,
     };
     let pool = db::connect_and_migrate(database_url, &options).await?;
     match command {

@@ -22,8 +22,18 @@ fn deployd(app: &TestApp) -> Command {
 }
 
 /// Runs the binary without blocking the server and readers of this test.
+/// The whole suite (and other suites on the same server) can use up
+/// PostgreSQL's connections for a moment: a command that could not connect
+/// is run again.
 async fn run(app: &TestApp, args: &[&str]) -> std::process::Output {
-    deployd(app).args(args).output().await.unwrap()
+    for _ in 0..40 {
+        let out = deployd(app).args(args).output().await.unwrap();
+        if !String::from_utf8_lossy(&out.stderr).contains("too many clients") {
+            return out;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("deployd {args:?}: PostgreSQL kept refusing connections");
 }
 
 /// Waits until the `deploys` projection has applied `head`.
