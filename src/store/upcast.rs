@@ -96,4 +96,25 @@ mod tests {
         assert_eq!(version, "2");
         assert_eq!(payload, json!({"DeployCreated": {"versionId": "ver_1"}}));
     }
+
+    #[test]
+    fn cqrs_es_loads_a_v1_deploy_created_through_the_same_upcaster() {
+        let upcasters = for_cqrs();
+        let u = &upcasters[0];
+        assert!(u.can_upcast("DeployCreated", "1"));
+        assert!(!u.can_upcast("DeployCreated", "2"));
+        assert!(!u.can_upcast("DeployStarted", "1"));
+        let event = SerializedEvent::new(
+            "dep_x".into(),
+            1,
+            "Deploy".into(),
+            "DeployCreated".into(),
+            "1".into(),
+            json!({"DeployCreated": {"deployId": "dep_x"}}),
+            json!({}),
+        );
+        let event = u.upcast(event);
+        assert_eq!(event.event_version, "2");
+        assert_eq!(event.payload["DeployCreated"]["versionId"], Value::Null);
+    }
 }
