@@ -61,6 +61,9 @@ pub enum Command {
     Catalog(CatalogCommand),
     /// Talk to a deployd server: list, get, create, cancel, events.
     Deploys(crate::client::ClientArgs),
+    /// `replay`, `events export`, `audit verify` (src/audit/cli.rs).
+    #[command(flatten)]
+    Audit(crate::audit::cli::AuditCommands),
 }
 
 #[derive(Debug, Args)]
@@ -267,6 +270,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Deploys(args) => crate::client::run(args).await,
+        Command::Audit(command) => crate::audit::cli::run(&cli.database_url, command).await,
         Command::Migrate => {
             db::connect_and_migrate(&cli.database_url, &DbOptions::default()).await?;
             println!("migrations applied");

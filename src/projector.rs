@@ -28,6 +28,24 @@ pub trait Projection: Send + Sync + 'static {
     /// Applies one event inside the batch transaction. Events the projection
     /// does not use are ignored. Must be idempotent.
     async fn apply(&self, tx: &mut PgConnection, event: &StoredEvent) -> anyhow::Result<()>;
+
+    /// The read-model tables the projection writes, parents first: what
+    /// `deployd replay` rebuilds into fresh tables and swaps in. Empty (the
+    /// default): the projection cannot be rebuilt.
+    fn tables(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Applies a batch, in log order, to tables being rebuilt (fresh tables
+    /// that only the rebuild writes; `search_path` puts them first). The
+    /// default applies each event with [`Projection::apply`]; a projection
+    /// may write in bulk instead, as long as the rows come out the same.
+    async fn rebuild(&self, tx: &mut PgConnection, events: &[StoredEvent]) -> anyhow::Result<()> {
+        for event in events {
+            self.apply(tx, event).await?;
+        }
+        Ok(())
+    }
 }
 
 /// Applies one batch. Returns how many events it applied (0: caught up, as

@@ -19,15 +19,32 @@ fn titled<T: JsonSchema>(title: &str, description: &str) -> Schema {
     schema
 }
 
+/// Marks a nullable field as always present (what a version bump
+/// promises; schemars leaves `Option` fields out of `required`).
+fn with_required(mut schema: Schema, field: &str) -> Schema {
+    if let Some(required) = schema
+        .get_mut("required")
+        .and_then(serde_json::Value::as_array_mut)
+    {
+        required.push(field.into());
+    }
+    schema
+}
+
 /// `(path under event-schemas/, schema)` for every stored event (the data
-/// of version 1, without the `{"<Type>": …}` envelope) and every catalog
+/// of its current version, without the `{"<Type>": …}` envelope) and every catalog
 /// document.
 pub fn all() -> Vec<(String, Schema)> {
     let event = |name: &str, schema: Schema| (format!("events/{name}.v1.json"), schema);
     let mut out = vec![
-        event(
-            "DeployCreated",
-            titled::<DeployCreated>("DeployCreated v1", "A deploy was asked for."),
+        // v2 (`versionId`); `DeployCreated.v1.json` stays on disk for
+        // readers of old events.
+        (
+            "events/DeployCreated.v2.json".to_string(),
+            with_required(
+                titled::<DeployCreated>("DeployCreated v2", "A deploy was asked for."),
+                "versionId",
+            ),
         ),
         event(
             "DeployStarted",

@@ -205,6 +205,7 @@ struct ResolvedBuild {
     build_id: BuildId,
     workspace_id: String,
     entity_id: String,
+    version_id: String,
 }
 
 async fn resolve(
@@ -213,10 +214,10 @@ async fn resolve(
     source: &Source,
 ) -> Result<ResolvedBuild, Problem> {
     let scope = caller.workspace_strings();
-    let build_row: Option<(String, String, String, String)> = match source {
+    let build_row: Option<(String, String, String, String, String)> = match source {
         Source::Build(id) => {
-            let row: Option<(String, String, String, String)> = sqlx::query_as(
-                "SELECT id, workspace_id, entity_id, status FROM builds \
+            let row: Option<(String, String, String, String, String)> = sqlx::query_as(
+                "SELECT id, workspace_id, entity_id, status, version_id FROM builds \
                  WHERE id = $1 AND workspace_id = ANY($2)",
             )
             .bind(id.to_string())
@@ -244,8 +245,8 @@ async fn resolve(
             let version = version.ok_or_else(|| {
                 Problem::unprocessable(format!("app {id} has no default version"))
             })?;
-            let row: Option<(String, String, String, String)> = sqlx::query_as(
-                "SELECT id, workspace_id, entity_id, status FROM builds \
+            let row: Option<(String, String, String, String, String)> = sqlx::query_as(
+                "SELECT id, workspace_id, entity_id, status, version_id FROM builds \
                  WHERE entity_id = $1 AND version_id = $2 AND status = 'succeeded' \
                    AND workspace_id = ANY($3) \
                  ORDER BY created_at DESC, id DESC LIMIT 1",
@@ -262,13 +263,14 @@ async fn resolve(
             })?)
         }
     };
-    let (build_id, workspace_id, entity_id, _) = build_row.expect("resolved above");
+    let (build_id, workspace_id, entity_id, _, version_id) = build_row.expect("resolved above");
     Ok(ResolvedBuild {
         build_id: build_id
             .parse()
             .map_err(|e| Problem::internal(format!("stored build id: {e}")))?,
         workspace_id,
         entity_id,
+        version_id,
     })
 }
 
@@ -359,6 +361,12 @@ async fn create_inner(
             .parse()
             .map_err(|e| Problem::internal(format!("stored entity id: {e}")))?,
         build_id: build.build_id,
+        version_id: Some(
+            build
+                .version_id
+                .parse()
+                .map_err(|e| Problem::internal(format!("stored version id: {e}")))?,
+        ),
         trigger: Trigger::Manual,
         source_event_id: None,
         metadata: request.metadata,
@@ -425,12 +433,29 @@ fn parse_deploy_id(id: &str) -> Result<DeployId, Problem> {
 }
 
 /// GET /api/deploys/{id}
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct DetailParams {
+    /// An RFC 3339 instant: the deploy as it stood then, folded from its
+    /// events (404 before it existed).
+    #[serde(rename = "asOf")]
+    as_of: Option<String>,
+}
+
 pub async fn detail(
     State(state): State<AppState>,
     caller: Caller,
     Path(DeployPath { id }): Path<DeployPath>,
+    Query(params): Query<DetailParams>,
 ) -> Result<Json<DeployDetail>, Problem> {
     let id = parse_deploy_id(&id)?.to_string();
+    if let Some(as_of) = params.as_of.as_deref() {
+        let as_of = chrono::DateTime::parse_from_rfc3339(as_of)
+            .map_err(|_| {
+                Problem::invalid_field("asOf", "expected an RFC 3339 timestamp with an offset")
+            })?
+            .with_timezone(&chrono::Utc);
+        return detail_as_of(&state, &caller, &id, as_of).await.map(Json);
+    }
     let deploy = fetch_row(&state, &caller, &id)
         .await?
         .ok_or_else(|| Problem::not_found(format!("deploy {id} not found")))?;
@@ -456,6 +481,40 @@ pub async fn detail(
 }
 
 /// POST /api/deploys/{id}/cancel
+/// The deploy as it stood at `as_of`: its events recorded until then,
+/// folded (`read_model::fold`) into the same shape as the read model.
+async fn detail_as_of(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    as_of: chrono::DateTime<chrono::Utc>,
+) -> Result<DeployDetail, Problem> {
+    let not_found = || Problem::not_found(format!("deploy {id} not found at {as_of}"));
+    let events = log::read_stream(&state.pool, "Deploy", id, 0, i64::MAX).await?;
+    let folded = crate::read_model::fold::fold(events.iter().filter(|e| e.recorded_at <= as_of))
+        .map_err(|e| Problem::internal(format!("folding deploy {id}: {e:#}")))?
+        .ok_or_else(not_found)?;
+    if !caller
+        .workspace_strings()
+        .contains(&folded.row.workspace_id)
+    {
+        return Err(not_found());
+    }
+    let cancellation = match (folded.cancelled_at, folded.cancelled_by) {
+        (Some(cancelled_at), Some(cancelled_by)) => Some(Cancellation {
+            reason: folded.cancel_reason,
+            cancelled_by,
+            cancelled_at,
+        }),
+        _ => None,
+    };
+    Ok(DeployDetail {
+        deploy: folded.row,
+        steps: folded.steps,
+        cancellation,
+    })
+}
+
 pub async fn cancel(
     State(state): State<AppState>,
     caller: Caller,

@@ -152,6 +152,7 @@ impl CatalogFeed {
             workspace_id: build.workspace_id,
             entity_id: build.entity_id,
             build_id: build.build_id,
+            version_id: Some(build.version_id),
             trigger: Trigger::Auto,
             source_event_id: Some(build.source_event_id),
             metadata: serde_json::Map::new(),

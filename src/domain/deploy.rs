@@ -13,7 +13,7 @@ use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{DeployStatus, StepStatus, Trigger};
-use crate::ids::{BuildId, DeployId, EntityId, EventId, WorkspaceId};
+use crate::ids::{BuildId, DeployId, EntityId, EventId, VersionId, WorkspaceId};
 
 /// The steps of every deploy, in execution order.
 pub const STEPS: &[&str] = &["prepare", "upload", "promote"];
@@ -64,6 +64,8 @@ pub struct CreateDeploy {
     pub workspace_id: WorkspaceId,
     pub entity_id: EntityId,
     pub build_id: BuildId,
+    /// The version of the entity the build belongs to.
+    pub version_id: Option<VersionId>,
     pub trigger: Trigger,
     pub source_event_id: Option<EventId>,
     pub metadata: serde_json::Map<String, serde_json::Value>,
@@ -73,6 +75,10 @@ pub struct CreateDeploy {
 
 /// What happened to a deploy. Stored as `{"<Variant>": {...}}` with the
 /// variant name as `event_type`; see `event-schemas/` for each payload.
+// `DeployCreated` is the large one (v2's `versionId` tipped it over
+// clippy's line); events are short-lived values, and boxing it would change
+// every construction and match of the event.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum DeployEvent {
     DeployCreated(DeployCreated),
@@ -89,6 +95,9 @@ pub enum DeployEvent {
 /// A deploy was asked for. `sequenceNumber` is written as 0 by the aggregate
 /// and assigned by the event store in the appending transaction (the entity's
 /// next number); the stored event always carries the assigned number.
+///
+/// Version 2 added `versionId`; a stored v1 event reads as v2 with
+/// `versionId: null` (`store::upcast`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeployCreated {
@@ -97,6 +106,9 @@ pub struct DeployCreated {
     pub entity_id: EntityId,
     pub sequence_number: u64,
     pub build_id: BuildId,
+    /// The version of the entity the build belongs to. Always present since
+    /// v2; null when a v1 event is read (v1 did not record it).
+    pub version_id: Option<VersionId>,
     pub trigger: Trigger,
     pub source_event_id: Option<EventId>,
     pub metadata: serde_json::Map<String, serde_json::Value>,
@@ -216,7 +228,12 @@ impl DomainEvent for DeployEvent {
     }
 
     fn event_version(&self) -> String {
-        "1".to_string()
+        match self {
+            // v2: `versionId` (see `store::upcast`)
+            DeployEvent::DeployCreated(_) => "2",
+            _ => "1",
+        }
+        .to_string()
     }
 }
 
@@ -295,6 +312,7 @@ impl Deploy {
                     entity_id: c.entity_id,
                     sequence_number: 0,
                     build_id: c.build_id,
+                    version_id: c.version_id,
                     trigger: c.trigger,
                     source_event_id: c.source_event_id,
                     metadata: c.metadata,
@@ -511,6 +529,7 @@ mod tests {
             workspace_id: "ws_01JDQ2V7C8X3ZJ8Q6Y0W6H4K5M".parse().unwrap(),
             entity_id: "app_01JDQ2V7C8X3ZJ8Q6Y0W6H4K5M".parse().unwrap(),
             build_id: "bld_01JDQ2V7C8X3ZJ8Q6Y0W6H4K5M".parse().unwrap(),
+            version_id: None,
             trigger: Trigger::Manual,
             source_event_id: None,
             metadata: serde_json::Map::new(),
@@ -527,6 +546,7 @@ mod tests {
             entity_id: c.entity_id,
             sequence_number: 0,
             build_id: c.build_id,
+            version_id: None,
             trigger: c.trigger,
             source_event_id: None,
             metadata: c.metadata,

@@ -18,6 +18,10 @@ impl Projection for CatalogProjection {
         Self::NAME
     }
 
+    fn tables(&self) -> &'static [&'static str] {
+        &["entities", "builds"]
+    }
+
     async fn apply(&self, tx: &mut PgConnection, event: &StoredEvent) -> anyhow::Result<()> {
         match event.aggregate_type.as_str() {
             "Entity" => {

@@ -1,10 +1,15 @@
 //! The `deploys` projection: `deploys` and `deploy_steps` from Deploy events.
 
+use std::collections::HashMap;
+
+use serde::Deserialize;
 use sqlx::PgConnection;
 
 use crate::domain::deploy::DeployEvent;
 use crate::domain::StepStatus;
 use crate::projector::Projection;
+use crate::read_model::fold::{self, FoldedDeploy};
+use crate::read_model::{DeployRow, StepRow};
 use crate::store::log::StoredEvent;
 
 pub struct DeploysProjection;
@@ -48,6 +53,14 @@ async fn skip_pending_steps(tx: &mut PgConnection, deploy: &str) -> sqlx::Result
 impl Projection for DeploysProjection {
     fn name(&self) -> &'static str {
         Self::NAME
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["deploys", "deploy_steps"]
+    }
+
+    async fn rebuild(&self, tx: &mut PgConnection, events: &[StoredEvent]) -> anyhow::Result<()> {
+        rebuild(tx, events).await
     }
 
     async fn apply(&self, tx: &mut PgConnection, event: &StoredEvent) -> anyhow::Result<()> {
@@ -159,4 +172,192 @@ impl Projection for DeploysProjection {
         }
         Ok(())
     }
+}
+
+/// The columns of `deploys` and `deploy_steps`, in the order the bulk
+/// rebuild loads and writes them.
+const ROW_COLUMNS: &str = "id, workspace_id, entity_id, sequence_number, build_id, status, \
+     trigger, source_event_id, production_url, preview_url, error, metadata, created_by, \
+     started_at, completed_at, created_at, cancel_reason, cancelled_by, cancelled_at, \
+     event_sequence";
+
+#[derive(sqlx::FromRow)]
+struct StoredRow {
+    #[sqlx(flatten)]
+    row: DeployRow,
+    cancel_reason: Option<String>,
+    cancelled_by: Option<String>,
+    cancelled_at: Option<chrono::DateTime<chrono::Utc>>,
+    event_sequence: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct StoredStep {
+    deploy_id: String,
+    #[sqlx(flatten)]
+    step: StepRow,
+}
+
+/// The deploys with these ids as the tables hold them now.
+async fn load(
+    tx: &mut PgConnection,
+    ids: &[String],
+) -> anyhow::Result<HashMap<String, FoldedDeploy>> {
+    let rows: Vec<StoredRow> = sqlx::query_as(&format!(
+        "SELECT {ROW_COLUMNS} FROM deploys WHERE id = ANY($1)"
+    ))
+    .bind(ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut out: HashMap<String, FoldedDeploy> = rows
+        .into_iter()
+        .map(|r| {
+            (
+                r.row.id.clone(),
+                FoldedDeploy {
+                    row: r.row,
+                    steps: vec![],
+                    cancel_reason: r.cancel_reason,
+                    cancelled_by: r.cancelled_by,
+                    cancelled_at: r.cancelled_at,
+                    event_sequence: r.event_sequence,
+                },
+            )
+        })
+        .collect();
+    let steps: Vec<StoredStep> = sqlx::query_as(
+        "SELECT deploy_id, name, status, started_at, completed_at, error FROM deploy_steps \
+         WHERE deploy_id = ANY($1) ORDER BY deploy_id, ordinal",
+    )
+    .bind(ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    for s in steps {
+        if let Some(d) = out.get_mut(&s.deploy_id) {
+            d.steps.push(s.step);
+        }
+    }
+    Ok(out)
+}
+
+/// Writes folded deploys in three statements: the old rows of `replace`
+/// go, then every deploy and step of `deploys` is inserted from arrays.
+async fn store(
+    tx: &mut PgConnection,
+    replace: &[String],
+    deploys: &[&FoldedDeploy],
+) -> anyhow::Result<()> {
+    if !replace.is_empty() {
+        // Steps first: during a rebuild the foreign key (and its cascade)
+        // is only added after the load.
+        sqlx::query("DELETE FROM deploy_steps WHERE deploy_id = ANY($1)")
+            .bind(replace)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM deploys WHERE id = ANY($1)")
+            .bind(replace)
+            .execute(&mut *tx)
+            .await?;
+    }
+    let col = |f: &dyn Fn(&FoldedDeploy) -> Option<String>| -> Vec<Option<String>> {
+        deploys.iter().map(|d| f(d)).collect()
+    };
+    let time = |f: &dyn Fn(&FoldedDeploy) -> Option<chrono::DateTime<chrono::Utc>>| {
+        deploys.iter().map(|d| f(d)).collect::<Vec<_>>()
+    };
+    sqlx::query(&format!(
+        "INSERT INTO deploys ({ROW_COLUMNS}) SELECT * FROM UNNEST(\
+         $1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], \
+         $8::text[], $9::text[], $10::text[], $11::text[], $12::jsonb[], $13::text[], \
+         $14::timestamptz[], $15::timestamptz[], $16::timestamptz[], $17::text[], $18::text[], \
+         $19::timestamptz[], $20::bigint[])"
+    ))
+    .bind(col(&|d| Some(d.row.id.clone())))
+    .bind(col(&|d| Some(d.row.workspace_id.clone())))
+    .bind(col(&|d| Some(d.row.entity_id.clone())))
+    .bind(
+        deploys
+            .iter()
+            .map(|d| d.row.sequence_number)
+            .collect::<Vec<_>>(),
+    )
+    .bind(col(&|d| Some(d.row.build_id.clone())))
+    .bind(col(&|d| Some(d.row.status.0.as_str().to_string())))
+    .bind(col(&|d| Some(d.row.trigger.0.as_str().to_string())))
+    .bind(col(&|d| d.row.source_event_id.clone()))
+    .bind(col(&|d| d.row.production_url.clone()))
+    .bind(col(&|d| d.row.preview_url.clone()))
+    .bind(col(&|d| d.row.error.clone()))
+    .bind(
+        deploys
+            .iter()
+            .map(|d| d.row.metadata.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind(col(&|d| Some(d.row.created_by.clone())))
+    .bind(time(&|d| d.row.started_at))
+    .bind(time(&|d| d.row.completed_at))
+    .bind(time(&|d| Some(d.row.created_at)))
+    .bind(col(&|d| d.cancel_reason.clone()))
+    .bind(col(&|d| d.cancelled_by.clone()))
+    .bind(time(&|d| d.cancelled_at))
+    .bind(deploys.iter().map(|d| d.event_sequence).collect::<Vec<_>>())
+    .execute(&mut *tx)
+    .await?;
+
+    let steps: Vec<(&str, i32, &StepRow)> = deploys
+        .iter()
+        .flat_map(|d| {
+            d.steps
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (d.row.id.as_str(), i as i32 + 1, s))
+        })
+        .collect();
+    sqlx::query(
+        "INSERT INTO deploy_steps (deploy_id, ordinal, name, status, started_at, completed_at, error) \
+         SELECT * FROM UNNEST($1::text[], $2::int[], $3::text[], $4::text[], $5::timestamptz[], \
+                              $6::timestamptz[], $7::text[])",
+    )
+    .bind(steps.iter().map(|s| s.0).collect::<Vec<_>>())
+    .bind(steps.iter().map(|s| s.1).collect::<Vec<_>>())
+    .bind(steps.iter().map(|s| s.2.name.as_str()).collect::<Vec<_>>())
+    .bind(steps.iter().map(|s| s.2.status.0.as_str()).collect::<Vec<_>>())
+    .bind(steps.iter().map(|s| s.2.started_at).collect::<Vec<_>>())
+    .bind(steps.iter().map(|s| s.2.completed_at).collect::<Vec<_>>())
+    .bind(steps.iter().map(|s| s.2.error.as_deref()).collect::<Vec<_>>())
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// The bulk rebuild: the batch's deploys are folded in memory
+/// (`read_model::fold`, from their rows so far) and written back in a few
+/// statements, instead of one statement per event.
+pub(super) async fn rebuild(tx: &mut PgConnection, events: &[StoredEvent]) -> anyhow::Result<()> {
+    let mut order: Vec<String> = Vec::new();
+    let mut decoded: Vec<(&StoredEvent, DeployEvent)> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for event in events.iter().filter(|e| e.aggregate_type == "Deploy") {
+        if seen.insert(event.aggregate_id.as_str()) {
+            order.push(event.aggregate_id.clone());
+        }
+        decoded.push((event, DeployEvent::deserialize(&event.payload)?));
+    }
+    if order.is_empty() {
+        return Ok(());
+    }
+    let existing = load(tx, &order).await?;
+    let replace: Vec<String> = existing.keys().cloned().collect();
+    let mut states: HashMap<String, Option<FoldedDeploy>> =
+        existing.into_iter().map(|(k, v)| (k, Some(v))).collect();
+    for (event, e) in &decoded {
+        let state = states.entry(event.aggregate_id.clone()).or_default();
+        fold::apply(state, &event.aggregate_id, event.sequence, e)?;
+    }
+    let out: Vec<&FoldedDeploy> = order
+        .iter()
+        .filter_map(|id| states.get(id).and_then(Option::as_ref))
+        .collect();
+    store(tx, &replace, &out).await
 }

@@ -3,6 +3,7 @@
 
 mod catalog;
 mod deploys;
+pub mod fold;
 mod row;
 
 use std::sync::Arc;

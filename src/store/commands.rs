@@ -82,7 +82,8 @@ pub struct Commands {
 }
 
 fn framework<A: Aggregate<Services = ()>>(pool: &PgPool) -> Framework<A> {
-    let store = PersistedEventStore::new_event_store(PostgresEventRepository::new(pool.clone()));
+    let store = PersistedEventStore::new_event_store(PostgresEventRepository::new(pool.clone()))
+        .with_upcasters(crate::store::upcast::for_cqrs());
     CqrsFramework::new(store, vec![], ())
 }
 

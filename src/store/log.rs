@@ -62,7 +62,19 @@ impl StoredEvent {
 const EVENT_COLUMNS: &str = "tx_id::text::bigint AS tx, position, event_id, aggregate_type, \
      aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at";
 
+/// An event as read: brought to its type's current version
+/// (`store::upcast`), so every reader sees what the code expects.
 fn stored_event(row: &sqlx::postgres::PgRow) -> Result<StoredEvent, sqlx::Error> {
+    let mut event = stored_event_as_stored(row)?;
+    crate::store::upcast::upcast(
+        &event.event_type,
+        &mut event.event_version,
+        &mut event.payload,
+    );
+    Ok(event)
+}
+
+fn stored_event_as_stored(row: &sqlx::postgres::PgRow) -> Result<StoredEvent, sqlx::Error> {
     Ok(StoredEvent {
         log: LogPosition {
             tx: row.try_get("tx")?,

@@ -4,9 +4,11 @@
 //! - [`log`]: the global, gap-safe event log that catch-up readers tail.
 //! - [`commands`]: the one command path (cqrs-es over postgres-es) used by
 //!   the API, the catalog feed and the saga worker alike.
+//! - [`upcast`]: older stored event versions read as the current one.
 //!
 //! PostgreSQL-specific SQL stays inside this module and the projections.
 
 pub mod commands;
 pub mod db;
 pub mod log;
+pub mod upcast;

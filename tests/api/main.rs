@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod audit;
 mod catalog;
 mod client;
 mod create;

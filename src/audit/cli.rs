@@ -1,0 +1,107 @@
+//! `deployd replay`, `deployd events export`, `deployd audit verify`:
+//! flattened into the top-level commands of `crate::cli`.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Subcommand;
+
+use crate::projector::Projection;
+use crate::store::db::{self, DbOptions};
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommands {
+    /// Rebuild projections from the start of the log into fresh tables and
+    /// swap them in, while the API keeps serving.
+    Replay {
+        /// Only this projection (`deploys`, `catalog`); default: all.
+        #[arg(long)]
+        projection: Option<String>,
+    },
+    /// Read the event log.
+    #[command(subcommand)]
+    Events(EventsCommand),
+    /// Check the event log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// Write the log to stdout as JSON lines, in log order.
+    Export {
+        /// Resume after this event: `TX:POSITION` from the last exported
+        /// line (or a bare POSITION: after the event stored there).
+        #[arg(long)]
+        from: Option<crate::audit::export::From>,
+        /// Only the streams of this workspace.
+        #[arg(long)]
+        workspace: Option<crate::ids::WorkspaceId>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute every stream's hash chain; exit non-zero naming each
+    /// stream and sequence that fails.
+    Verify,
+}
+
+/// Runs one of these commands.
+pub async fn run(database_url: &str, command: AuditCommands) -> anyhow::Result<ExitCode> {
+    // No statement timeout (a replay's swap or a verify may be long); few
+    // connections (replay uses three at most).
+    let options = DbOptions {
+        statement_timeout: std::time::Duration::ZERO,
+        max_connections: 4,
+    };
+    let pool = db::connect_and_migrate(database_url, &options).await?;
+    match command {
+        AuditCommands::Replay { projection } => {
+            let all = crate::read_model::projections();
+            let chosen: Vec<Arc<dyn Projection>> = match projection {
+                None => all,
+                Some(name) => {
+                    let names: Vec<_> = all.iter().map(|p| p.name()).collect();
+                    let one: Vec<_> = all.into_iter().filter(|p| p.name() == name).collect();
+                    anyhow::ensure!(
+                        !one.is_empty(),
+                        "no projection named {name:?}; there are {}",
+                        names.join(", ")
+                    );
+                    one
+                }
+            };
+            let summary =
+                crate::audit::replay::replay(&pool, &chosen, |p| eprintln!("{p}")).await?;
+            eprintln!("{summary}");
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommands::Events(EventsCommand::Export { from, workspace }) => {
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let workspace = workspace.map(|w| w.to_string());
+            let n =
+                crate::audit::export::export(&pool, from, workspace.as_deref(), &mut out).await?;
+            eprintln!("{n} events exported");
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommands::Audit(AuditCommand::Verify) => {
+            let report = crate::audit::chain::verify(&pool).await?;
+            for failure in &report.failures {
+                println!("{failure}");
+            }
+            eprintln!(
+                "{} events in {} streams checked, {} failures",
+                report.events,
+                report.streams,
+                report.failures.len()
+            );
+            Ok(if report.failures.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+    }
+}

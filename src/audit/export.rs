@@ -1,0 +1,166 @@
+//! `deployd events export`: the log as JSON lines, in log order.
+//!
+//! Each line is one event: `position`, `tx` (the appending transaction),
+//! `eventId`, `stream` (`{type, id}`), `sequence`, `type`, `version`,
+//! `recordedAt`, `metadata`, `data` and `hash` (hex). Events are brought to
+//! their current version first (`store::upcast`), so `version` and `data`
+//! are what the code reads today; `hash` is over the event as stored
+//! (`audit::chain`).
+//!
+//! `--workspace` keeps the events of streams in that workspace: a stream's
+//! workspace is the `workspaceId` of its first event that has one (every
+//! `DeployCreated`, `EntityUpserted` and build event carries it; later
+//! deploy events do not repeat it).
+//!
+//! Order is the log's: `(tx, position)`, and only below the gap-safe horizon
+//! (`store::log`), so an export never shows an event that a later export
+//! would have to put before one already shown. `--from` resumes an export:
+//! it takes the `tx:position` of the last line already exported (positions
+//! alone are not in log order; a bare position `P` means "after the event at
+//! position P").
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use chrono::SecondsFormat;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+
+use crate::store::log::{self, LogPosition, StoredEvent};
+
+const BATCH: i64 = 5_000;
+
+/// Where an export starts: after this point of the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum From {
+    /// `tx:position`, as the `tx` and `position` of an exported line.
+    Log(LogPosition),
+    /// A bare position: after the event stored at that position.
+    Position(i64),
+}
+
+impl std::str::FromStr for From {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("expected POSITION or TX:POSITION, got {s:?}");
+        match s.split_once(':') {
+            Some((tx, position)) => Ok(From::Log(LogPosition {
+                tx: tx.trim().parse().map_err(|_| bad())?,
+                position: position.trim().parse().map_err(|_| bad())?,
+            })),
+            None => Ok(From::Position(s.trim().parse().map_err(|_| bad())?)),
+        }
+    }
+}
+
+/// One exported line.
+pub fn line(event: &StoredEvent, hash: Option<&[u8]>) -> Value {
+    json!({
+        "position": event.log.position,
+        "tx": event.log.tx,
+        "eventId": event.event_id,
+        "stream": {"type": event.aggregate_type, "id": event.aggregate_id},
+        "sequence": event.sequence,
+        "type": event.event_type,
+        "version": event.event_version,
+        "recordedAt": event.recorded_at.to_rfc3339_opts(SecondsFormat::Micros, true),
+        "metadata": event.metadata,
+        "data": event.data(),
+        "hash": hash.map(crate::audit::chain::hex),
+    })
+}
+
+/// Writes the log after `from` (only events whose data has this
+/// `workspaceId`, when given) to `out`; returns how many lines.
+pub async fn export(
+    pool: &PgPool,
+    from: Option<From>,
+    workspace: Option<&str>,
+    out: &mut impl Write,
+) -> anyhow::Result<u64> {
+    let mut at = match from {
+        None => LogPosition::START,
+        Some(From::Log(at)) => at,
+        Some(From::Position(position)) => {
+            let tx: Option<i64> =
+                sqlx::query_scalar("SELECT tx_id::text::bigint FROM events WHERE position = $1")
+                    .bind(position)
+                    .fetch_optional(pool)
+                    .await?;
+            let tx = tx.ok_or_else(|| anyhow::anyhow!("no event at position {position}"))?;
+            LogPosition { tx, position }
+        }
+    };
+    let mut written = 0;
+    let mut workspaces = HashMap::new();
+    loop {
+        let events = log::read_after(pool, at, BATCH).await?;
+        let Some(last) = events.last().map(|e| e.log) else {
+            break;
+        };
+        let positions: Vec<i64> = events.iter().map(|e| e.log.position).collect();
+        let hashes: Vec<(i64, Option<Vec<u8>>)> =
+            sqlx::query_as("SELECT position, hash FROM events WHERE position = ANY($1)")
+                .bind(&positions)
+                .fetch_all(pool)
+                .await?;
+        let hashes: HashMap<i64, Option<Vec<u8>>> = hashes.into_iter().collect();
+        if workspace.is_some() {
+            learn_workspaces(pool, &events, &mut workspaces).await?;
+        }
+        for event in &events {
+            if let Some(ws) = workspace {
+                let key = (event.aggregate_type.clone(), event.aggregate_id.clone());
+                if workspaces.get(&key).and_then(Option::as_deref) != Some(ws) {
+                    continue;
+                }
+            }
+            let hash = hashes.get(&event.log.position).and_then(|h| h.as_deref());
+            serde_json::to_writer(&mut *out, &line(event, hash))?;
+            out.write_all(b"\n")?;
+            written += 1;
+        }
+        at = last;
+    }
+    out.flush()?;
+    Ok(written)
+}
+
+type Streams = HashMap<(String, String), Option<String>>;
+
+/// Finds the workspace of each stream of `events` not yet known.
+async fn learn_workspaces(
+    pool: &PgPool,
+    events: &[StoredEvent],
+    known: &mut Streams,
+) -> anyhow::Result<()> {
+    let mut types = Vec::new();
+    let mut ids = Vec::new();
+    for e in events {
+        let key = (e.aggregate_type.clone(), e.aggregate_id.clone());
+        if let std::collections::hash_map::Entry::Vacant(v) = known.entry(key) {
+            v.insert(None);
+            types.push(e.aggregate_type.clone());
+            ids.push(e.aggregate_id.clone());
+        }
+    }
+    if types.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
+        "SELECT DISTINCT ON (e.aggregate_type, e.aggregate_id) e.aggregate_type, e.aggregate_id, \
+                e.payload -> e.event_type ->> 'workspaceId' \
+         FROM events e JOIN UNNEST($1::text[], $2::text[]) AS s(t, i) \
+           ON e.aggregate_type = s.t AND e.aggregate_id = s.i \
+         WHERE e.payload -> e.event_type ? 'workspaceId' \
+         ORDER BY e.aggregate_type, e.aggregate_id, e.sequence",
+    )
+    .bind(&types)
+    .bind(&ids)
+    .fetch_all(pool)
+    .await?;
+    for (t, i, ws) in rows {
+        known.insert((t, i), ws);
+    }
+    Ok(())
+}

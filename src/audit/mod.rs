@@ -1,0 +1,9 @@
+//! The log as evidence: rebuilding the read model from it (`replay`),
+//! reading it out (`export`), and proving it was not changed (`chain`).
+//! `cli` holds the commands (`deployd replay`, `deployd events export`,
+//! `deployd audit verify`).
+
+pub mod chain;
+pub mod cli;
+pub mod export;
+pub mod replay;

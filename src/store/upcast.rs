@@ -1,0 +1,120 @@
+//! Schema evolution: upcasters turn an event stored in an older version into
+//! the current one wherever events are read (the aggregate load path through
+//! cqrs-es, and `store::log` for projections, replay, export and `asOf`), so
+//! the code only ever sees current versions. Stored rows are never
+//! rewritten: the hash chain covers the bytes as stored.
+//!
+//! The rule for changing an event is in `event-schemas/README.md`.
+
+use cqrs_es::persist::{EventUpcaster, SerializedEvent};
+use serde_json::Value;
+
+/// One step from one version of an event type to the next.
+pub struct Upcaster {
+    pub event_type: &'static str,
+    /// The stored version this upcaster reads…
+    pub from: &'static str,
+    /// …and the version it produces.
+    pub to: &'static str,
+    /// Rewrites the event's data (without the `{"<Type>": …}` envelope).
+    pub upcast: fn(&mut serde_json::Map<String, Value>),
+}
+
+/// Every upcaster, oldest first. A stored event runs through each that
+/// matches its (type, version) in turn, so v1 → v2 → v3 chains.
+pub const UPCASTERS: &[Upcaster] = &[Upcaster {
+    event_type: "DeployCreated",
+    from: "1",
+    to: "2",
+    // v2 records the build's version (`versionId`); a v1 event did not know
+    // it, and the log alone cannot tell, so it reads as null.
+    upcast: |data| {
+        data.entry("versionId").or_insert(Value::Null);
+    },
+}];
+
+/// Brings a stored `(version, payload)` of `event_type` to the current
+/// version, in place. `payload` is the stored `{"<Type>": data}` envelope.
+pub fn upcast(event_type: &str, version: &mut String, payload: &mut Value) {
+    for u in UPCASTERS {
+        if u.event_type == event_type && u.from == version {
+            if let Some(Value::Object(data)) = payload.get_mut(event_type) {
+                (u.upcast)(data);
+            }
+            *version = u.to.to_string();
+        }
+    }
+}
+
+/// The same upcasters, for cqrs-es's load path.
+struct ForCqrs;
+
+impl EventUpcaster for ForCqrs {
+    fn can_upcast(&self, event_type: &str, event_version: &str) -> bool {
+        UPCASTERS
+            .iter()
+            .any(|u| u.event_type == event_type && u.from == event_version)
+    }
+
+    fn upcast(&self, mut event: SerializedEvent) -> SerializedEvent {
+        upcast(
+            &event.event_type,
+            &mut event.event_version,
+            &mut event.payload,
+        );
+        event
+    }
+}
+
+/// What `PersistedEventStore::with_upcasters` takes.
+pub fn for_cqrs() -> Vec<Box<dyn EventUpcaster>> {
+    vec![Box::new(ForCqrs)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_v1_deploy_created_reads_as_v2_with_a_null_version_id() {
+        let mut version = "1".to_string();
+        let mut payload = json!({"DeployCreated": {"deployId": "dep_x"}});
+        upcast("DeployCreated", &mut version, &mut payload);
+        assert_eq!(version, "2");
+        assert_eq!(
+            payload,
+            json!({"DeployCreated": {"deployId": "dep_x", "versionId": null}})
+        );
+    }
+
+    #[test]
+    fn a_current_event_is_left_alone() {
+        let mut version = "2".to_string();
+        let mut payload = json!({"DeployCreated": {"versionId": "ver_1"}});
+        upcast("DeployCreated", &mut version, &mut payload);
+        assert_eq!(version, "2");
+        assert_eq!(payload, json!({"DeployCreated": {"versionId": "ver_1"}}));
+    }
+
+    #[test]
+    fn cqrs_es_loads_a_v1_deploy_created_through_the_same_upcaster() {
+        let upcasters = for_cqrs();
+        let u = &upcasters[0];
+        assert!(u.can_upcast("DeployCreated", "1"));
+        assert!(!u.can_upcast("DeployCreated", "2"));
+        assert!(!u.can_upcast("DeployStarted", "1"));
+        let event = SerializedEvent::new(
+            "dep_x".into(),
+            1,
+            "Deploy".into(),
+            "DeployCreated".into(),
+            "1".into(),
+            json!({"DeployCreated": {"deployId": "dep_x"}}),
+            json!({}),
+        );
+        let event = u.upcast(event);
+        assert_eq!(event.event_version, "2");
+        assert_eq!(event.payload["DeployCreated"]["versionId"], Value::Null);
+    }
+}
