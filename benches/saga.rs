@@ -15,6 +15,8 @@
 //! - `DEPLOYD_BENCH_ENTITIES` (60): entities the deploys are spread over
 //!   (one entity's deploys run one at a time)
 //! - `DEPLOYD_BENCH_CLIENTS` (16): concurrent `POST /api/deploys`
+//! - `DEPLOYD_BENCH_RATE` (0): offered deploys per second (open loop, for
+//!   delays below saturation); 0 creates them as fast as the clients go
 //! - `DEPLOYD_BENCH_INSERT_SECS` (5): length of the INSERT baseline
 //! - `DEPLOYD_BENCH_PUBLISHES` (20000): messages of the JetStream baseline
 //! - `DEPLOYD_BENCH_DATABASE_URL` (postgres://root@127.0.0.1:5432/postgres),
@@ -67,7 +69,10 @@ fn nats_url() -> String {
 }
 
 fn new_name(kind: &str) -> String {
-    format!("{kind}{}", ulid::Ulid::generate().to_string().to_lowercase())
+    format!(
+        "{kind}{}",
+        ulid::Ulid::generate().to_string().to_lowercase()
+    )
 }
 
 /// p50 and p99 (nearest rank) of `values`, in the values' unit.
@@ -101,6 +106,9 @@ struct Figures {
     first_step_p99_ms: f64,
     entity_first_p50_ms: f64,
     entity_first_p99_ms: f64,
+    entity_firsts: usize,
+    service_p50_ms: f64,
+    service_p99_ms: f64,
     connections: usize,
     inserts_per_s: f64,
 }
@@ -110,6 +118,7 @@ async fn main() -> anyhow::Result<()> {
     let deploys: usize = knob("DEPLOYD_BENCH_DEPLOYS", 300);
     let entities: usize = knob("DEPLOYD_BENCH_ENTITIES", 60);
     let clients: usize = knob("DEPLOYD_BENCH_CLIENTS", 16);
+    let rate: f64 = knob("DEPLOYD_BENCH_RATE", 0.0);
     let insert_secs: f64 = knob("DEPLOYD_BENCH_INSERT_SECS", 5.0);
     let publishes: usize = knob("DEPLOYD_BENCH_PUBLISHES", 20_000);
     let workers: Vec<usize> = std::env::var("DEPLOYD_BENCH_WORKERS")
@@ -132,7 +141,7 @@ async fn main() -> anyhow::Result<()> {
 
     let mut all = Vec::new();
     for &n in &workers {
-        let figures = run(n, deploys, entities, clients, insert_secs).await?;
+        let figures = run(n, deploys, entities, clients, rate, insert_secs).await?;
         print_figures(&figures, publish_rate);
         all.push(figures);
     }
@@ -142,11 +151,11 @@ async fn main() -> anyhow::Result<()> {
         "JetStream baseline: {publish_rate:.0} publishes/s (publish + PubAck, batches of 500, {publishes} messages)"
     );
     println!();
-    println!("| workers | deploys | deploys/s | events/s | commit→publish p50 / p99 | commit→first step p50 / p99 | PG conns | raw INSERT/s | events/s ÷ INSERT/s | events/s ÷ publish/s |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| workers | deploys | deploys/s | events/s | commit→publish p50 / p99 | commit→first step p50 / p99 | started→completed p50 | PG conns | raw INSERT/s | events/s ÷ INSERT/s | events/s ÷ publish/s |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for f in &all {
         println!(
-            "| {} | {} | {:.1} | {:.0} | {:.0} / {:.0} ms | {:.0} / {:.0} ms | {} | {:.0} | {:.3} | {:.3} |",
+            "| {} | {} | {:.1} | {:.0} | {:.0} / {:.0} ms | {:.0} / {:.0} ms | {:.0} ms | {} | {:.0} | {:.3} | {:.3} |",
             f.workers,
             f.completed,
             f.deploys_per_s,
@@ -155,6 +164,7 @@ async fn main() -> anyhow::Result<()> {
             f.publish_p99_ms,
             f.first_step_p50_ms,
             f.first_step_p99_ms,
+            f.service_p50_ms,
             f.connections,
             f.inserts_per_s,
             f.events_per_s / f.inserts_per_s,
@@ -187,8 +197,12 @@ fn print_figures(f: &Figures, publish_rate: f64) {
         f.first_step_p50_ms, f.first_step_p99_ms
     );
     println!(
-        "    (first deploy of each entity: p50 {:.1} ms  p99 {:.1} ms)",
-        f.entity_first_p50_ms, f.entity_first_p99_ms
+        "    (first deploy of each entity, {} of them: p50 {:.1} ms  p99 {:.1} ms)",
+        f.entity_firsts, f.entity_first_p50_ms, f.entity_first_p99_ms
+    );
+    println!(
+        "  started → completed      p50 {:.1} ms  p99 {:.1} ms (one deploy's run)",
+        f.service_p50_ms, f.service_p99_ms
     );
     println!(
         "  raw INSERT baseline      {:.0} rows/s on {} connections (events/s ÷ that = {:.3})",
@@ -363,6 +377,7 @@ async fn run(
     deploys: usize,
     entities: usize,
     clients: usize,
+    rate: f64,
     insert_secs: f64,
 ) -> anyhow::Result<Figures> {
     let database = new_name("deployd_bench_");
@@ -398,7 +413,7 @@ async fn run(
         server: Some(tokio::spawn(app.run_until_stopped())),
         workers: Vec::new(),
     };
-    let result = measure(&mut rig, &address, n, deploys, entities, clients).await;
+    let result = measure(&mut rig, &address, n, deploys, entities, clients, rate).await;
     // The baseline runs on the same database with the service stopped.
     let result = match result {
         Ok(mut figures) => {
@@ -432,6 +447,7 @@ async fn measure(
     deploys: usize,
     entities: usize,
     clients: usize,
+    rate: f64,
 ) -> anyhow::Result<Figures> {
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(4)
@@ -515,7 +531,11 @@ async fn measure(
                         .num_microseconds()
                         .unwrap_or(0) as f64
                         / 1000.0;
-                    delays.lock().unwrap().entry(id.to_string()).or_insert(delay);
+                    delays
+                        .lock()
+                        .unwrap()
+                        .entry(id.to_string())
+                        .or_insert(delay);
                 }
             }
         })
@@ -587,6 +607,12 @@ async fn measure(
             let (http, token, build) = (http.clone(), token.clone(), builds[i % entities].clone());
             let url = format!("{address}/api/deploys");
             async move {
+                if rate > 0.0 {
+                    tokio::time::sleep_until(
+                        (started + Duration::from_secs_f64(i as f64 / rate)).into(),
+                    )
+                    .await;
+                }
                 let response = http
                     .post(url)
                     .bearer_auth(token)
@@ -651,6 +677,16 @@ async fn measure(
         .filter(|(_, first)| *first)
         .map(|(d, _)| *d)
         .collect();
+    // How long a deploy runs once started (DeployStarted → DeployCompleted).
+    let mut service: Vec<f64> = sqlx::query_scalar(
+        "SELECT (extract(epoch FROM d.recorded_at - s.recorded_at) * 1000)::float8 \
+         FROM events s JOIN events d ON d.aggregate_type = 'Deploy' \
+              AND d.aggregate_id = s.aggregate_id AND d.event_type = 'DeployCompleted' \
+         WHERE s.aggregate_type = 'Deploy' AND s.event_type = 'DeployStarted'",
+    )
+    .fetch_all(&pool)
+    .await?;
+    let (service_p50_ms, service_p99_ms) = percentiles(&mut service);
     // Events appended while the run lasted (Deploy events only: the run's).
     let (events, span): (i64, f64) = sqlx::query_as(
         "SELECT count(*), coalesce(extract(epoch FROM max(recorded_at) - min(recorded_at)), 0)::float8 \
@@ -694,6 +730,9 @@ async fn measure(
         first_step_p99_ms,
         entity_first_p50_ms,
         entity_first_p99_ms,
+        entity_firsts: entity_first.len(),
+        service_p50_ms,
+        service_p99_ms,
         connections,
         inserts_per_s: 0.0,
     })
