@@ -79,10 +79,7 @@ impl Core {
     }
 
     /// The deploy target and, for local hosting, the local store.
-    pub fn target(
-        settings: &Settings,
-        public_url: &str,
-    ) -> anyhow::Result<Targets> {
+    pub fn target(settings: &Settings, public_url: &str) -> anyhow::Result<Targets> {
         Ok(match &settings.target {
             TargetSettings::Local => {
                 let local = Arc::new(LocalHosting::new(settings.data_dir.clone(), public_url));
