@@ -565,7 +565,7 @@ async fn measure(
             .get_consumer::<jetstream::consumer::pull::Config>(&format!("{}_worker", rig.prefix))
             .await
         {
-            Ok(mut c) => c.info().await.map(|i| i.num_waiting as usize).unwrap_or(0),
+            Ok(mut c) => c.info().await.map(|i| i.num_waiting).unwrap_or(0),
             Err(_) => 0,
         };
         if waiting >= n {
