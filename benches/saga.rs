@@ -102,6 +102,8 @@ struct Figures {
     events_per_s: f64,
     publish_p50_ms: f64,
     publish_p99_ms: f64,
+    stored_p50_ms: f64,
+    stored_p99_ms: f64,
     first_step_p50_ms: f64,
     first_step_p99_ms: f64,
     entity_first_p50_ms: f64,
@@ -151,15 +153,17 @@ async fn main() -> anyhow::Result<()> {
         "JetStream baseline: {publish_rate:.0} publishes/s (publish + PubAck, batches of 500, {publishes} messages)"
     );
     println!();
-    println!("| workers | deploys | deploys/s | events/s | commit→publish p50 / p99 | commit→first step p50 / p99 | started→completed p50 | PG conns | raw INSERT/s | events/s ÷ INSERT/s | events/s ÷ publish/s |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| workers | deploys | deploys/s | events/s | commit→JetStream p50 / p99 | commit→subscriber p50 / p99 | commit→first step p50 / p99 | started→completed p50 | PG conns | raw INSERT/s | events/s ÷ INSERT/s | events/s ÷ publish/s |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for f in &all {
         println!(
-            "| {} | {} | {:.1} | {:.0} | {:.0} / {:.0} ms | {:.0} / {:.0} ms | {:.0} ms | {} | {:.0} | {:.3} | {:.3} |",
+            "| {} | {} | {:.1} | {:.0} | {:.0} / {:.0} ms | {:.0} / {:.0} ms | {:.0} / {:.0} ms | {:.0} ms | {} | {:.0} | {:.3} | {:.3} |",
             f.workers,
             f.completed,
             f.deploys_per_s,
             f.events_per_s,
+            f.stored_p50_ms,
+            f.stored_p99_ms,
             f.publish_p50_ms,
             f.publish_p99_ms,
             f.first_step_p50_ms,
@@ -193,6 +197,10 @@ fn print_figures(f: &Figures, publish_rate: f64) {
         f.publish_p50_ms, f.publish_p99_ms
     );
     println!(
+        "    (to JetStream's stored timestamp: p50 {:.1} ms  p99 {:.1} ms)",
+        f.stored_p50_ms, f.stored_p99_ms
+    );
+    println!(
         "  commit → first step      p50 {:.1} ms  p99 {:.1} ms",
         f.first_step_p50_ms, f.first_step_p99_ms
     );
@@ -216,6 +224,19 @@ fn print_figures(f: &Figures, publish_rate: f64) {
         f.events_per_s / publish_rate,
         f.deploys_per_s / publish_rate
     );
+}
+
+/// When JetStream stored a message, from its ack subject
+/// (`$JS.ACK.[<domain>.<hash>.]<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<nanos>.<pending>[.<token>]`).
+fn stored_at(reply: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    let tokens: Vec<&str> = reply.split('.').collect();
+    let at = match tokens.len() {
+        9 => 7,
+        n if n >= 11 => 9,
+        _ => return None,
+    };
+    let nanos: i64 = tokens.get(at)?.parse().ok()?;
+    Some(chrono::DateTime::from_timestamp_nanos(nanos))
 }
 
 /// Publishes `count` event-sized messages to a scratch stream the way the
@@ -510,7 +531,8 @@ async fn measure(
             ..Default::default()
         })
         .await?;
-    let publish_delays: Arc<Mutex<HashMap<String, f64>>> = Arc::default();
+    // Per DeployCreated: (commit → stored in JetStream, commit → received).
+    let publish_delays: Arc<Mutex<HashMap<String, (f64, f64)>>> = Arc::default();
     let subscriber = {
         let delays = publish_delays.clone();
         let mut messages = consumer.messages().await?;
@@ -527,15 +549,20 @@ async fn measure(
                     .as_str()
                     .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
                 if let (Some(recorded), Some(id)) = (recorded, body["aggregateId"].as_str()) {
-                    let delay = (received - recorded.with_timezone(&chrono::Utc))
-                        .num_microseconds()
-                        .unwrap_or(0) as f64
-                        / 1000.0;
+                    let recorded = recorded.with_timezone(&chrono::Utc);
+                    let ms = |t: chrono::DateTime<chrono::Utc>| {
+                        (t - recorded).num_microseconds().unwrap_or(0) as f64 / 1000.0
+                    };
+                    let stored = message
+                        .reply
+                        .as_ref()
+                        .and_then(|r| stored_at(r.as_str()))
+                        .unwrap_or(received);
                     delays
                         .lock()
                         .unwrap()
                         .entry(id.to_string())
-                        .or_insert(delay);
+                        .or_insert((ms(stored), ms(received)));
                 }
             }
         })
@@ -701,7 +728,19 @@ async fn measure(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     subscriber.abort();
-    let mut publish: Vec<f64> = publish_delays.lock().unwrap().values().copied().collect();
+    let mut publish: Vec<f64> = publish_delays
+        .lock()
+        .unwrap()
+        .values()
+        .map(|d| d.1)
+        .collect();
+    let mut stored: Vec<f64> = publish_delays
+        .lock()
+        .unwrap()
+        .values()
+        .map(|d| d.0)
+        .collect();
+    let (stored_p50_ms, stored_p99_ms) = percentiles(&mut stored);
     if publish.len() < created.len() {
         eprintln!(
             "[{n} workers] only {} of {} DeployCreated seen on NATS",
@@ -726,6 +765,8 @@ async fn measure(
         events_per_s: events as f64 / span.max(1e-3),
         publish_p50_ms,
         publish_p99_ms,
+        stored_p50_ms,
+        stored_p99_ms,
         first_step_p50_ms,
         first_step_p99_ms,
         entity_first_p50_ms,
