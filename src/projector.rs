@@ -105,15 +105,21 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let mut wake = signals.events();
+    // A reader's batch that commits can be what held the log back (events
+    // committed meanwhile stay unread until every older transaction has
+    // ended), so a moved checkpoint wakes us too.
+    let mut moved = signals.checkpoints();
     let mut failures = 0u32;
     while !shutdown.is_cancelled() {
         wake.borrow_and_update();
+        moved.borrow_and_update();
         match step(&pool, projection.as_ref()).await {
             Ok(0) => {
                 failures = 0;
                 tokio::select! {
                     _ = shutdown.cancelled() => {}
                     _ = log::wait_signal(&mut wake, IDLE_POLL) => {}
+                    _ = moved.changed() => {}
                 }
             }
             Ok(_) => failures = 0,

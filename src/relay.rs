@@ -167,6 +167,10 @@ pub async fn rewind(pool: &PgPool, position: i64) -> anyhow::Result<()> {
 /// Keeps publishing until `shutdown`.
 pub async fn run(pool: PgPool, bus: Bus, signals: LogSignals, shutdown: CancellationToken) {
     let mut wake = signals.events();
+    // A reader's batch that commits can be what held the log back (events
+    // committed meanwhile stay unread until every older transaction has
+    // ended), so a moved checkpoint wakes us too.
+    let mut moved = signals.checkpoints();
     let mut failures = 0u32;
     if let Err(error) = bus.events_stream().await {
         tracing::warn!(
@@ -176,12 +180,14 @@ pub async fn run(pool: PgPool, bus: Bus, signals: LogSignals, shutdown: Cancella
     }
     while !shutdown.is_cancelled() {
         wake.borrow_and_update();
+        moved.borrow_and_update();
         match step(&pool, &bus).await {
             Ok(0) => {
                 failures = 0;
                 tokio::select! {
                     _ = shutdown.cancelled() => {}
                     _ = log::wait_signal(&mut wake, Duration::from_millis(500)) => {}
+                    _ = moved.changed() => {}
                 }
             }
             Ok(_) => failures = 0,
