@@ -304,12 +304,14 @@ async fn visible(state: &AppState, head: LogPosition, id: &str) -> Result<(), Fa
     }
 }
 
+/// A request's command is caused by the request itself, and starts the
+/// correlation that every later event of the deploy carries.
 fn meta(caller: &Caller, request_id: &RequestId) -> CommandMeta {
     CommandMeta {
         actor: caller.principal.clone(),
         request_id: request_id.0.clone(),
         correlation_id: request_id.0.clone(),
-        causation_id: None,
+        causation_id: Some(request_id.0.clone()),
     }
 }
 

@@ -84,6 +84,15 @@ async fn the_request_id_is_answered_and_carried_into_the_events() {
         .await
         .unwrap();
     assert_eq!(events[0]["requestId"], "req-from-the-client");
+    let metadata: serde_json::Value =
+        sqlx::query_scalar("SELECT metadata FROM events WHERE aggregate_id = $1 AND sequence = 1")
+            .bind(&id)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(metadata["actor"], "alice");
+    assert_eq!(metadata["correlationId"], "req-from-the-client");
+    assert_eq!(metadata["causationId"], "req-from-the-client");
     // Without one, the server makes one.
     let response = app.get("/healthz", &app.token).await;
     assert!(response.headers()["x-request-id"]
