@@ -260,6 +260,12 @@ pub enum DeployError {
     StepsIncomplete,
 }
 
+/// What a step reported.
+enum StepOutcome {
+    Completed(Option<serde_json::Value>),
+    Failed(String),
+}
+
 /// One step as the aggregate tracks it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Step {
@@ -299,6 +305,54 @@ impl Deploy {
             .iter()
             .find(|s| s.status != StepStatus::Completed)
             .filter(|s| s.status == StepStatus::Pending)
+    }
+
+    /// A running step reports its outcome: recorded as it is while the
+    /// deploy runs, as discarded once the deploy was cancelled, and nothing
+    /// when the same outcome was already recorded (a redelivery).
+    fn finish_step(
+        &self,
+        deploy: DeployStatus,
+        step: String,
+        outcome: StepOutcome,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<DeployEvent>, DeployError> {
+        let current = self.step(&step)?.status;
+        let recorded = match outcome {
+            StepOutcome::Completed(_) => StepStatus::Completed,
+            StepOutcome::Failed(_) => StepStatus::Failed,
+        };
+        match (current, deploy) {
+            (s, _) if s == recorded || s == StepStatus::Discarded => Ok(vec![]),
+            (StepStatus::Running, DeployStatus::Cancelled) => {
+                let error = match outcome {
+                    StepOutcome::Completed(_) => None,
+                    StepOutcome::Failed(error) => Some(error),
+                };
+                Ok(vec![DeployEvent::StepDiscarded(StepDiscarded {
+                    step,
+                    error,
+                    at,
+                })])
+            }
+            (StepStatus::Running, DeployStatus::Running) => Ok(vec![match outcome {
+                StepOutcome::Completed(output) => {
+                    DeployEvent::StepCompleted(StepCompleted { step, output, at })
+                }
+                StepOutcome::Failed(error) => {
+                    DeployEvent::StepFailed(StepFailed { step, error, at })
+                }
+            }]),
+            (StepStatus::Running, terminal) => Err(DeployError::Terminal(terminal)),
+            (other, _) => Err(DeployError::StepOutOfOrder {
+                step,
+                action: match outcome {
+                    StepOutcome::Completed(_) => "complete",
+                    StepOutcome::Failed(_) => "fail",
+                },
+                status: other,
+            }),
+        }
     }
 
     fn decide(&self, command: DeployCommand) -> Result<Vec<DeployEvent>, DeployError> {
@@ -361,56 +415,11 @@ impl Deploy {
                 }
             }
             C::CompleteStep { step, output, at } => {
-                let current = self.step(&step)?;
-                match (current.status, status) {
-                    (StepStatus::Completed | StepStatus::Discarded, _) => Ok(vec![]),
-                    (StepStatus::Running, S::Cancelled) => {
-                        Ok(vec![DeployEvent::StepDiscarded(StepDiscarded {
-                            step,
-                            error: None,
-                            at,
-                        })])
-                    }
-                    (StepStatus::Running, S::Running) => {
-                        Ok(vec![DeployEvent::StepCompleted(StepCompleted {
-                            step,
-                            output,
-                            at,
-                        })])
-                    }
-                    (StepStatus::Running, terminal) => Err(DeployError::Terminal(terminal)),
-                    (other, _) => Err(DeployError::StepOutOfOrder {
-                        step,
-                        action: "complete",
-                        status: other,
-                    }),
-                }
+                let outcome = StepOutcome::Completed(output);
+                self.finish_step(status, step, outcome, at)
             }
             C::FailStep { step, error, at } => {
-                let current = self.step(&step)?;
-                match (current.status, status) {
-                    (StepStatus::Failed | StepStatus::Discarded, _) => Ok(vec![]),
-                    (StepStatus::Running, S::Cancelled) => {
-                        Ok(vec![DeployEvent::StepDiscarded(StepDiscarded {
-                            step,
-                            error: Some(error),
-                            at,
-                        })])
-                    }
-                    (StepStatus::Running, S::Running) => {
-                        Ok(vec![DeployEvent::StepFailed(StepFailed {
-                            step,
-                            error,
-                            at,
-                        })])
-                    }
-                    (StepStatus::Running, terminal) => Err(DeployError::Terminal(terminal)),
-                    (other, _) => Err(DeployError::StepOutOfOrder {
-                        step,
-                        action: "fail",
-                        status: other,
-                    }),
-                }
+                self.finish_step(status, step, StepOutcome::Failed(error), at)
             }
             C::Complete {
                 production_url,
@@ -734,6 +743,33 @@ mod tests {
                 error: None,
                 at: t(6),
             })]);
+    }
+
+    #[test]
+    fn a_step_failing_after_cancel_is_discarded_with_its_error_and_a_repeat_writes_nothing() {
+        let given = vec![
+            created(),
+            started(),
+            step_started("upload"),
+            cancelled(DeployStatus::Running),
+        ];
+        let fail = DeployCommand::FailStep {
+            step: "upload".into(),
+            error: "disk full".into(),
+            at: t(6),
+        };
+        let discarded = DeployEvent::StepDiscarded(StepDiscarded {
+            step: "upload".into(),
+            error: Some("disk full".into()),
+            at: t(6),
+        });
+        Given::with(())
+            .given(given.clone())
+            .when(fail.clone())
+            .then_expect_events(vec![discarded.clone()]);
+        let mut again = given;
+        again.push(discarded);
+        Given::with(()).given(again).when(fail).then_expect_events(vec![]);
     }
 
     #[test]
