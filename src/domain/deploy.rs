@@ -769,7 +769,10 @@ mod tests {
             .then_expect_events(vec![discarded.clone()]);
         let mut again = given;
         again.push(discarded);
-        Given::with(()).given(again).when(fail).then_expect_events(vec![]);
+        Given::with(())
+            .given(again)
+            .when(fail)
+            .then_expect_events(vec![]);
     }
 
     #[test]
