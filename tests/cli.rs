@@ -7,23 +7,16 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+#[path = "support/mod.rs"]
+mod support;
+use support::fresh_database;
+
 fn deployd(database_url: &str) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_deployd"));
     cmd.env("DATABASE_URL", database_url)
+        .env("NATS_URL", support::nats_url())
         .env("DEPLOYD_LOG", "warn");
     cmd
-}
-
-fn fresh_database() -> (String, String) {
-    let name = format!(
-        "deployd_cli_{}",
-        ulid::Ulid::generate().to_string().to_lowercase()
-    );
-    let server = std::env::var("DEPLOYD_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/postgres".into());
-    let mut url = url::Url::parse(&server).unwrap();
-    url.set_path(&name);
-    (name, url.to_string())
 }
 
 fn free_port() -> u16 {
@@ -139,16 +132,11 @@ async fn token_create_then_catalog_import_then_serve_on_a_fresh_database() {
         .unwrap();
     assert!(status.success(), "serve exited with {status}");
 
-    if let Ok(client) = async_nats::connect("nats://127.0.0.1:4222").await {
-        let _ = async_nats::jetstream::new(client)
-            .delete_stream(format!("{prefix}_catalog"))
-            .await;
+    if let Ok(client) = async_nats::connect(support::nats_url()).await {
+        let js = async_nats::jetstream::new(client);
+        for stream in ["catalog", "events"] {
+            let _ = js.delete_stream(format!("{prefix}_{stream}")).await;
+        }
     }
-    let admin = sqlx::PgPool::connect(&url.replace(&name, "postgres"))
-        .await
-        .unwrap();
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&admin)
-        .await
-        .unwrap();
+    support::drop_database(&name).await;
 }

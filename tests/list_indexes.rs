@@ -4,6 +4,9 @@
 //! plan shape only (an ordered index scan of `deploys`, no Seq Scan, no Sort),
 //! never on time; `benches/list.rs` measures the time.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::str::FromStr;
 
 use deployd::ids::WorkspaceId;
@@ -140,8 +143,12 @@ fn assert_ordered_index_scan(what: &str, nodes: &[Value], indexes: &[&str]) {
     );
 }
 
-#[sqlx::test(migrations = "./migrations")]
-async fn common_orders_in_one_workspace_are_ordered_index_scans(pool: PgPool) {
+#[tokio::test]
+async fn common_orders_in_one_workspace_are_ordered_index_scans() {
+    support::with_database(common_orders_in_one_workspace_are_ordered_index_scans_on).await;
+}
+
+async fn common_orders_in_one_workspace_are_ordered_index_scans_on(pool: PgPool) {
     load(&pool).await;
     let key: Vec<u8> =
         sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = 'cursor_hmac'")

@@ -8,6 +8,9 @@
 //! Cases come from proptest strategies drawn with a `TestRunner` inside the
 //! async sqlx test (so no shrinking: a failure prints its case).
 
+#[path = "support/mod.rs"]
+mod support;
+
 use chrono::{DateTime, FixedOffset, TimeZone, Utc};
 use deployd::ids::WorkspaceId;
 use deployd::query::{list_deploys, parse_list_params, ListPage, RawListParams};
@@ -1108,8 +1111,12 @@ async fn walk(pool: &PgPool, scope: &[WorkspaceId], key: &[u8], q: &Q, expected:
     assert!(begin.page_info.has_next_page && !begin.page_info.has_previous_page);
 }
 
-#[sqlx::test(migrations = "./migrations")]
-async fn pages_walk_every_matching_row_once_in_both_directions(pool: PgPool) {
+#[tokio::test]
+async fn pages_walk_every_matching_row_once_in_both_directions() {
+    support::with_database(pages_walk_every_matching_row_once_in_both_directions_on).await;
+}
+
+async fn pages_walk_every_matching_row_once_in_both_directions_on(pool: PgPool) {
     let key: Vec<u8> =
         sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = 'cursor_hmac'")
             .fetch_one(&pool)
@@ -1144,8 +1151,12 @@ fn not(g: G) -> G {
 
 /// The corners of three-valued logic, each over nullable fields, on a few
 /// random worlds: the random filters above reach them only rarely.
-#[sqlx::test(migrations = "./migrations")]
-async fn null_semantics_follow_sql(pool: PgPool) {
+#[tokio::test]
+async fn null_semantics_follow_sql() {
+    support::with_database(null_semantics_follow_sql_on).await;
+}
+
+async fn null_semantics_follow_sql_on(pool: PgPool) {
     let key: Vec<u8> =
         sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = 'cursor_hmac'")
             .fetch_one(&pool)
@@ -1225,8 +1236,12 @@ async fn null_semantics_follow_sql(pool: PgPool) {
 
 /// A cursor only works for the query it was made for, and only when signed
 /// with the server's key.
-#[sqlx::test(migrations = "./migrations")]
-async fn cursors_of_another_query_or_forged_are_refused(pool: PgPool) {
+#[tokio::test]
+async fn cursors_of_another_query_or_forged_are_refused() {
+    support::with_database(cursors_of_another_query_or_forged_are_refused_on).await;
+}
+
+async fn cursors_of_another_query_or_forged_are_refused_on(pool: PgPool) {
     use deployd::query::ListError;
     let key: Vec<u8> =
         sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = 'cursor_hmac'")

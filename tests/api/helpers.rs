@@ -12,36 +12,7 @@ use tokio_util::sync::CancellationToken;
 pub const WS: &str = "ws_01JDQ2V7C8X3ZJ8Q6Y0W6H4K5M";
 pub const OTHER_WS: &str = "ws_01JDQ2V7C8X3ZJ8Q6Y0W6H4K59";
 
-/// The PostgreSQL server the tests use, as a URL to its maintenance
-/// database (`DEPLOYD_TEST_DATABASE_URL`, default local trust auth).
-fn server_url() -> String {
-    std::env::var("DEPLOYD_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/postgres".into())
-}
-
-pub fn nats_url() -> String {
-    std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
-}
-
-/// A fresh database name and its URL.
-pub fn fresh_database() -> (String, String) {
-    let name = format!(
-        "deployd_test_{}",
-        ulid::Ulid::generate().to_string().to_lowercase()
-    );
-    let mut url = url::Url::parse(&server_url()).expect("DEPLOYD_TEST_DATABASE_URL");
-    url.set_path(&name);
-    (name, url.to_string())
-}
-
-/// Drops a test database (best effort).
-pub async fn drop_database(name: &str) {
-    if let Ok(pool) = PgPool::connect(&server_url()).await {
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&pool)
-            .await;
-    }
-}
+pub use crate::support::{drop_database, fresh_database, nats_url};
 
 pub struct TestApp {
     pub address: String,

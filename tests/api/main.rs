@@ -1,6 +1,9 @@
 //! HTTP tests: the real server on port 0, a fresh PostgreSQL database and a
 //! NATS prefix of its own per test, so tests run in parallel and twice.
 
+#[path = "../support/mod.rs"]
+mod support;
+
 mod helpers;
 
 mod audit;
