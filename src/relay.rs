@@ -49,41 +49,30 @@ pub struct PublishedEvent<'a> {
     pub data: &'a serde_json::Value,
 }
 
-/// The workspace of each event of a batch: from the event itself, or for
-/// events that do not repeat it, from the first event of its stream.
+/// The workspace of each stream of a batch: from its events where they
+/// carry it, otherwise from the log (`log::stream_workspaces`).
 async fn workspaces(
     pool: &PgPool,
     events: &[StoredEvent],
-) -> anyhow::Result<HashMap<String, String>> {
+) -> anyhow::Result<HashMap<(String, String), String>> {
     let mut found = HashMap::new();
-    let mut missing = Vec::new();
     for e in events {
-        match e.data().get("workspaceId").and_then(|w| w.as_str()) {
-            Some(ws) => {
-                found.insert(
-                    format!("{}/{}", e.aggregate_type, e.aggregate_id),
-                    ws.to_string(),
-                );
-            }
-            None => missing.push((e.aggregate_type.clone(), e.aggregate_id.clone())),
+        if let Some(ws) = e.data().get("workspaceId").and_then(|w| w.as_str()) {
+            found.insert(
+                (e.aggregate_type.clone(), e.aggregate_id.clone()),
+                ws.to_string(),
+            );
         }
     }
-    missing.retain(|(t, id)| !found.contains_key(&format!("{t}/{id}")));
+    let missing: Vec<(String, String)> = events
+        .iter()
+        .map(|e| (e.aggregate_type.clone(), e.aggregate_id.clone()))
+        .filter(|key| !found.contains_key(key))
+        .collect::<std::collections::HashSet<_>>()
+        .into_iter()
+        .collect();
     if !missing.is_empty() {
-        let (types, ids): (Vec<String>, Vec<String>) = missing.into_iter().unzip();
-        let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
-            "SELECT e.aggregate_type, e.aggregate_id, e.payload -> e.event_type ->> 'workspaceId' \
-             FROM events e JOIN unnest($1::text[], $2::text[]) AS s(t, id) \
-               ON e.aggregate_type = s.t AND e.aggregate_id = s.id \
-             WHERE e.sequence = 1",
-        )
-        .bind(&types)
-        .bind(&ids)
-        .fetch_all(pool)
-        .await?;
-        for (t, id, ws) in rows {
-            found.insert(format!("{t}/{id}"), ws.unwrap_or_else(|| "_".into()));
-        }
+        found.extend(log::stream_workspaces(pool, &missing).await?);
     }
     Ok(found)
 }
@@ -103,7 +92,7 @@ pub async fn step(pool: &PgPool, bus: &Bus) -> anyhow::Result<usize> {
     let mut acks = Vec::with_capacity(events.len());
     for e in &events {
         let workspace = workspaces
-            .get(&format!("{}/{}", e.aggregate_type, e.aggregate_id))
+            .get(&(e.aggregate_type.clone(), e.aggregate_id.clone()))
             .map(String::as_str)
             .unwrap_or("_");
         let body = serde_json::to_vec(&PublishedEvent {

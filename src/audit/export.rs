@@ -92,21 +92,25 @@ pub async fn export(
         }
     };
     let mut written = 0;
-    let mut workspaces = HashMap::new();
+    let mut workspaces: HashMap<(String, String), Option<String>> = HashMap::new();
     loop {
         let events = log::read_after(pool, at, BATCH).await?;
         let Some(last) = events.last().map(|e| e.log) else {
             break;
         };
-        let positions: Vec<i64> = events.iter().map(|e| e.log.position).collect();
-        let hashes: Vec<(i64, Option<Vec<u8>>)> =
-            sqlx::query_as("SELECT position, hash FROM events WHERE position = ANY($1)")
-                .bind(&positions)
-                .fetch_all(pool)
-                .await?;
-        let hashes: HashMap<i64, Option<Vec<u8>>> = hashes.into_iter().collect();
         if workspace.is_some() {
-            learn_workspaces(pool, &events, &mut workspaces).await?;
+            let unknown: Vec<(String, String)> = events
+                .iter()
+                .map(|e| (e.aggregate_type.clone(), e.aggregate_id.clone()))
+                .filter(|key| !workspaces.contains_key(key))
+                .collect::<std::collections::HashSet<_>>()
+                .into_iter()
+                .collect();
+            let found = log::stream_workspaces(pool, &unknown).await?;
+            for key in unknown {
+                let ws = found.get(&key).cloned();
+                workspaces.insert(key, ws);
+            }
         }
         for event in &events {
             if let Some(ws) = workspace {
@@ -115,8 +119,7 @@ pub async fn export(
                     continue;
                 }
             }
-            let hash = hashes.get(&event.log.position).and_then(|h| h.as_deref());
-            serde_json::to_writer(&mut *out, &line(event, hash))?;
+            serde_json::to_writer(&mut *out, &line(event, event.hash.as_deref()))?;
             out.write_all(b"\n")?;
             written += 1;
         }
@@ -124,43 +127,4 @@ pub async fn export(
     }
     out.flush()?;
     Ok(written)
-}
-
-type Streams = HashMap<(String, String), Option<String>>;
-
-/// Finds the workspace of each stream of `events` not yet known.
-async fn learn_workspaces(
-    pool: &PgPool,
-    events: &[StoredEvent],
-    known: &mut Streams,
-) -> anyhow::Result<()> {
-    let mut types = Vec::new();
-    let mut ids = Vec::new();
-    for e in events {
-        let key = (e.aggregate_type.clone(), e.aggregate_id.clone());
-        if let std::collections::hash_map::Entry::Vacant(v) = known.entry(key) {
-            v.insert(None);
-            types.push(e.aggregate_type.clone());
-            ids.push(e.aggregate_id.clone());
-        }
-    }
-    if types.is_empty() {
-        return Ok(());
-    }
-    let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
-        "SELECT DISTINCT ON (e.aggregate_type, e.aggregate_id) e.aggregate_type, e.aggregate_id, \
-                e.payload -> e.event_type ->> 'workspaceId' \
-         FROM events e JOIN UNNEST($1::text[], $2::text[]) AS s(t, i) \
-           ON e.aggregate_type = s.t AND e.aggregate_id = s.i \
-         WHERE e.payload -> e.event_type ? 'workspaceId' \
-         ORDER BY e.aggregate_type, e.aggregate_id, e.sequence",
-    )
-    .bind(&types)
-    .bind(&ids)
-    .fetch_all(pool)
-    .await?;
-    for (t, i, ws) in rows {
-        known.insert((t, i), ws);
-    }
-    Ok(())
 }

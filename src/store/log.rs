@@ -49,6 +49,9 @@ pub struct StoredEvent {
     pub payload: serde_json::Value,
     pub metadata: serde_json::Value,
     pub recorded_at: DateTime<Utc>,
+    /// The link of the stream's hash chain (`audit::chain`), over the event
+    /// as stored.
+    pub hash: Option<Vec<u8>>,
 }
 
 impl StoredEvent {
@@ -60,7 +63,7 @@ impl StoredEvent {
 }
 
 const EVENT_COLUMNS: &str = "tx_id::text::bigint AS tx, position, event_id, aggregate_type, \
-     aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at";
+     aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at, hash";
 
 /// An event as read: brought to its type's current version
 /// (`store::upcast`), so every reader sees what the code expects.
@@ -89,7 +92,34 @@ fn stored_event_as_stored(row: &sqlx::postgres::PgRow) -> Result<StoredEvent, sq
         payload: row.try_get("payload")?,
         metadata: row.try_get("metadata")?,
         recorded_at: row.try_get("recorded_at")?,
+        hash: row.try_get("hash")?,
     })
+}
+
+/// The workspace of each stream: the `workspaceId` of the stream's first
+/// event that carries one (a deploy's later events do not repeat it).
+/// Streams with none are left out.
+pub async fn stream_workspaces(
+    conn: impl PgExecutor<'_>,
+    streams: &[(String, String)],
+) -> Result<std::collections::HashMap<(String, String), String>, sqlx::Error> {
+    let (types, ids): (Vec<&str>, Vec<&str>) = streams
+        .iter()
+        .map(|(t, id)| (t.as_str(), id.as_str()))
+        .unzip();
+    let rows: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT DISTINCT ON (e.aggregate_type, e.aggregate_id) e.aggregate_type, e.aggregate_id, \
+                e.payload -> e.event_type ->> 'workspaceId' \
+         FROM events e JOIN UNNEST($1::text[], $2::text[]) AS s(t, i) \
+           ON e.aggregate_type = s.t AND e.aggregate_id = s.i \
+         WHERE e.payload -> e.event_type ? 'workspaceId' \
+         ORDER BY e.aggregate_type, e.aggregate_id, e.sequence",
+    )
+    .bind(&types)
+    .bind(&ids)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|(t, id, ws)| ((t, id), ws)).collect())
 }
 
 /// Up to `limit` events after `after`, in log order, never past a
