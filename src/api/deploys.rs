@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
+use sqlx::{FromRow, Row};
 
 use crate::api::auth::RequestId;
 use crate::api::docs::{DeployPath, IdempotencyKey};
@@ -37,7 +38,7 @@ pub struct DeployDetail {
     pub cancellation: Option<Cancellation>,
 }
 
-#[derive(Debug, Serialize, schemars::JsonSchema, sqlx::FromRow)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Cancellation {
     pub reason: Option<String>,
@@ -458,22 +459,36 @@ pub async fn detail(
             .with_timezone(&chrono::Utc);
         return detail_as_of(&state, &caller, &id, as_of).await.map(Json);
     }
-    let deploy = fetch_row(&state, &caller, &id)
+    // The row and its cancellation in one read.
+    let sql = format!(
+        "SELECT {}, cancel_reason, cancelled_by, cancelled_at FROM deploys \
+         WHERE id = $1 AND workspace_id = ANY($2)",
+        DEPLOY_COLUMNS.join(", ")
+    );
+    let row = sqlx::query(&sql)
+        .bind(&id)
+        .bind(caller.workspace_strings())
+        .fetch_optional(&state.pool)
         .await?
         .ok_or_else(|| Problem::not_found(format!("deploy {id} not found")))?;
+    let deploy = DeployRow::from_row(&row)?;
+    let cancellation = match (
+        row.try_get::<Option<String>, _>("cancelled_by")?,
+        row.try_get::<Option<chrono::DateTime<chrono::Utc>>, _>("cancelled_at")?,
+    ) {
+        (Some(cancelled_by), Some(cancelled_at)) => Some(Cancellation {
+            reason: row.try_get("cancel_reason")?,
+            cancelled_by,
+            cancelled_at,
+        }),
+        _ => None,
+    };
     let steps: Vec<StepRow> = sqlx::query_as(
         "SELECT name, status, started_at, completed_at, error FROM deploy_steps \
          WHERE deploy_id = $1 ORDER BY ordinal",
     )
     .bind(&id)
     .fetch_all(&state.pool)
-    .await?;
-    let cancellation: Option<Cancellation> = sqlx::query_as(
-        "SELECT cancel_reason AS reason, cancelled_by, cancelled_at FROM deploys \
-         WHERE id = $1 AND cancelled_at IS NOT NULL",
-    )
-    .bind(&id)
-    .fetch_optional(&state.pool)
     .await?;
     Ok(Json(DeployDetail {
         deploy,
@@ -482,7 +497,6 @@ pub async fn detail(
     }))
 }
 
-/// POST /api/deploys/{id}/cancel
 /// The deploy as it stood at `as_of`: its events recorded until then,
 /// folded (`read_model::fold`) into the same shape as the read model.
 async fn detail_as_of(
