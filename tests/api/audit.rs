@@ -198,7 +198,16 @@ async fn list_and_details(app: &TestApp, ids: &[String]) -> Vec<Value> {
 
 #[tokio::test]
 async fn replay_rebuilds_the_read_model_byte_for_byte_while_the_api_keeps_serving() {
-    let app = TestApp::spawn().await;
+    // The reader below asks as fast as it can; the per-token rate limit
+    // (tested in ops.rs) is off so that every answer must be a 200.
+    let app = TestApp::spawn_with(Options {
+        api: deployd::api::ApiSettings {
+            rate_limit_per_second: 0,
+            ..Default::default()
+        },
+        ..Options::default()
+    })
+    .await;
     let ids = histories(&app).await;
     let before = dump(&app).await;
     let shape_before = shape(&app).await;
