@@ -15,7 +15,7 @@ use crate::catalog::CatalogFeed;
 use crate::hosting::local::LocalHosting;
 use crate::hosting::DeployTarget;
 use crate::store::commands::Commands;
-use crate::store::db::{self, DbOptions};
+use crate::store::db::{self, Db, DbOptions};
 use crate::store::log::LogSignals;
 use crate::worker::{Worker, WorkerSettings};
 use crate::{projector, read_model, relay};
@@ -37,9 +37,12 @@ pub type Targets = (Arc<dyn DeployTarget>, Option<Arc<LocalHosting>>);
 /// Everything `deployd serve` is configured with.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub database_url: String,
+    /// PostgreSQL (or `sqlite://PATH`); `None`: the embedded database in
+    /// `data_dir`.
+    pub database_url: Option<String>,
     pub db: DbOptions,
-    pub nats_url: String,
+    /// NATS; `None`: the in-process bus.
+    pub nats_url: Option<String>,
     pub nats_prefix: String,
     /// `host:port`; port 0 picks a free port.
     pub listen: String,
@@ -53,10 +56,10 @@ pub struct Settings {
     pub target: TargetSettings,
 }
 
-/// What every role of the process shares: the pool, NATS, the wake-ups and
-/// the command path.
+/// What every role of the process shares: the database, the bus, the
+/// wake-ups and the command path.
 pub struct Core {
-    pub pool: sqlx::PgPool,
+    pub db: Db,
     pub bus: Bus,
     pub signals: LogSignals,
     pub commands: Arc<Commands>,
@@ -67,16 +70,28 @@ impl Core {
         settings: &Settings,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Core> {
-        let pool = db::connect_and_migrate(&settings.database_url, &settings.db).await?;
-        let bus = Bus::connect(&settings.nats_url, &settings.nats_prefix).await?;
-        let signals = LogSignals::listen(&pool, shutdown.clone()).await?;
-        let commands = Arc::new(Commands::new(pool.clone()));
+        let location = db::Location::new(settings.database_url.as_deref(), &settings.data_dir)?;
+        let db = db::open(&location, &settings.db).await?;
+        let bus = Bus::connect(settings.nats_url.as_deref(), &settings.nats_prefix).await?;
+        let signals = LogSignals::listen(&db, shutdown.clone()).await?;
+        let commands = Arc::new(Commands::new(db.clone()));
         Ok(Core {
-            pool,
+            db,
             bus,
             signals,
             commands,
         })
+    }
+
+    /// A worker or relay of its own needs the shared engines: the
+    /// in-process bus reaches no other process.
+    fn separate_process(&self, role: &str) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.bus.nats().is_some(),
+            "`deployd {role}` runs beside other processes and needs NATS_URL; \
+             without it, `deployd serve` runs the {role} in its own process"
+        );
+        Ok(())
     }
 
     /// The deploy target and, for local hosting, the local store.
@@ -111,6 +126,7 @@ impl Core {
 /// Runs the saga worker alone (`deployd worker`) until `shutdown`.
 pub async fn run_worker(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
     let core = Core::connect(&settings, &shutdown).await?;
+    core.separate_process("worker")?;
     std::fs::create_dir_all(&settings.data_dir)?;
     let public_url = settings
         .public_url
@@ -132,13 +148,14 @@ pub async fn run_relay(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let core = Core::connect(&settings, &shutdown).await?;
-    core.bus.events_stream().await?;
+    core.separate_process("relay")?;
+    core.bus.prepare_events().await?;
     if let Some(position) = from {
-        relay::rewind(&core.pool, position).await?;
+        relay::rewind(&core.db, position).await?;
         tracing::info!(position, "relay moved back; republishing");
     }
     relay::run(
-        core.pool.clone(),
+        core.db.clone(),
         core.bus.clone(),
         core.signals.clone(),
         shutdown,
@@ -157,19 +174,19 @@ pub struct Application {
 }
 
 impl Application {
-    /// Connects to PostgreSQL (creating and migrating the database) and
-    /// NATS, binds the listener and starts the background workers.
+    /// Opens the database (creating and migrating it) and the bus, binds
+    /// the listener and starts the background workers.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let shutdown = CancellationToken::new();
         let core = Core::connect(&settings, &shutdown).await?;
         let Core {
-            pool,
+            db,
             bus,
             signals,
             commands,
         } = &core;
-        let (pool, bus, signals, commands) =
-            (pool.clone(), bus.clone(), signals.clone(), commands.clone());
+        let (db, bus, signals, commands) =
+            (db.clone(), bus.clone(), signals.clone(), commands.clone());
         std::fs::create_dir_all(&settings.data_dir).with_context(|| {
             format!(
                 "creating the data directory {}",
@@ -187,9 +204,9 @@ impl Application {
 
         let mut tasks = JoinSet::new();
         let (target, hosting) = Core::target(&settings, &public_url)?;
-        bus.events_stream().await?;
+        bus.prepare_events().await?;
         tasks.spawn(relay::run(
-            pool.clone(),
+            db.clone(),
             bus.clone(),
             signals.clone(),
             shutdown.clone(),
@@ -202,14 +219,16 @@ impl Application {
         }
         for projection in read_model::projections() {
             tasks.spawn(projector::run(
-                pool.clone(),
+                db.clone(),
                 projection,
                 signals.clone(),
                 shutdown.clone(),
             ));
         }
         let feed = CatalogFeed::new(commands.clone());
-        bus.prepare_catalog().await?;
+        if let Some(nats) = bus.nats() {
+            nats.prepare_catalog().await?;
+        }
         {
             let (bus, shutdown) = (bus.clone(), shutdown.clone());
             tasks.spawn(async move {
@@ -229,14 +248,14 @@ impl Application {
         }
         crate::telemetry::handle();
         tasks.spawn(crate::telemetry::run_collector(
-            pool.clone(),
+            db.clone(),
             shutdown.clone(),
         ));
         {
-            let (pool, shutdown) = (pool.clone(), shutdown.clone());
+            let (db, shutdown) = (db.clone(), shutdown.clone());
             tasks.spawn(async move {
                 loop {
-                    if let Err(error) = api::idempotency::expire(&pool).await {
+                    if let Err(error) = api::idempotency::expire(&db).await {
                         tracing::warn!(%error, "expiring idempotency keys failed");
                     }
                     tokio::select! {
@@ -248,8 +267,8 @@ impl Application {
         }
 
         let state = AppState::new(api::Inner {
-            cursor_key: api::cursor_key(&pool).await?,
-            pool,
+            cursor_key: api::cursor_key(&db).await?,
+            db: db.clone(),
             commands,
             signals,
             limiter: api::ratelimit::RateLimiter::new(
@@ -258,9 +277,21 @@ impl Application {
             ),
             settings: settings.api.clone(),
             hosting,
-            nats: bus.client().clone(),
+            nats: bus.nats().map(|n| n.client().clone()),
         });
-        tracing::info!(%address, %public_url, "deployd is listening");
+        tracing::info!(
+            %address,
+            %public_url,
+            database = db.describe(),
+            bus = bus.kind(),
+            "deployd is listening"
+        );
+        if bus.nats().is_none() {
+            tracing::info!(
+                "no NATS_URL: the saga worker is fed in-process and events are not \
+                 published to outside subscribers"
+            );
+        }
         Ok(Self {
             listener,
             state,
@@ -291,7 +322,7 @@ impl Application {
             .await;
         self.shutdown.cancel();
         while self.tasks.join_next().await.is_some() {}
-        self.state.pool.close().await;
+        self.state.db.close().await;
         served.context("serving HTTP")
     }
 }

@@ -1,6 +1,17 @@
-//! NATS JetStream: transport, never memory (DESIGN.md decision 1). Every
-//! name deployd makes here starts with the installation's prefix, so several
-//! installations (and parallel tests) can share one server.
+//! The bus: how the relay's events reach the saga worker and subscribers,
+//! and how catalog documents arrive.
+//!
+//! [`Bus::Nats`] is NATS JetStream: transport, never memory (DESIGN.md
+//! decision 1). [`Bus::Local`] is the embedded mode's in-process stand-in
+//! (no `NATS_URL`): the relay hands `DeployCreated` to the worker through a
+//! queue in memory, nothing leaves the process, and no catalog documents
+//! arrive (use `deployd catalog import`). PostgreSQL or SQLite stays the
+//! truth either way: a message lost with the process is found again by the
+//! worker's sweeper, which drives every deploy the read model shows
+//! unfinished.
+//!
+//! Every name deployd makes in NATS starts with the installation's prefix,
+//! so several installations (and parallel tests) can share one server.
 //!
 //! Subjects and streams:
 //! - `<prefix>.catalog.>` in stream `<prefix>_catalog`: upstream catalog
@@ -10,18 +21,271 @@
 //!   (`Nats-Msg-Id` = event id). The saga worker reads the `DeployCreated`
 //!   ones through the durable pull consumer `<prefix>_worker`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use async_nats::jetstream::{self, consumer, stream, AckKind};
+use async_nats::HeaderMap;
 use futures::StreamExt;
+use tokio::sync::{mpsc, Mutex};
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::{CatalogFeed, Rejection};
 
+/// The bus the process runs on.
+#[derive(Clone)]
+pub enum Bus {
+    Nats(NatsBus),
+    Local(LocalBus),
+}
+
+/// One event on its way out (see `relay`).
+pub struct Outgoing {
+    pub event_id: String,
+    pub workspace: String,
+    pub aggregate_type: String,
+    pub event_type: String,
+    pub event_version: String,
+    pub position: i64,
+    /// The JSON body subscribers receive.
+    pub body: Vec<u8>,
+}
+
+/// What becomes of a delivered message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settle {
+    /// Done with it.
+    Ack,
+    /// Deliver it again after the delay.
+    Retry(Duration),
+    /// It will never succeed: drop it.
+    Drop,
+}
+
+/// A message delivered to the saga worker: a published `DeployCreated`.
+pub struct Delivery {
+    /// The published event (see `relay::PublishedEvent`).
+    pub payload: Vec<u8>,
+    /// Whether it was delivered before.
+    pub redelivered: bool,
+    source: Source,
+}
+
+#[derive(Clone)]
+enum Source {
+    Nats(jetstream::Message),
+    Local(LocalBus),
+}
+
+impl Delivery {
+    /// Tells the bus the message is still being worked on.
+    pub async fn progress(&self) {
+        if let Source::Nats(message) = &self.source {
+            let _ = message.ack_with(AckKind::Progress).await;
+        }
+    }
+
+    /// A handle that reports progress from elsewhere.
+    pub fn progress_handle(&self) -> impl Fn() + Send + Sync + 'static {
+        let source = self.source.clone();
+        move || {
+            if let Source::Nats(message) = &source {
+                let message = message.clone();
+                tokio::spawn(async move {
+                    let _ = message.ack_with(AckKind::Progress).await;
+                });
+            }
+        }
+    }
+
+    pub async fn settle(self, settle: Settle) -> anyhow::Result<()> {
+        match self.source {
+            Source::Nats(message) => {
+                let kind = match settle {
+                    Settle::Ack => AckKind::Ack,
+                    Settle::Retry(delay) => AckKind::Nak(Some(delay)),
+                    Settle::Drop => AckKind::Term,
+                };
+                message
+                    .ack_with(kind)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("acknowledging a message: {e}"))
+            }
+            Source::Local(bus) => {
+                if let Settle::Retry(delay) = settle {
+                    let payload = self.payload;
+                    tokio::spawn(async move {
+                        tokio::time::sleep(delay).await;
+                        bus.enqueue(payload, true);
+                    });
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The worker's feed of deliveries.
+pub enum Deliveries {
+    Nats(consumer::pull::Stream),
+    Local(LocalBus),
+}
+
+impl Deliveries {
+    /// The next delivery; `None` when the feed ended.
+    pub async fn next(&mut self) -> Option<anyhow::Result<Delivery>> {
+        match self {
+            Deliveries::Nats(messages) => Some(match messages.next().await? {
+                Ok(message) => Ok(Delivery {
+                    payload: message.payload.to_vec(),
+                    redelivered: message.info().map(|i| i.delivered > 1).unwrap_or(false),
+                    source: Source::Nats(message),
+                }),
+                Err(error) => Err(anyhow::anyhow!(
+                    "receiving from the worker consumer: {error}"
+                )),
+            }),
+            Deliveries::Local(bus) => {
+                let (payload, redelivered) = bus.queue.1.lock().await.recv().await?;
+                Some(Ok(Delivery {
+                    payload,
+                    redelivered,
+                    source: Source::Local(bus.clone()),
+                }))
+            }
+        }
+    }
+}
+
+/// The in-process bus of the embedded mode.
+#[derive(Clone)]
+pub struct LocalBus {
+    #[allow(clippy::type_complexity)]
+    queue: Arc<(
+        mpsc::UnboundedSender<(Vec<u8>, bool)>,
+        Mutex<mpsc::UnboundedReceiver<(Vec<u8>, bool)>>,
+    )>,
+    /// Whether a worker takes deliveries (else nothing is queued).
+    consumed: Arc<AtomicBool>,
+}
+
+impl LocalBus {
+    pub fn new() -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Self {
+            queue: Arc::new((tx, Mutex::new(rx))),
+            consumed: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    fn enqueue(&self, payload: Vec<u8>, redelivered: bool) {
+        if self.consumed.load(Ordering::Relaxed) {
+            let _ = self.queue.0.send((payload, redelivered));
+        }
+    }
+}
+
+impl Default for LocalBus {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Bus {
+    /// NATS at `url`, or the in-process bus when there is none.
+    pub async fn connect(url: Option<&str>, prefix: &str) -> anyhow::Result<Self> {
+        match url.map(str::trim).filter(|u| !u.is_empty()) {
+            Some(url) => Ok(Bus::Nats(NatsBus::connect(url, prefix).await?)),
+            None => Ok(Bus::Local(LocalBus::new())),
+        }
+    }
+
+    /// `nats` or `in-process`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Bus::Nats(_) => "nats",
+            Bus::Local(_) => "in-process",
+        }
+    }
+
+    /// The NATS connection, if the bus is NATS.
+    pub fn nats(&self) -> Option<&NatsBus> {
+        match self {
+            Bus::Nats(nats) => Some(nats),
+            Bus::Local(_) => None,
+        }
+    }
+
+    /// Makes what publishing needs (the events stream).
+    pub async fn prepare_events(&self) -> anyhow::Result<()> {
+        match self {
+            Bus::Nats(nats) => nats.events_stream().await.map(drop),
+            Bus::Local(_) => Ok(()),
+        }
+    }
+
+    /// Publishes a batch of events in order and returns once the bus has
+    /// taken every one (JetStream: every PubAck).
+    pub async fn publish(&self, events: &[Outgoing]) -> anyhow::Result<()> {
+        match self {
+            Bus::Nats(nats) => nats.publish(events).await,
+            Bus::Local(local) => {
+                for e in events {
+                    if e.aggregate_type == "Deploy" && e.event_type == "DeployCreated" {
+                        local.enqueue(e.body.clone(), false);
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The worker's feed of `DeployCreated`.
+    pub async fn worker_deliveries(
+        &self,
+        ack_wait: Duration,
+        batch: usize,
+    ) -> anyhow::Result<Deliveries> {
+        match self {
+            Bus::Nats(nats) => {
+                let consumer = nats.worker_consumer(ack_wait).await?;
+                let messages = consumer
+                    .stream()
+                    .max_messages_per_batch(batch)
+                    .messages()
+                    .await
+                    .context("subscribing to the worker consumer")?;
+                Ok(Deliveries::Nats(messages))
+            }
+            Bus::Local(local) => {
+                local.consumed.store(true, Ordering::Relaxed);
+                Ok(Deliveries::Local(local.clone()))
+            }
+        }
+    }
+
+    /// Consumes catalog documents until `shutdown` (the in-process bus has
+    /// none to consume).
+    pub async fn run_catalog_consumer(
+        &self,
+        feed: CatalogFeed,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        match self {
+            Bus::Nats(nats) => nats.run_catalog_consumer(feed, shutdown).await,
+            Bus::Local(_) => {
+                shutdown.cancelled().await;
+                Ok(())
+            }
+        }
+    }
+}
+
 /// A connection to NATS with the installation's prefix.
 #[derive(Clone)]
-pub struct Bus {
+pub struct NatsBus {
     client: async_nats::Client,
     jetstream: jetstream::Context,
     prefix: String,
@@ -43,7 +307,7 @@ pub fn validate_prefix(prefix: &str) -> Result<(), String> {
     }
 }
 
-impl Bus {
+impl NatsBus {
     pub async fn connect(url: &str, prefix: &str) -> anyhow::Result<Self> {
         validate_prefix(prefix).map_err(anyhow::Error::msg)?;
         let client = async_nats::ConnectOptions::new()
@@ -78,6 +342,31 @@ impl Bus {
             "{}.events.{workspace}.{aggregate}.{event_type}",
             self.prefix
         )
+    }
+
+    /// Publishes a batch with `Nats-Msg-Id` = event id, then waits for
+    /// every PubAck.
+    pub async fn publish(&self, events: &[Outgoing]) -> anyhow::Result<()> {
+        let mut acks = Vec::with_capacity(events.len());
+        for e in events {
+            let mut headers = HeaderMap::new();
+            headers.insert("Nats-Msg-Id", e.event_id.as_str());
+            headers.insert("Deployd-Event-Type", e.event_type.as_str());
+            headers.insert("Deployd-Event-Version", e.event_version.as_str());
+            headers.insert("Deployd-Position", e.position.to_string().as_str());
+            let subject = self.event_subject(&e.workspace, &e.aggregate_type, &e.event_type);
+            let ack = self
+                .jetstream
+                .publish_with_headers(subject, headers, e.body.clone().into())
+                .await
+                .context("publishing an event")?;
+            acks.push(ack);
+        }
+        for ack in acks {
+            ack.await
+                .context("waiting for JetStream to acknowledge an event")?;
+        }
+        Ok(())
     }
 
     /// Creates (or finds) the stream of published events.

@@ -23,14 +23,18 @@ use crate::worker::WorkerSettings;
     about = "Records and runs the deploys of a hosting platform."
 )]
 pub struct Cli {
-    /// PostgreSQL URL; the database is created and migrated when missing.
+    /// PostgreSQL URL (`postgres://…`), created and migrated when missing.
+    /// Unset: the embedded SQLite database in the data directory.
+    #[arg(long, env = "DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+    /// Where deployd keeps files (hosted builds, and the embedded database).
     #[arg(
         long,
-        env = "DATABASE_URL",
-        default_value = "postgres://root@127.0.0.1:5432/deployd",
+        env = "DEPLOYD_DATA_DIR",
+        default_value = "./data",
         global = true
     )]
-    pub database_url: String,
+    pub data_dir: PathBuf,
 
     #[command(subcommand)]
     pub command: Command,
@@ -71,15 +75,13 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "DEPLOYD_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
-    /// NATS server with JetStream.
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    pub nats_url: String,
+    /// NATS server with JetStream (`nats://…`). Unset: the in-process bus
+    /// (one process; no events for outside subscribers).
+    #[arg(long, env = "NATS_URL")]
+    pub nats_url: Option<String>,
     /// Prefix of every NATS subject, stream and consumer deployd makes.
     #[arg(long, env = "DEPLOYD_NATS_PREFIX", default_value = "deployd")]
     pub nats_prefix: String,
-    /// Where deployd keeps files (uploaded builds).
-    #[arg(long, env = "DEPLOYD_DATA_DIR", default_value = "./data")]
-    pub data_dir: PathBuf,
     /// Base of the URLs deployd hands out (default: http:// + listen).
     #[arg(long, env = "DEPLOYD_PUBLIC_URL")]
     pub public_url: Option<String>,
@@ -89,7 +91,7 @@ pub struct ServeArgs {
     /// Per-request timeout, in ms.
     #[arg(long, env = "DEPLOYD_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
     pub request_timeout_ms: u64,
-    /// PostgreSQL statement timeout, in ms (0: none).
+    /// Statement timeout on PostgreSQL, in ms (0: none).
     #[arg(long, env = "DEPLOYD_STATEMENT_TIMEOUT_MS", default_value_t = 30_000)]
     pub statement_timeout_ms: u64,
     /// Connections in the database pool.
@@ -191,9 +193,9 @@ pub enum CatalogCommand {
 }
 
 impl ServeArgs {
-    pub fn settings(&self, database_url: &str) -> anyhow::Result<Settings> {
+    pub fn settings(&self, cli: &Globals) -> anyhow::Result<Settings> {
         Ok(Settings {
-            database_url: database_url.to_string(),
+            database_url: cli.database_url.clone(),
             db: DbOptions {
                 max_connections: self.db_pool_size,
                 statement_timeout: Duration::from_millis(self.statement_timeout_ms),
@@ -201,7 +203,7 @@ impl ServeArgs {
             nats_url: self.nats_url.clone(),
             nats_prefix: self.nats_prefix.clone(),
             listen: self.listen.clone(),
-            data_dir: self.data_dir.clone(),
+            data_dir: cli.data_dir.clone(),
             public_url: self.public_url.clone(),
             api: ApiSettings {
                 projection_wait: Duration::from_millis(self.projection_wait_ms),
@@ -233,12 +235,35 @@ async fn stop_signal() {
     let _ = ctrl_c.await;
 }
 
+/// The options every command shares.
+#[derive(Debug, Clone)]
+pub struct Globals {
+    pub database_url: Option<String>,
+    pub data_dir: PathBuf,
+}
+
+impl Globals {
+    /// Where the database is.
+    pub fn location(&self) -> anyhow::Result<db::Location> {
+        db::Location::new(self.database_url.as_deref(), &self.data_dir)
+    }
+
+    /// Opens (creating and migrating) the database.
+    pub async fn open(&self, options: &DbOptions) -> anyhow::Result<db::Db> {
+        db::open(&self.location()?, options).await
+    }
+}
+
 /// Runs a command line; the exit code is the result.
 pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     use std::process::ExitCode;
+    let globals = Globals {
+        database_url: cli.database_url,
+        data_dir: cli.data_dir,
+    };
     match cli.command {
         Command::Serve(args) => {
-            let app = Application::build(args.settings(&cli.database_url)?).await?;
+            let app = Application::build(args.settings(&globals)?).await?;
             let shutdown = app.shutdown_token();
             tokio::spawn(async move {
                 stop_signal().await;
@@ -256,7 +281,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 tracing::info!("stopping: finishing the steps in flight");
                 stop.cancel();
             });
-            crate::app::run_worker(args.settings(&cli.database_url)?, shutdown).await?;
+            crate::app::run_worker(args.settings(&globals)?, shutdown).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Relay { args, from } => {
@@ -266,25 +291,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 stop_signal().await;
                 stop.cancel();
             });
-            crate::app::run_relay(args.settings(&cli.database_url)?, from, shutdown).await?;
+            crate::app::run_relay(args.settings(&globals)?, from, shutdown).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Deploys(args) => crate::client::run(args).await,
-        Command::Audit(command) => crate::audit::cli::run(&cli.database_url, command).await,
+        Command::Audit(command) => crate::audit::cli::run(&globals, command).await,
         Command::Migrate => {
-            db::connect_and_migrate(&cli.database_url, &DbOptions::default()).await?;
-            println!("migrations applied");
+            let db = globals.open(&DbOptions::default()).await?;
+            println!("migrations applied to {}", db.describe());
             Ok(ExitCode::SUCCESS)
         }
         Command::Token(TokenCommand::Create { workspaces, name }) => {
-            let pool = db::connect_and_migrate(&cli.database_url, &DbOptions::default()).await?;
-            let (_, secret) = tokens::create(&pool, name.as_deref(), &workspaces).await?;
+            let db = globals.open(&DbOptions::default()).await?;
+            let (_, secret) = tokens::create(&db, name.as_deref(), &workspaces).await?;
             println!("{secret}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Catalog(CatalogCommand::Import { file }) => {
-            let pool = db::connect_and_migrate(&cli.database_url, &DbOptions::default()).await?;
-            let feed = CatalogFeed::new(Arc::new(Commands::new(pool)));
+            let db = globals.open(&DbOptions::default()).await?;
+            let feed = CatalogFeed::new(Arc::new(Commands::new(db)));
             let report = if file == "-" {
                 let stdin = tokio::io::BufReader::new(tokio::io::stdin());
                 catalog::import(&feed, stdin, std::io::stderr()).await?

@@ -10,9 +10,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 
+use crate::store::db::{Db, Tx};
 use crate::store::log::{self, LogPosition, LogSignals, StoredEvent};
 
 const BATCH: i64 = 500;
@@ -27,7 +27,7 @@ pub trait Projection: Send + Sync + 'static {
 
     /// Applies one event inside the batch transaction. Events the projection
     /// does not use are ignored. Must be idempotent.
-    async fn apply(&self, tx: &mut PgConnection, event: &StoredEvent) -> anyhow::Result<()>;
+    async fn apply(&self, tx: &mut Tx, event: &StoredEvent) -> anyhow::Result<()>;
 
     /// The read-model tables the projection writes, parents first: what
     /// `deployd replay` rebuilds into fresh tables and swaps in. Empty (the
@@ -37,10 +37,10 @@ pub trait Projection: Send + Sync + 'static {
     }
 
     /// Applies a batch, in log order, to tables being rebuilt (fresh tables
-    /// that only the rebuild writes; `search_path` puts them first). The
+    /// that only the rebuild writes and that shadow the live ones). The
     /// default applies each event with [`Projection::apply`]; a projection
     /// may write in bulk instead, as long as the rows come out the same.
-    async fn rebuild(&self, tx: &mut PgConnection, events: &[StoredEvent]) -> anyhow::Result<()> {
+    async fn rebuild(&self, tx: &mut Tx, events: &[StoredEvent]) -> anyhow::Result<()> {
         for event in events {
             self.apply(tx, event).await?;
         }
@@ -50,10 +50,10 @@ pub trait Projection: Send + Sync + 'static {
 
 /// Applies one batch. Returns how many events it applied (0: caught up, as
 /// far as the log can be read now).
-pub async fn step(pool: &PgPool, projection: &dyn Projection) -> anyhow::Result<usize> {
-    let mut tx = pool.begin().await?;
+pub async fn step(db: &Db, projection: &dyn Projection) -> anyhow::Result<usize> {
+    let mut tx = db.begin().await?;
     let from = log::lock_checkpoint(&mut tx, projection.name()).await?;
-    let events = log::read_after(&mut *tx, from, BATCH).await?;
+    let events = log::read_after(&mut tx, from, BATCH).await?;
     let Some(last) = events.last().map(|e| e.log) else {
         return Ok(0);
     };
@@ -77,17 +77,17 @@ pub async fn step(pool: &PgPool, projection: &dyn Projection) -> anyhow::Result<
 /// Applies batches until the projection has applied everything up to
 /// `target`, or `timeout` passes (returns false then).
 pub async fn catch_up_to(
-    pool: &PgPool,
+    db: &Db,
     projection: &dyn Projection,
     target: LogPosition,
     timeout: Duration,
 ) -> anyhow::Result<bool> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        if log::checkpoint(pool, projection.name()).await? >= target {
+        if log::checkpoint(db, projection.name()).await? >= target {
             return Ok(true);
         }
-        if step(pool, projection).await? == 0 {
+        if step(db, projection).await? == 0 {
             if tokio::time::Instant::now() >= deadline {
                 return Ok(false);
             }
@@ -99,7 +99,7 @@ pub async fn catch_up_to(
 
 /// Keeps the projection caught up until `shutdown`.
 pub async fn run(
-    pool: PgPool,
+    db: Db,
     projection: Arc<dyn Projection>,
     signals: LogSignals,
     shutdown: CancellationToken,
@@ -113,7 +113,7 @@ pub async fn run(
     while !shutdown.is_cancelled() {
         wake.borrow_and_update();
         moved.borrow_and_update();
-        match step(&pool, projection.as_ref()).await {
+        match step(&db, projection.as_ref()).await {
             Ok(0) => {
                 failures = 0;
                 tokio::select! {

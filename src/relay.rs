@@ -1,5 +1,6 @@
 //! The relay: a catch-up reader of the log that publishes every event to
-//! JetStream, for the saga worker and downstream subscribers.
+//! the bus (JetStream), for the saga worker and downstream subscribers. On
+//! the in-process bus only the worker hears it.
 //!
 //! - Subject `<prefix>.events.<workspace>.<aggregate>.<EventType>`, so a
 //!   subscriber can choose by workspace and by event type.
@@ -10,19 +11,17 @@
 //!   it never skips. Delivery is at least once, in log order.
 //! - One active relay: a batch runs only under the relay's lock (others
 //!   stand by).
-//! - PostgreSQL stays the source of truth: `deployd relay --from POSITION`
+//! - The database stays the source of truth: `deployd relay --from POSITION`
 //!   moves the checkpoint back and republishes from there.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use anyhow::Context;
-use async_nats::HeaderMap;
 use serde::Serialize;
-use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::bus::Bus;
+use crate::bus::{Bus, Outgoing};
+use crate::store::db::Db;
 use crate::store::log::{self, LogPosition, LogSignals, StoredEvent};
 
 /// The relay's checkpoint name.
@@ -52,7 +51,7 @@ pub struct PublishedEvent<'a> {
 /// The workspace of each stream of a batch: from its events where they
 /// carry it, otherwise from the log (`log::stream_workspaces`).
 async fn workspaces(
-    pool: &PgPool,
+    tx: &mut crate::store::db::Tx,
     events: &[StoredEvent],
 ) -> anyhow::Result<HashMap<(String, String), String>> {
     let mut found = HashMap::new();
@@ -72,24 +71,24 @@ async fn workspaces(
         .into_iter()
         .collect();
     if !missing.is_empty() {
-        found.extend(log::stream_workspaces(pool, &missing).await?);
+        found.extend(log::stream_workspaces(tx, &missing).await?);
     }
     Ok(found)
 }
 
 /// Publishes one batch. Returns how many events went out (0: nothing to
 /// do, or another relay is active).
-pub async fn step(pool: &PgPool, bus: &Bus) -> anyhow::Result<usize> {
-    let mut tx = pool.begin().await?;
+pub async fn step(db: &Db, bus: &Bus) -> anyhow::Result<usize> {
+    let mut tx = db.begin().await?;
     let Some(from) = log::try_lock_checkpoint(&mut tx, NAME).await? else {
         return Ok(0);
     };
-    let events = log::read_after(&mut *tx, from, BATCH).await?;
+    let events = log::read_after(&mut tx, from, BATCH).await?;
     let Some(last) = events.last().map(|e| e.log) else {
         return Ok(0);
     };
-    let workspaces = workspaces(pool, &events).await?;
-    let mut acks = Vec::with_capacity(events.len());
+    let workspaces = workspaces(&mut tx, &events).await?;
+    let mut outgoing = Vec::with_capacity(events.len());
     for e in &events {
         let workspace = workspaces
             .get(&(e.aggregate_type.clone(), e.aggregate_id.clone()))
@@ -108,23 +107,17 @@ pub async fn step(pool: &PgPool, bus: &Bus) -> anyhow::Result<usize> {
             metadata: &e.metadata,
             data: e.data(),
         })?;
-        let mut headers = HeaderMap::new();
-        headers.insert("Nats-Msg-Id", e.event_id.as_str());
-        headers.insert("Deployd-Event-Type", e.event_type.as_str());
-        headers.insert("Deployd-Event-Version", e.event_version.as_str());
-        headers.insert("Deployd-Position", e.log.position.to_string().as_str());
-        let subject = bus.event_subject(workspace, &e.aggregate_type, &e.event_type);
-        let ack = bus
-            .jetstream()
-            .publish_with_headers(subject, headers, body.into())
-            .await
-            .context("publishing an event")?;
-        acks.push(ack);
+        outgoing.push(Outgoing {
+            event_id: e.event_id.clone(),
+            workspace: workspace.to_string(),
+            aggregate_type: e.aggregate_type.clone(),
+            event_type: e.event_type.clone(),
+            event_version: e.event_version.clone(),
+            position: e.log.position,
+            body,
+        });
     }
-    for ack in acks {
-        ack.await
-            .context("waiting for JetStream to acknowledge an event")?;
-    }
+    bus.publish(&outgoing).await?;
     log::save_checkpoint(&mut tx, NAME, last).await?;
     tx.commit().await?;
     Ok(events.len())
@@ -132,17 +125,12 @@ pub async fn step(pool: &PgPool, bus: &Bus) -> anyhow::Result<usize> {
 
 /// Moves the relay back so that it republishes from the event at
 /// `position` (inclusive).
-pub async fn rewind(pool: &PgPool, position: i64) -> anyhow::Result<()> {
-    let mut tx = pool.begin().await?;
+pub async fn rewind(db: &Db, position: i64) -> anyhow::Result<()> {
+    let mut tx = db.begin().await?;
     log::lock_checkpoint(&mut tx, NAME).await?;
-    let tx_id: Option<i64> =
-        sqlx::query_scalar("SELECT tx_id::text::bigint FROM events WHERE position = $1")
-            .bind(position)
-            .fetch_optional(&mut *tx)
-            .await?;
-    let at = match tx_id {
-        Some(tx_id) => LogPosition {
-            tx: tx_id,
+    let at = match log::at_position(&mut tx, position).await? {
+        Some(at) => LogPosition {
+            tx: at.tx,
             position: position - 1,
         },
         None if position <= 1 => LogPosition::START,
@@ -154,14 +142,14 @@ pub async fn rewind(pool: &PgPool, position: i64) -> anyhow::Result<()> {
 }
 
 /// Keeps publishing until `shutdown`.
-pub async fn run(pool: PgPool, bus: Bus, signals: LogSignals, shutdown: CancellationToken) {
+pub async fn run(db: Db, bus: Bus, signals: LogSignals, shutdown: CancellationToken) {
     let mut wake = signals.events();
     // A reader's batch that commits can be what held the log back (events
     // committed meanwhile stay unread until every older transaction has
     // ended), so a moved checkpoint wakes us too.
     let mut moved = signals.checkpoints();
     let mut failures = 0u32;
-    if let Err(error) = bus.events_stream().await {
+    if let Err(error) = bus.prepare_events().await {
         tracing::warn!(
             error = format!("{error:#}"),
             "relay: the events stream is not ready yet"
@@ -170,7 +158,7 @@ pub async fn run(pool: PgPool, bus: Bus, signals: LogSignals, shutdown: Cancella
     while !shutdown.is_cancelled() {
         wake.borrow_and_update();
         moved.borrow_and_update();
-        match step(&pool, &bus).await {
+        match step(&db, &bus).await {
             Ok(0) => {
                 failures = 0;
                 tokio::select! {
@@ -189,7 +177,7 @@ pub async fn run(pool: PgPool, bus: Bus, signals: LogSignals, shutdown: Cancella
                     "relay batch failed; it will be published again"
                 );
                 // The stream may have been deleted: make it again.
-                let _ = bus.events_stream().await;
+                let _ = bus.prepare_events().await;
                 tokio::select! {
                     _ = shutdown.cancelled() => {}
                     _ = tokio::time::sleep(backoff) => {}

@@ -19,11 +19,11 @@
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use crate::store::Db;
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 /// The process's recorder (installed once, on first use).
@@ -67,31 +67,16 @@ pub async fn render() -> String {
     handle().render()
 }
 
-async fn collect(pool: &PgPool) -> sqlx::Result<()> {
-    let head: Option<i64> = sqlx::query_scalar("SELECT max(position) FROM events")
-        .fetch_one(pool)
-        .await?;
-    metrics::gauge!("deployd_log_head_position").set(head.unwrap_or(0) as f64);
-    let readers: Vec<(String, i64, Option<f64>)> = sqlx::query_as(
-        "SELECT c.name, \
-                (SELECT count(*) FROM (SELECT 1 FROM events e \
-                   WHERE (e.tx_id, e.position) > (c.tx_id, c.position) LIMIT 10000) behind), \
-                (SELECT extract(epoch FROM now() - min(e.recorded_at))::float8 FROM events e \
-                   WHERE (e.tx_id, e.position) > (c.tx_id, c.position)) \
-         FROM checkpoints c",
-    )
-    .fetch_all(pool)
-    .await?;
-    for (reader, behind, seconds) in readers {
-        metrics::gauge!("deployd_reader_events_behind", "reader" => reader.clone())
-            .set(behind as f64);
-        metrics::gauge!("deployd_reader_seconds_behind", "reader" => reader)
-            .set(seconds.unwrap_or(0.0).max(0.0));
+async fn collect(db: &Db) -> sqlx::Result<()> {
+    let head = crate::store::log::head(db).await?;
+    metrics::gauge!("deployd_log_head_position").set(head as f64);
+    for lag in crate::store::log::reader_lags(db).await? {
+        metrics::gauge!("deployd_reader_events_behind", "reader" => lag.reader.clone())
+            .set(lag.events_behind as f64);
+        metrics::gauge!("deployd_reader_seconds_behind", "reader" => lag.reader)
+            .set(lag.seconds_behind.max(0.0));
     }
-    let statuses: Vec<(String, i64)> =
-        sqlx::query_as("SELECT status, count(*) FROM deploys GROUP BY status")
-            .fetch_all(pool)
-            .await?;
+    let statuses = crate::read_model::queries::deploys_per_status(db).await?;
     for status in crate::domain::DeployStatus::ALL {
         let count = statuses
             .iter()
@@ -104,9 +89,9 @@ async fn collect(pool: &PgPool) -> sqlx::Result<()> {
 }
 
 /// Refreshes the database gauges until `shutdown`.
-pub async fn run_collector(pool: PgPool, shutdown: CancellationToken) {
+pub async fn run_collector(db: Db, shutdown: CancellationToken) {
     loop {
-        if let Err(error) = collect(&pool).await {
+        if let Err(error) = collect(&db).await {
             tracing::warn!(%error, "collecting metrics failed");
         }
         tokio::select! {

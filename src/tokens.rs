@@ -2,10 +2,10 @@
 //! (256 random bits). Only its SHA-256 is stored; the secret is printed once.
 //! A token grants its workspaces and nothing else (DESIGN.md decision 9).
 
+use crate::store::Db;
 use base64::Engine;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use sqlx::PgPool;
 use subtle::ConstantTimeEq;
 
 use crate::ids::{TokenId, WorkspaceId};
@@ -37,7 +37,7 @@ fn digest(secret: &str) -> Vec<u8> {
 
 /// Makes a token; returns its id and the secret to hand out.
 pub async fn create(
-    pool: &PgPool,
+    db: &Db,
     name: Option<&str>,
     workspaces: &[WorkspaceId],
 ) -> anyhow::Result<(TokenId, String)> {
@@ -56,31 +56,24 @@ pub async fn create(
     let mut workspace_ids: Vec<String> = workspaces.iter().map(|w| w.to_string()).collect();
     workspace_ids.sort();
     workspace_ids.dedup();
-    sqlx::query(
-        "INSERT INTO api_tokens (id, name, secret_sha256, workspace_ids) VALUES ($1, $2, $3, $4)",
+    crate::store::access::insert_token(
+        db,
+        &id.to_string(),
+        &name,
+        &digest(&secret),
+        &workspace_ids,
     )
-    .bind(id.to_string())
-    .bind(&name)
-    .bind(digest(&secret))
-    .bind(&workspace_ids)
-    .execute(pool)
     .await?;
     Ok((id, secret))
 }
 
 /// The caller a secret belongs to, if it is a live token.
-pub async fn authenticate(pool: &PgPool, secret: &str) -> sqlx::Result<Option<Caller>> {
+pub async fn authenticate(db: &Db, secret: &str) -> sqlx::Result<Option<Caller>> {
     if !secret.starts_with(PREFIX) || secret.len() > 128 {
         return Ok(None);
     }
     let hash = digest(secret);
-    let row: Option<(String, String, Vec<u8>, Vec<String>)> = sqlx::query_as(
-        "SELECT id, name, secret_sha256, workspace_ids FROM api_tokens \
-         WHERE secret_sha256 = $1 AND revoked_at IS NULL",
-    )
-    .bind(&hash)
-    .fetch_optional(pool)
-    .await?;
+    let row = crate::store::access::live_token(db, &hash).await?;
     Ok(row.and_then(|(token_id, principal, stored, workspaces)| {
         if !bool::from(stored.ct_eq(&hash)) {
             return None;

@@ -26,7 +26,7 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or_else(|| {
                 Problem::unauthorized("the Authorization header must be: Bearer <token>")
             })?;
-        let caller = tokens::authenticate(&state.pool, secret)
+        let caller = tokens::authenticate(&state.db, secret)
             .await?
             .ok_or_else(|| Problem::unauthorized("unknown or revoked token"))?;
         state

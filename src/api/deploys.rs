@@ -9,7 +9,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
-use sqlx::{FromRow, Row};
 
 use crate::api::auth::RequestId;
 use crate::api::docs::{DeployPath, IdempotencyKey};
@@ -19,7 +18,7 @@ use crate::api::AppState;
 use crate::domain::deploy::{CreateDeploy, DeployCommand, DeployError};
 use crate::domain::Trigger;
 use crate::ids::{BuildId, DeployId, EntityId};
-use crate::read_model::{DeployRow, DeploysProjection, StepRow, DEPLOY_COLUMNS};
+use crate::read_model::{queries, DeployRow, DeploysProjection, StepRow};
 use crate::store::commands::{CommandError, CommandMeta};
 use crate::store::log::{self, LogPosition};
 use crate::tokens::Caller;
@@ -86,10 +85,10 @@ async fn answer(
                     if committed {
                         Ok(())
                     } else {
-                        idempotency::abandon(&state.pool, held).await
+                        idempotency::abandon(&state.db, held).await
                     }
                 } else {
-                    idempotency::finish(&state.pool, held, problem.status, &problem.body()).await
+                    idempotency::finish(&state.db, held, problem.status, &problem.body()).await
                 };
                 if let Err(e) = recorded {
                     tracing::error!(error = %e, "recording an idempotent answer failed");
@@ -99,7 +98,7 @@ async fn answer(
         }
     };
     if let Some(held) = &held {
-        if let Err(e) = idempotency::finish(&state.pool, held, status, &body).await {
+        if let Err(e) = idempotency::finish(&state.db, held, status, &body).await {
             return Problem::internal(e).into_response();
         }
     }
@@ -217,14 +216,7 @@ async fn resolve(
     let scope = caller.workspace_strings();
     let build_row: Option<(String, String, String, String, String)> = match source {
         Source::Build(id) => {
-            let row: Option<(String, String, String, String, String)> = sqlx::query_as(
-                "SELECT id, workspace_id, entity_id, status, version_id FROM builds \
-                 WHERE id = $1 AND workspace_id = ANY($2)",
-            )
-            .bind(id.to_string())
-            .bind(&scope)
-            .fetch_optional(&state.pool)
-            .await?;
+            let row = queries::build_in_scope(&state.db, &id.to_string(), &scope).await?;
             let row = row.ok_or_else(|| Problem::not_found(format!("build {id} not found")))?;
             if row.3 != "succeeded" {
                 return Err(Problem::unprocessable(format!(
@@ -234,29 +226,15 @@ async fn resolve(
             Some(row)
         }
         Source::App(id) => {
-            let entity: Option<(Option<String>,)> = sqlx::query_as(
-                "SELECT default_version_id FROM entities WHERE id = $1 AND workspace_id = ANY($2)",
-            )
-            .bind(id.to_string())
-            .bind(&scope)
-            .fetch_optional(&state.pool)
-            .await?;
-            let (version,) =
-                entity.ok_or_else(|| Problem::not_found(format!("app {id} not found")))?;
+            let version = queries::entity_default_version(&state.db, &id.to_string(), &scope)
+                .await?
+                .ok_or_else(|| Problem::not_found(format!("app {id} not found")))?;
             let version = version.ok_or_else(|| {
                 Problem::unprocessable(format!("app {id} has no default version"))
             })?;
-            let row: Option<(String, String, String, String, String)> = sqlx::query_as(
-                "SELECT id, workspace_id, entity_id, status, version_id FROM builds \
-                 WHERE entity_id = $1 AND version_id = $2 AND status = 'succeeded' \
-                   AND workspace_id = ANY($3) \
-                 ORDER BY created_at DESC, id DESC LIMIT 1",
-            )
-            .bind(id.to_string())
-            .bind(&version)
-            .bind(&scope)
-            .fetch_optional(&state.pool)
-            .await?;
+            let row =
+                queries::latest_successful_build(&state.db, &id.to_string(), &version, &scope)
+                    .await?;
             Some(row.ok_or_else(|| {
                 Problem::unprocessable(format!(
                     "app {id} has no successful build of its default version {version}"
@@ -278,7 +256,7 @@ async fn resolve(
 /// Waits until the `deploys` projection shows `head` (read-your-writes).
 async fn visible(state: &AppState, head: LogPosition, id: &str) -> Result<(), Failure> {
     let shown = log::wait_for_checkpoint(
-        &state.pool,
+        &state.db,
         &state.signals,
         DeploysProjection::NAME,
         head,
@@ -328,7 +306,7 @@ pub async fn create(
     let request = parse_create(&map)?;
     let print = idempotency::fingerprint("POST", "/api/deploys", &Value::Object(map));
     let (begin, deploy_id) = idempotency::begin(
-        &state.pool,
+        &state.db,
         key.as_ref(),
         &caller.principal,
         &print,
@@ -384,7 +362,7 @@ async fn create_inner(
         Ok(head) => head,
         // A retry that took over an idempotency record: the deploy exists.
         Err(CommandError::Domain(DeployError::AlreadyExists)) => {
-            log::stream_head(&state.pool, "Deploy", deploy_id)
+            log::stream_head(&state.db, "Deploy", deploy_id)
                 .await?
                 .unwrap_or(LogPosition::START)
         }
@@ -419,15 +397,11 @@ fn command_failure(e: CommandError<DeployError>) -> Failure {
 }
 
 async fn fetch_row(state: &AppState, caller: &Caller, id: &str) -> sqlx::Result<Option<DeployRow>> {
-    let sql = format!(
-        "SELECT {} FROM deploys WHERE id = $1 AND workspace_id = ANY($2)",
-        DEPLOY_COLUMNS.join(", ")
-    );
-    sqlx::query_as(&sql)
-        .bind(id)
-        .bind(caller.workspace_strings())
-        .fetch_optional(&state.pool)
-        .await
+    Ok(
+        queries::deploy_in_scope(&state.db, id, &caller.workspace_strings())
+            .await?
+            .map(|d| d.row),
+    )
 }
 
 fn parse_deploy_id(id: &str) -> Result<DeployId, Problem> {
@@ -460,36 +434,19 @@ pub async fn detail(
         return detail_as_of(&state, &caller, &id, as_of).await.map(Json);
     }
     // The row and its cancellation in one read.
-    let sql = format!(
-        "SELECT {}, cancel_reason, cancelled_by, cancelled_at FROM deploys \
-         WHERE id = $1 AND workspace_id = ANY($2)",
-        DEPLOY_COLUMNS.join(", ")
-    );
-    let row = sqlx::query(&sql)
-        .bind(&id)
-        .bind(caller.workspace_strings())
-        .fetch_optional(&state.pool)
+    let found = queries::deploy_in_scope(&state.db, &id, &caller.workspace_strings())
         .await?
         .ok_or_else(|| Problem::not_found(format!("deploy {id} not found")))?;
-    let deploy = DeployRow::from_row(&row)?;
-    let cancellation = match (
-        row.try_get::<Option<String>, _>("cancelled_by")?,
-        row.try_get::<Option<chrono::DateTime<chrono::Utc>>, _>("cancelled_at")?,
-    ) {
+    let deploy = found.row;
+    let cancellation = match (found.cancelled_by, found.cancelled_at) {
         (Some(cancelled_by), Some(cancelled_at)) => Some(Cancellation {
-            reason: row.try_get("cancel_reason")?,
+            reason: found.cancel_reason,
             cancelled_by,
             cancelled_at,
         }),
         _ => None,
     };
-    let steps: Vec<StepRow> = sqlx::query_as(
-        "SELECT name, status, started_at, completed_at, error FROM deploy_steps \
-         WHERE deploy_id = $1 ORDER BY ordinal",
-    )
-    .bind(&id)
-    .fetch_all(&state.pool)
-    .await?;
+    let steps = queries::deploy_steps(&state.db, &id).await?;
     Ok(Json(DeployDetail {
         deploy,
         steps,
@@ -506,7 +463,7 @@ async fn detail_as_of(
     as_of: chrono::DateTime<chrono::Utc>,
 ) -> Result<DeployDetail, Problem> {
     let not_found = || Problem::not_found(format!("deploy {id} not found at {as_of}"));
-    let events = log::read_stream(&state.pool, "Deploy", id, 0, i64::MAX).await?;
+    let events = log::read_stream(&state.db, "Deploy", id, 0, i64::MAX).await?;
     let folded = crate::read_model::fold::fold(events.iter().filter(|e| e.recorded_at <= as_of))
         .map_err(|e| Problem::internal(format!("folding deploy {id}: {e:#}")))?
         .ok_or_else(not_found)?;
@@ -569,7 +526,7 @@ pub async fn cancel(
         &Value::Object(map),
     );
     let (begin, _) = idempotency::begin(
-        &state.pool,
+        &state.db,
         key.as_ref(),
         &caller.principal,
         &print,
@@ -649,7 +606,7 @@ pub async fn events(
     if fetch_row(&state, &caller, &id).await?.is_none() {
         return Err(Problem::not_found(format!("deploy {id} not found")));
     }
-    let events = log::read_stream(&state.pool, "Deploy", &id, after, limit).await?;
+    let events = log::read_stream(&state.db, "Deploy", &id, after, limit).await?;
     Ok(Json(
         events
             .into_iter()

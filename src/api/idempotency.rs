@@ -10,9 +10,10 @@
 
 use std::time::Duration;
 
+use crate::store::access;
+use crate::store::Db;
 use axum::http::{HeaderValue, StatusCode};
 use sha2::{Digest, Sha256};
-use sqlx::PgPool;
 
 use crate::api::problem::Problem;
 
@@ -51,7 +52,7 @@ pub fn fingerprint(method: &str, path: &str, body: &serde_json::Value) -> Vec<u8
 
 /// Starts a request: with no key, just runs it on `new_resource_id`.
 pub async fn begin(
-    pool: &PgPool,
+    db: &Db,
     header: Option<&HeaderValue>,
     principal: &str,
     fingerprint: &[u8],
@@ -71,66 +72,44 @@ pub async fn begin(
             )
         })?
         .to_string();
-    let mut tx = pool.begin().await?;
-    let inserted: Option<String> = sqlx::query_scalar(
-        "INSERT INTO idempotency_keys (principal, key, request_sha256, resource_id, lease_until) \
-         VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5)) \
-         ON CONFLICT (principal, key) DO NOTHING RETURNING resource_id",
+    let now = crate::time::now();
+    let lease_until = now + LEASE;
+    let mut tx = db.begin().await?;
+    let Some(record) = access::claim_idempotency_key(
+        &mut tx,
+        principal,
+        &key,
+        fingerprint,
+        &new_resource_id,
+        lease_until,
     )
-    .bind(principal)
-    .bind(&key)
-    .bind(fingerprint)
-    .bind(&new_resource_id)
-    .bind(LEASE.as_secs_f64())
-    .fetch_optional(&mut *tx)
-    .await?;
-    if let Some(resource_id) = inserted {
+    .await?
+    else {
         tx.commit().await?;
         let held = Held {
             principal: principal.to_string(),
             key,
-            resource_id: resource_id.clone(),
+            resource_id: new_resource_id.clone(),
         };
-        return Ok((Begin::Run(Some(held)), resource_id));
-    }
-    let (stored, resource_id, status, response, leased): (
-        Vec<u8>,
-        String,
-        Option<i16>,
-        Option<serde_json::Value>,
-        bool,
-    ) = sqlx::query_as(
-        "SELECT request_sha256, resource_id, status, response, lease_until > now() \
-         FROM idempotency_keys WHERE principal = $1 AND key = $2 FOR UPDATE",
-    )
-    .bind(principal)
-    .bind(&key)
-    .fetch_one(&mut *tx)
-    .await?;
-    if stored != fingerprint {
+        return Ok((Begin::Run(Some(held)), new_resource_id));
+    };
+    if record.request_sha256 != fingerprint {
         return Err(Problem::unprocessable(
             "this Idempotency-Key was already used with a different request",
         ));
     }
-    if let (Some(status), Some(response)) = (status, response) {
+    let resource_id = record.resource_id;
+    if let (Some(status), Some(response)) = (record.status, record.response) {
         let status = StatusCode::from_u16(status as u16).unwrap_or(StatusCode::OK);
         return Ok((Begin::Replay(status, response), resource_id));
     }
-    if leased {
+    if record.lease_until > now {
         return Err(Problem::conflict(
             "a request with this Idempotency-Key is still in flight; retry later",
         ));
     }
     // The first request died without answering: take over its record.
-    sqlx::query(
-        "UPDATE idempotency_keys SET lease_until = now() + make_interval(secs => $3) \
-         WHERE principal = $1 AND key = $2",
-    )
-    .bind(principal)
-    .bind(&key)
-    .bind(LEASE.as_secs_f64())
-    .execute(&mut *tx)
-    .await?;
+    access::renew_idempotency_key(&mut tx, principal, &key, lease_until).await?;
     tx.commit().await?;
     let held = Held {
         principal: principal.to_string(),
@@ -142,39 +121,22 @@ pub async fn begin(
 
 /// Records the answer for replay.
 pub async fn finish(
-    pool: &PgPool,
+    db: &Db,
     held: &Held,
     status: StatusCode,
     body: &serde_json::Value,
 ) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE idempotency_keys SET status = $3, response = $4 WHERE principal = $1 AND key = $2",
-    )
-    .bind(&held.principal)
-    .bind(&held.key)
-    .bind(status.as_u16() as i16)
-    .bind(body)
-    .execute(pool)
-    .await
-    .map(drop)
+    access::finish_idempotency_key(db, &held.principal, &held.key, status.as_u16() as i16, body)
+        .await
 }
 
 /// Forgets a request that failed before it changed anything, so a retry
 /// runs it afresh.
-pub async fn abandon(pool: &PgPool, held: &Held) -> sqlx::Result<()> {
-    sqlx::query("DELETE FROM idempotency_keys WHERE principal = $1 AND key = $2")
-        .bind(&held.principal)
-        .bind(&held.key)
-        .execute(pool)
-        .await
-        .map(drop)
+pub async fn abandon(db: &Db, held: &Held) -> sqlx::Result<()> {
+    access::delete_idempotency_key(db, &held.principal, &held.key).await
 }
 
 /// Deletes records past their retention.
-pub async fn expire(pool: &PgPool) -> sqlx::Result<u64> {
-    sqlx::query("DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(secs => $1)")
-        .bind(RETENTION.as_secs_f64())
-        .execute(pool)
-        .await
-        .map(|r| r.rows_affected())
+pub async fn expire(db: &Db) -> sqlx::Result<u64> {
+    access::expire_idempotency_keys(db, crate::time::now() - RETENTION).await
 }

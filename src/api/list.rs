@@ -32,6 +32,6 @@ pub async fn list(
     let Query(raw) = params.map_err(|e| Problem::invalid_field("query", e.body_text()))?;
     let request = query::parse_list_params(&raw).map_err(Problem::invalid)?;
     let key = scoped_key(&state.cursor_key, &caller);
-    let page = query::list_deploys(&state.pool, &caller.workspaces, &request, &key).await?;
+    let page = query::list_deploys(&state.db, &caller.workspaces, &request, &key).await?;
     Ok(Json(page))
 }

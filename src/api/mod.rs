@@ -23,7 +23,6 @@ use aide::openapi::{OpenApi, SecurityScheme};
 use aide::transform::TransformOpenApi;
 use axum::http::{HeaderName, StatusCode};
 use axum::{Extension, Json, Router};
-use sqlx::PgPool;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{
@@ -67,7 +66,7 @@ impl Default for ApiSettings {
 pub struct AppState(Arc<Inner>);
 
 pub struct Inner {
-    pub pool: PgPool,
+    pub db: crate::store::Db,
     pub commands: Arc<Commands>,
     pub signals: LogSignals,
     pub cursor_key: Vec<u8>,
@@ -75,8 +74,8 @@ pub struct Inner {
     /// Set when deploys are hosted locally: the sites are served here.
     pub hosting: Option<Arc<crate::hosting::local::LocalHosting>>,
     pub limiter: ratelimit::RateLimiter,
-    /// For `/readyz`.
-    pub nats: async_nats::Client,
+    /// For `/readyz`: NATS, or `None` on the in-process bus.
+    pub nats: Option<async_nats::Client>,
 }
 
 impl std::ops::Deref for AppState {
@@ -93,10 +92,8 @@ impl AppState {
 }
 
 /// Loads the key that signs list cursors (made by a migration).
-pub async fn cursor_key(pool: &PgPool) -> sqlx::Result<Vec<u8>> {
-    sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = 'cursor_hmac'")
-        .fetch_one(pool)
-        .await
+pub async fn cursor_key(db: &crate::store::Db) -> sqlx::Result<Vec<u8>> {
+    crate::store::access::cursor_key(db).await
 }
 
 async fn not_found() -> Problem {
@@ -129,30 +126,31 @@ async fn healthz() -> &'static str {
 }
 
 /// The database answers with every migration applied, and NATS is
-/// connected.
+/// connected. On the in-process bus `nats` says so: the server is ready,
+/// and no events reach outside subscribers.
 async fn readyz(
     axum::extract::State(state): axum::extract::State<AppState>,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let expected = crate::store::db::MIGRATOR
-        .iter()
-        .map(|m| m.version)
-        .max()
-        .unwrap_or(0);
-    let applied: Result<Option<i64>, _> =
-        sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
-            .fetch_one(&state.pool)
-            .await;
+    let expected = state.db.expected_schema_version().unwrap_or(0);
+    let applied = state.db.schema_version().await;
     let database = match applied {
         Ok(Some(v)) if v >= expected => "ok".to_string(),
         Ok(_) => "migrations not applied".to_string(),
         Err(e) => format!("unreachable: {e}"),
     };
-    let nats = match state.nats.connection_state() {
-        async_nats::connection::State::Connected => "ok".to_string(),
-        other => format!("{other:?}").to_lowercase(),
+    let (nats, nats_ok) = match &state.nats {
+        Some(client) => match client.connection_state() {
+            async_nats::connection::State::Connected => ("ok".to_string(), true),
+            other => (format!("{other:?}").to_lowercase(), false),
+        },
+        None => (
+            "off: in-process bus (no NATS_URL); events are not published to subscribers"
+                .to_string(),
+            true,
+        ),
     };
-    let ready = database == "ok" && nats == "ok";
+    let ready = database == "ok" && nats_ok;
     let status = if ready {
         StatusCode::OK
     } else {
@@ -160,7 +158,12 @@ async fn readyz(
     };
     (
         status,
-        axum::Json(serde_json::json!({"ready": ready, "database": database, "nats": nats})),
+        axum::Json(serde_json::json!({
+            "ready": ready,
+            "engine": state.db.engine().as_str(),
+            "database": database,
+            "nats": nats,
+        })),
     )
         .into_response()
 }

@@ -65,23 +65,11 @@ async fn serve_file(state: &AppState, deploy: &DeployId, path: &str, live: bool)
 }
 
 async fn completed(state: &AppState, deploy: &DeployId) -> sqlx::Result<bool> {
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM deploys WHERE id = $1 AND status = 'completed')",
-    )
-    .bind(deploy.to_string())
-    .fetch_one(&state.pool)
-    .await
+    crate::read_model::queries::deploy_completed(&state.db, &deploy.to_string()).await
 }
 
 async fn live_deploy(state: &AppState, entity: &EntityId) -> sqlx::Result<Option<String>> {
-    sqlx::query_scalar(
-        "SELECT id FROM deploys WHERE entity_id = $1 AND status = 'completed' \
-           AND production_url IS NOT NULL \
-         ORDER BY completed_at DESC, sequence_number DESC LIMIT 1",
-    )
-    .bind(entity.to_string())
-    .fetch_optional(&state.pool)
-    .await
+    crate::read_model::queries::live_deploy(&state.db, &entity.to_string()).await
 }
 
 async fn preview_at(state: AppState, deploy: String, path: String) -> Response {

@@ -18,7 +18,9 @@
 
 use futures::TryStreamExt;
 use sha2::{Digest, Sha256};
-use sqlx::{PgPool, Row};
+use sqlx::Row;
+
+use crate::store::Db;
 
 /// The fields an event's hash covers, as PostgreSQL returns them.
 #[derive(Debug, Clone)]
@@ -99,13 +101,29 @@ pub struct Report {
 }
 
 /// Walks every stream in sequence order and checks every link.
-pub async fn verify(pool: &PgPool) -> anyhow::Result<Report> {
-    let mut rows = sqlx::query(
+pub async fn verify(db: &Db) -> anyhow::Result<Report> {
+    // The JSON as the engine stores it: jsonb's rendering on PostgreSQL,
+    // the stored text on SQLite.
+    let sql = db.pick(
         "SELECT aggregate_type, aggregate_id, sequence, event_type, event_version, \
                 payload::text AS payload, metadata::text AS metadata, event_id, hash \
          FROM events ORDER BY aggregate_type, aggregate_id, sequence",
-    )
-    .fetch(pool);
+        "SELECT aggregate_type, aggregate_id, sequence, event_type, event_version, \
+                payload, metadata, event_id, hash \
+         FROM events ORDER BY aggregate_type, aggregate_id, sequence",
+    );
+    crate::on_db!(db, pool => walk(sqlx::query(sql).fetch(pool)).await)
+}
+
+async fn walk<R: Row>(
+    mut rows: impl futures::Stream<Item = Result<R, sqlx::Error>> + Unpin,
+) -> anyhow::Result<Report>
+where
+    for<'r> &'r str: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<Vec<u8>>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
     let mut report = Report::default();
     let mut current: Option<(String, String)> = None;
     let mut previous: Option<(i64, Option<Vec<u8>>)> = None;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use clap::Subcommand;
 
 use crate::projector::Projection;
-use crate::store::db::{self, DbOptions};
+use crate::store::db::DbOptions;
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommands {
@@ -48,14 +48,17 @@ pub enum AuditCommand {
 }
 
 /// Runs one of these commands.
-pub async fn run(database_url: &str, command: AuditCommands) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    globals: &crate::cli::Globals,
+    command: AuditCommands,
+) -> anyhow::Result<ExitCode> {
     // No statement timeout (a replay's swap or a verify may be long); few
     // connections (replay uses three at most).
     let options = DbOptions {
         statement_timeout: std::time::Duration::ZERO,
         max_connections: 4,
     };
-    let pool = db::connect_and_migrate(database_url, &options).await?;
+    let db = globals.open(&options).await?;
     match command {
         AuditCommands::Replay { projection } => {
             let all = crate::read_model::projections();
@@ -72,8 +75,7 @@ pub async fn run(database_url: &str, command: AuditCommands) -> anyhow::Result<E
                     one
                 }
             };
-            let summary =
-                crate::audit::replay::replay(&pool, &chosen, |p| eprintln!("{p}")).await?;
+            let summary = crate::audit::replay::replay(&db, &chosen, |p| eprintln!("{p}")).await?;
             eprintln!("{summary}");
             Ok(ExitCode::SUCCESS)
         }
@@ -81,13 +83,12 @@ pub async fn run(database_url: &str, command: AuditCommands) -> anyhow::Result<E
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
             let workspace = workspace.map(|w| w.to_string());
-            let n =
-                crate::audit::export::export(&pool, from, workspace.as_deref(), &mut out).await?;
+            let n = crate::audit::export::export(&db, from, workspace.as_deref(), &mut out).await?;
             eprintln!("{n} events exported");
             Ok(ExitCode::SUCCESS)
         }
         AuditCommands::Audit(AuditCommand::Verify) => {
-            let report = crate::audit::chain::verify(&pool).await?;
+            let report = crate::audit::chain::verify(&db).await?;
             for failure in &report.failures {
                 println!("{failure}");
             }

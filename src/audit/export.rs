@@ -22,9 +22,9 @@
 use std::collections::HashMap;
 use std::io::Write;
 
+use crate::store::Db;
 use chrono::SecondsFormat;
 use serde_json::{json, Value};
-use sqlx::PgPool;
 
 use crate::store::log::{self, LogPosition, StoredEvent};
 
@@ -73,7 +73,7 @@ pub fn line(event: &StoredEvent, hash: Option<&[u8]>) -> Value {
 /// Writes the log after `from` (only events whose data has this
 /// `workspaceId`, when given) to `out`; returns how many lines.
 pub async fn export(
-    pool: &PgPool,
+    db: &Db,
     from: Option<From>,
     workspace: Option<&str>,
     out: &mut impl Write,
@@ -81,20 +81,14 @@ pub async fn export(
     let mut at = match from {
         None => LogPosition::START,
         Some(From::Log(at)) => at,
-        Some(From::Position(position)) => {
-            let tx: Option<i64> =
-                sqlx::query_scalar("SELECT tx_id::text::bigint FROM events WHERE position = $1")
-                    .bind(position)
-                    .fetch_optional(pool)
-                    .await?;
-            let tx = tx.ok_or_else(|| anyhow::anyhow!("no event at position {position}"))?;
-            LogPosition { tx, position }
-        }
+        Some(From::Position(position)) => log::at_position(db, position)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no event at position {position}"))?,
     };
     let mut written = 0;
     let mut workspaces: HashMap<(String, String), Option<String>> = HashMap::new();
     loop {
-        let events = log::read_after(pool, at, BATCH).await?;
+        let events = log::read_after(db, at, BATCH).await?;
         let Some(last) = events.last().map(|e| e.log) else {
             break;
         };
@@ -106,7 +100,7 @@ pub async fn export(
                 .collect::<std::collections::HashSet<_>>()
                 .into_iter()
                 .collect();
-            let found = log::stream_workspaces(pool, &unknown).await?;
+            let found = log::stream_workspaces(db, &unknown).await?;
             for key in unknown {
                 let ws = found.get(&key).cloned();
                 workspaces.insert(key, ws);

@@ -22,6 +22,7 @@ use anyhow::Context;
 use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::projector::Projection;
+use crate::store::db::{Db, Embedded, Tx};
 use crate::store::log::{self, LogPosition, StoredEvent};
 
 /// Events read per batch.
@@ -209,9 +210,17 @@ async fn finish_table(
     Ok(())
 }
 
+/// The connection of a PostgreSQL transaction.
+fn pg(tx: &mut Tx) -> &mut PgConnection {
+    match tx {
+        Tx::Postgres(t) => t,
+        Tx::Sqlite(..) => unreachable!("the PostgreSQL replay runs on PostgreSQL"),
+    }
+}
+
 /// Applies one batch to the rebuild tables, in the caller's transaction.
 async fn apply(
-    tx: &mut PgConnection,
+    tx: &mut Tx,
     shadow: &str,
     live: &str,
     projections: &[Arc<dyn Projection>],
@@ -222,7 +231,7 @@ async fn apply(
         ident(shadow),
         ident(live)
     ))
-    .execute(&mut *tx)
+    .execute(pg(tx))
     .await?;
     for p in projections {
         p.rebuild(tx, events)
@@ -236,19 +245,19 @@ async fn apply(
 /// reading [`BATCH`] events at a time. `progress` is called about once a
 /// second while the log is read.
 pub async fn replay(
-    pool: &PgPool,
+    db: &Db,
     projections: &[Arc<dyn Projection>],
     progress: impl FnMut(&Progress),
 ) -> anyhow::Result<Summary> {
-    replay_in_batches(pool, projections, BATCH, progress).await
+    replay_in_batches(db, projections, BATCH, progress).await
 }
 
 /// [`replay`], `batch` events at a time.
 pub async fn replay_in_batches(
-    pool: &PgPool,
+    db: &Db,
     projections: &[Arc<dyn Projection>],
     batch: i64,
-    mut progress: impl FnMut(&Progress),
+    progress: impl FnMut(&Progress),
 ) -> anyhow::Result<Summary> {
     anyhow::ensure!(!projections.is_empty(), "no projection to replay");
     for p in projections {
@@ -258,6 +267,85 @@ pub async fn replay_in_batches(
             p.name()
         );
     }
+    match db {
+        Db::Postgres(pool) => replay_postgres(pool, projections, batch, progress).await,
+        Db::Sqlite(embedded) => replay_sqlite(embedded, projections, batch, progress).await,
+    }
+}
+
+/// The embedded engine's replay: one `BEGIN IMMEDIATE` transaction empties
+/// the projections' tables, resets their checkpoints and applies the whole
+/// log. Readers (WAL) see the old tables until it commits and the new ones
+/// after, never a half-built model; writers wait for it, which at the
+/// embedded mode's size is seconds (see docs/PERFORMANCE.md).
+async fn replay_sqlite(
+    embedded: &Embedded,
+    projections: &[Arc<dyn Projection>],
+    batch: i64,
+    mut progress: impl FnMut(&Progress),
+) -> anyhow::Result<Summary> {
+    let started = Instant::now();
+    let db = Db::Sqlite(embedded.clone());
+    let mut tx = db.begin().await?;
+    let total: i64 = crate::on_tx!(&mut tx, c => sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(c)
+        .await?);
+    for p in projections {
+        // children first (tables() lists parents first)
+        for table in p.tables().iter().rev() {
+            crate::on_tx!(&mut tx, c => sqlx::query(&format!("DELETE FROM {}", ident(table)))
+                .execute(c)
+                .await
+                .map(drop)?);
+        }
+    }
+    let mut report = Progress {
+        done: 0,
+        total: total as u64,
+        elapsed: Duration::ZERO,
+    };
+    let mut last_report = Instant::now();
+    let mut at = LogPosition::START;
+    loop {
+        let events = log::read_after(&mut tx, at, batch).await?;
+        let Some(last) = events.last().map(|e| e.log) else {
+            break;
+        };
+        for p in projections {
+            p.rebuild(&mut tx, &events).await?;
+        }
+        at = last;
+        report.done += events.len() as u64;
+        if last_report.elapsed() >= Duration::from_secs(1) {
+            report.elapsed = started.elapsed();
+            progress(&report);
+            last_report = Instant::now();
+        }
+    }
+    for p in projections {
+        log::save_checkpoint(&mut tx, p.name(), at).await?;
+    }
+    let swap = Instant::now();
+    tx.commit().await?;
+    report.elapsed = started.elapsed();
+    progress(&report);
+    Ok(Summary {
+        projections: projections.iter().map(|p| p.name()).collect(),
+        events: report.done,
+        caught_up: 0,
+        elapsed: started.elapsed(),
+        swap: swap.elapsed(),
+        position: at,
+    })
+}
+
+/// The PostgreSQL replay (the module docs).
+async fn replay_postgres(
+    pool: &PgPool,
+    projections: &[Arc<dyn Projection>],
+    batch: i64,
+    mut progress: impl FnMut(&Progress),
+) -> anyhow::Result<Summary> {
     let started = Instant::now();
     // One replay at a time: the session lock lives as long as this
     // connection, which is closed at the end (or dropped on error).
@@ -311,11 +399,11 @@ pub async fn replay_in_batches(
         };
         at = last;
         next = tokio::spawn(read(pool.clone(), at, batch));
-        let mut tx = pool.begin().await?;
+        let mut tx = Tx::Postgres(pool.begin().await?);
         // Nothing reads these tables before the swap, and a crash restarts
         // the replay: no need to wait for each batch to reach the disk.
         sqlx::query("SET LOCAL synchronous_commit = off")
-            .execute(&mut *tx)
+            .execute(pg(&mut tx))
             .await?;
         apply(&mut tx, &shadow, &live, projections, &events).await?;
         tx.commit().await?;
@@ -339,9 +427,10 @@ pub async fn replay_in_batches(
 
     // The swap.
     let swap_started = Instant::now();
-    let mut tx = guard.begin().await?;
+    // (on a pool connection: the guard session holds the replay's lock)
+    let mut tx = Tx::Postgres(pool.begin().await?);
     sqlx::query("SET LOCAL lock_timeout = '30s'")
-        .execute(&mut *tx)
+        .execute(pg(&mut tx))
         .await?;
     let mut names: Vec<&'static str> = projections.iter().map(|p| p.name()).collect();
     names.sort_unstable();
@@ -351,7 +440,7 @@ pub async fn replay_in_batches(
     }
     let mut caught_up = 0u64;
     loop {
-        let events = log::read_after(&mut *tx, at, batch).await?;
+        let events = log::read_after(&mut tx, at, batch).await?;
         let Some(last) = events.last().map(|e| e.log) else {
             break;
         };
@@ -360,11 +449,11 @@ pub async fn replay_in_batches(
         at = last;
     }
     sqlx::query("SET LOCAL search_path TO DEFAULT")
-        .execute(&mut *tx)
+        .execute(pg(&mut tx))
         .await?;
     let retired = format!("deployd_retired_{suffix}");
     sqlx::query(&format!("CREATE SCHEMA {}", ident(&retired)))
-        .execute(&mut *tx)
+        .execute(pg(&mut tx))
         .await?;
     for p in projections {
         for table in p.tables().iter().rev() {
@@ -374,7 +463,7 @@ pub async fn replay_in_batches(
                 ident(&retired),
                 t = ident(table)
             ))
-            .execute(&mut *tx)
+            .execute(pg(&mut tx))
             .await?;
             sqlx::query(&format!(
                 "ALTER TABLE {}.{t} SET SCHEMA {}",
@@ -382,7 +471,7 @@ pub async fn replay_in_batches(
                 ident(&live),
                 t = ident(table)
             ))
-            .execute(&mut *tx)
+            .execute(pg(&mut tx))
             .await?;
         }
     }
@@ -392,7 +481,7 @@ pub async fn replay_in_batches(
     }
     for schema in [&retired, &shadow] {
         sqlx::query(&format!("DROP SCHEMA {} CASCADE", ident(schema)))
-            .execute(&mut *tx)
+            .execute(pg(&mut tx))
             .await?;
     }
     tx.commit().await?;
@@ -409,5 +498,5 @@ pub async fn replay_in_batches(
 }
 
 async fn read(pool: PgPool, after: LogPosition, batch: i64) -> anyhow::Result<Vec<StoredEvent>> {
-    Ok(log::read_after(&pool, after, batch).await?)
+    Ok(log::read_after(&Db::Postgres(pool), after, batch).await?)
 }

@@ -9,8 +9,8 @@ pub mod document;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::store::Db;
 use anyhow::Context;
-use sqlx::PgPool;
 
 use crate::api::problem::FieldError;
 use crate::domain::catalog::{BuildEvent, CatalogError, EntityEvent, RecordBuild, UpsertEntity};
@@ -60,8 +60,8 @@ impl CatalogFeed {
         Self { commands }
     }
 
-    fn pool(&self) -> &PgPool {
-        self.commands.pool()
+    fn db(&self) -> &Db {
+        self.commands.db()
     }
 
     /// Parses and records one document; returns where its stream's head is.
@@ -127,7 +127,7 @@ impl CatalogFeed {
         meta: &CommandMeta,
     ) -> Result<LogPosition, Rejection> {
         let events = crate::store::log::read_stream(
-            self.pool(),
+            self.db(),
             "Entity",
             &build.entity_id.to_string(),
             0,
@@ -180,10 +180,8 @@ impl CatalogFeed {
         &self,
         build: &crate::domain::catalog::BuildRecorded,
     ) -> Result<(), Rejection> {
-        let owner: Option<String> =
-            sqlx::query_scalar("SELECT workspace_id FROM entities WHERE id = $1")
-                .bind(build.entity_id.to_string())
-                .fetch_optional(self.pool())
+        let owner =
+            crate::read_model::queries::entity_workspace(self.db(), &build.entity_id.to_string())
                 .await
                 .map_err(|e| Rejection::Failed(e.into()))?;
         match owner {
@@ -200,13 +198,9 @@ impl CatalogFeed {
     /// Waits until the catalog read model shows everything up to `head`,
     /// applying it in this process if no other projector does.
     pub async fn make_visible(&self, head: LogPosition) -> anyhow::Result<()> {
-        let done = projector::catch_up_to(
-            self.pool(),
-            &CatalogProjection,
-            head,
-            Duration::from_secs(60),
-        )
-        .await?;
+        let done =
+            projector::catch_up_to(self.db(), &CatalogProjection, head, Duration::from_secs(60))
+                .await?;
         anyhow::ensure!(done, "the catalog projection did not catch up within 60 s");
         Ok(())
     }

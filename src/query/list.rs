@@ -8,21 +8,22 @@
 //! is more in the walking direction; an `EXISTS` from the page's first row
 //! (in walking order) tells whether there is anything behind it.
 
-use sea_query::{Cond, PostgresQueryBuilder, SelectStatement};
+use sea_query::{Cond, PostgresQueryBuilder, SelectStatement, SqliteQueryBuilder};
 use sea_query_sqlx::{SqlxBinder, SqlxValues};
-use sqlx::{PgPool, Postgres, Transaction};
 
 use super::order::{key_value, KeyValue, OrderKey};
 use super::{cursor, sql, CursorSide, ListError, ListPage, ListRequest, PageInfo};
 use crate::api::problem::FieldError;
 use crate::ids::WorkspaceId;
 use crate::read_model::DeployRow;
+use crate::store::db::{Engine, Tx};
+use crate::store::Db;
 
 /// Runs the list. `scope` = the caller's workspaces: nothing outside them is
 /// ever returned, counted, or matched through a relation. `cursor_key` = the
 /// HMAC key (the `server_secrets` row `cursor_hmac`).
 pub async fn list_deploys(
-    pool: &PgPool,
+    db: &Db,
     scope: &[WorkspaceId],
     req: &ListRequest,
     cursor_key: &[u8],
@@ -36,17 +37,27 @@ pub async fn list_deploys(
         &req.keys[..]
     };
     let scope = scope_strings(scope);
-    let matching = || sql::matching(&req.node, &scope);
+    let engine = db.engine();
+    let matching = || sql::matching(&req.node, &scope, engine);
     let limit = req.limit as usize;
 
-    let mut tx = pool
-        .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        .await?;
+    // One snapshot for the count, the page and the flags (a SQLite read
+    // transaction sees one snapshot of the WAL).
+    let mut tx = match db {
+        Db::Postgres(pool) => Tx::Postgres(
+            pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .await?,
+        ),
+        Db::Sqlite(embedded) => Tx::Sqlite(embedded.pool.begin().await?, embedded.clone()),
+    };
 
     let total: i64 = scalar(&mut tx, sql::count(matching())).await?;
 
-    let (q, values) = page_query(req, &scope, &position).build_sqlx(PostgresQueryBuilder);
-    let mut rows: Vec<DeployRow> = sqlx::query_as_with(&q, values).fetch_all(&mut *tx).await?;
+    let page = page_query(req, &scope, &position, engine);
+    let mut rows: Vec<DeployRow> = crate::on_tx!(&mut tx, c => {
+        let (q, values) = build(&page, engine);
+        sqlx::query_as_with(&q, values).fetch_all(c).await?
+    });
     let more_ahead = rows.len() > limit;
     rows.truncate(limit);
 
@@ -98,13 +109,23 @@ pub fn page_sql(
     cursor_key: &[u8],
 ) -> Result<(String, SqlxValues), ListError> {
     let position = position(req, cursor_key)?;
-    Ok(page_query(req, &scope_strings(scope), &position).build_sqlx(PostgresQueryBuilder))
+    let query = page_query(req, &scope_strings(scope), &position, Engine::Postgres);
+    Ok(build(&query, Engine::Postgres))
 }
 
 /// The query of `total` that [`list_deploys`] runs, as SQL and its bound
 /// values (the cursor plays no part in it).
 pub fn count_sql(scope: &[WorkspaceId], req: &ListRequest) -> (String, SqlxValues) {
-    sql::count(sql::matching(&req.node, &scope_strings(scope))).build_sqlx(PostgresQueryBuilder)
+    let matching = sql::matching(&req.node, &scope_strings(scope), Engine::Postgres);
+    build(&sql::count(matching), Engine::Postgres)
+}
+
+/// The statement in the engine's dialect, with its values.
+fn build(query: &SelectStatement, engine: Engine) -> (String, SqlxValues) {
+    match engine {
+        Engine::Postgres => query.build_sqlx(PostgresQueryBuilder),
+        Engine::Sqlite => query.build_sqlx(SqliteQueryBuilder),
+    }
 }
 
 type Position = Option<(CursorSide, Vec<KeyValue>)>;
@@ -124,14 +145,19 @@ fn scope_strings(scope: &[WorkspaceId]) -> Vec<String> {
 }
 
 /// The page: `limit + 1` matching rows after the position, in walking order.
-fn page_query(req: &ListRequest, scope: &[String], position: &Position) -> SelectStatement {
+fn page_query(
+    req: &ListRequest,
+    scope: &[String],
+    position: &Position,
+    engine: Engine,
+) -> SelectStatement {
     let walk: Vec<OrderKey> = match position {
         Some((CursorSide::Before, _)) => req.keys.iter().map(|k| k.reversed()).collect(),
         _ => req.keys.clone(),
     };
     let seek = position.as_ref().map(|(_, v)| sql::seek(&walk, v));
     sql::page(
-        sql::matching(&req.node, scope),
+        sql::matching(&req.node, scope, engine),
         seek,
         &walk,
         u64::from(req.limit) + 1,
@@ -139,15 +165,16 @@ fn page_query(req: &ListRequest, scope: &[String], position: &Position) -> Selec
 }
 
 /// Runs a one-column, one-row query.
-async fn scalar<T>(
-    tx: &mut Transaction<'_, Postgres>,
-    query: SelectStatement,
-) -> Result<T, sqlx::Error>
+async fn scalar<T>(tx: &mut Tx, query: SelectStatement) -> Result<T, sqlx::Error>
 where
-    T: for<'r> sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres> + Send + Unpin,
+    T: for<'r> sqlx::Decode<'r, sqlx::Postgres>
+        + sqlx::Type<sqlx::Postgres>
+        + for<'r> sqlx::Decode<'r, sqlx::Sqlite>
+        + sqlx::Type<sqlx::Sqlite>
+        + Send
+        + Unpin,
 {
-    let (q, values) = query.build_sqlx(PostgresQueryBuilder);
-    sqlx::query_scalar_with(&q, values)
-        .fetch_one(&mut **tx)
-        .await
+    let engine = tx.engine();
+    let (q, values) = build(&query, engine);
+    crate::on_tx!(tx, c => sqlx::query_scalar_with(&q, values).fetch_one(c).await)
 }

@@ -18,6 +18,7 @@ use sea_query::{
 use super::lower::{CmpOp, Node, Relation, Test};
 use super::order::{KeyValue, OrderKey};
 use crate::read_model::DEPLOY_COLUMNS;
+use crate::store::db::Engine;
 
 const DEPLOYS: &str = "deploys";
 
@@ -39,31 +40,38 @@ fn in_scope(table: &'static str, scope: &[String]) -> Expr {
 }
 
 /// The rows of `deploys` in scope that match `node`.
-pub(crate) fn matching(node: &Node, scope: &[String]) -> Cond {
+pub(crate) fn matching(node: &Node, scope: &[String], engine: Engine) -> Cond {
     Cond::all()
         .add(in_scope(DEPLOYS, scope))
-        .add(node_expr(node, DEPLOYS, scope))
+        .add(node_expr(node, DEPLOYS, scope, engine))
 }
 
-fn node_expr(node: &Node, table: &'static str, scope: &[String]) -> Expr {
+fn node_expr(node: &Node, table: &'static str, scope: &[String], engine: Engine) -> Expr {
     match node {
         Node::All(parts) if parts.is_empty() => truth(true),
         Node::Any(parts) if parts.is_empty() => truth(false),
         Node::All(parts) => parts
             .iter()
-            .fold(Cond::all(), |c, n| c.add(node_expr(n, table, scope)))
+            .fold(Cond::all(), |c, n| {
+                c.add(node_expr(n, table, scope, engine))
+            })
             .into(),
         Node::Any(parts) => parts
             .iter()
-            .fold(Cond::any(), |c, n| c.add(node_expr(n, table, scope)))
+            .fold(Cond::any(), |c, n| {
+                c.add(node_expr(n, table, scope, engine))
+            })
             .into(),
-        Node::Not(inner) => Cond::all().add(node_expr(inner, table, scope)).not().into(),
-        Node::Test { column, test } => test_expr(col(table, column), test),
-        Node::Related { relation, node } => related(*relation, node, scope),
+        Node::Not(inner) => Cond::all()
+            .add(node_expr(inner, table, scope, engine))
+            .not()
+            .into(),
+        Node::Test { column, test } => test_expr(col(table, column), test, engine),
+        Node::Related { relation, node } => related(*relation, node, scope, engine),
     }
 }
 
-fn test_expr(c: Expr, test: &Test) -> Expr {
+fn test_expr(c: Expr, test: &Test, engine: Engine) -> Expr {
     match test {
         Test::Cmp(op, v) => {
             let v = v.clone();
@@ -87,7 +95,12 @@ fn test_expr(c: Expr, test: &Test) -> Expr {
             negated,
             fold_case,
         } => {
-            let target = if *fold_case { Func::lower(c).into() } else { c };
+            let target = match (fold_case, engine) {
+                (false, _) => c,
+                (true, Engine::Postgres) => Func::lower(c).into(),
+                // SQLite's lower() folds ASCII only
+                (true, Engine::Sqlite) => Func::cust("deployd_lower").arg(c).into(),
+            };
             let like = LikeExpr::new(pattern.clone()).escape('\\');
             if *negated {
                 target.not_like(like)
@@ -97,20 +110,33 @@ fn test_expr(c: Expr, test: &Test) -> Expr {
         }
         Test::IsNull(true) => c.is_null(),
         Test::IsNull(false) => c.is_not_null(),
-        Test::JsonContains(v) => c.binary(PgBinOper::Contains, Expr::val(v.clone())),
-        Test::HasKey(k) => Func::cust("jsonb_exists").arg(c).arg(k.clone()).into(),
+        Test::JsonContains(v) => match engine {
+            Engine::Postgres => c.binary(PgBinOper::Contains, Expr::val(v.clone())),
+            // jsonb's @> in Rust (store::sqlite_fns)
+            Engine::Sqlite => Func::cust("deployd_json_contains")
+                .arg(c)
+                .arg(v.to_string())
+                .into(),
+        },
+        Test::HasKey(k) => match engine {
+            Engine::Postgres => Func::cust("jsonb_exists").arg(c).arg(k.clone()).into(),
+            Engine::Sqlite => Func::cust("deployd_json_has_key")
+                .arg(c)
+                .arg(k.clone())
+                .into(),
+        },
     }
 }
 
 /// `EXISTS (…)` over a relation of the deploy, limited to the scope.
-fn related(relation: Relation, node: &Node, scope: &[String]) -> Expr {
+fn related(relation: Relation, node: &Node, scope: &[String], engine: Engine) -> Expr {
     let sub = |table: &'static str, alias: &'static str| {
         Query::select()
             .expr(Expr::cust("1"))
             .from_as(table, alias)
             .to_owned()
     };
-    let inner = |alias| node_expr(node, alias, scope);
+    let inner = |alias| node_expr(node, alias, scope, engine);
     match relation {
         Relation::Build => Expr::exists(
             sub("builds", "b")

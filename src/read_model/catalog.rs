@@ -1,6 +1,6 @@
 //! The `catalog` projection: `entities` and `builds` from catalog events.
 
-use sqlx::PgConnection;
+use crate::store::db::Tx;
 
 use crate::domain::catalog::{BuildEvent, EntityEvent};
 use crate::projector::Projection;
@@ -22,11 +22,11 @@ impl Projection for CatalogProjection {
         &["entities", "builds"]
     }
 
-    async fn apply(&self, tx: &mut PgConnection, event: &StoredEvent) -> anyhow::Result<()> {
+    async fn apply(&self, tx: &mut Tx, event: &StoredEvent) -> anyhow::Result<()> {
         match event.aggregate_type.as_str() {
             "Entity" => {
                 let EntityEvent::EntityUpserted(e) = serde_json::from_value(event.payload.clone())?;
-                sqlx::query(include_str!(
+                crate::on_tx!(tx, c => sqlx::query(include_str!(
                     "../../projections/catalog/entity_upserted.sql"
                 ))
                 .bind(e.entity_id.to_string())
@@ -36,8 +36,9 @@ impl Projection for CatalogProjection {
                 .bind(e.default_version_id.map(|v| v.to_string()))
                 .bind(e.auto_deploy)
                 .bind(e.occurred_at)
-                .execute(tx)
-                .await?;
+                .execute(c)
+                .await
+                .map(drop))?;
             }
             "Build" => {
                 let decoded: BuildEvent = serde_json::from_value(event.payload.clone())?;
@@ -46,7 +47,7 @@ impl Projection for CatalogProjection {
                     BuildEvent::BuildFailed(_) => "failed",
                 };
                 let b = decoded.recorded();
-                sqlx::query(include_str!("../../projections/catalog/build_recorded.sql"))
+                crate::on_tx!(tx, c => sqlx::query(include_str!("../../projections/catalog/build_recorded.sql"))
                     .bind(b.build_id.to_string())
                     .bind(b.workspace_id.to_string())
                     .bind(b.entity_id.to_string())
@@ -58,8 +59,9 @@ impl Projection for CatalogProjection {
                     .bind(&b.error)
                     .bind(b.source_event_id.to_string())
                     .bind(b.occurred_at)
-                    .execute(tx)
-                    .await?;
+                    .execute(c)
+                    .await
+                    .map(drop))?;
             }
             _ => {}
         }

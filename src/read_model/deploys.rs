@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use serde::Deserialize;
 use sqlx::PgConnection;
 
+use crate::store::db::Tx;
+
 use crate::domain::deploy::DeployEvent;
 use crate::domain::StepStatus;
 use crate::projector::Projection;
@@ -18,8 +20,15 @@ impl DeploysProjection {
     pub const NAME: &'static str = "deploys";
 }
 
+/// Runs one statement (the same text on both engines) in the transaction.
+macro_rules! exec {
+    ($tx:expr, $query:expr) => {
+        crate::on_tx!($tx, c => $query.execute(c).await.map(|r| r.rows_affected()))
+    };
+}
+
 async fn set_step(
-    tx: &mut PgConnection,
+    tx: &mut Tx,
     deploy: &str,
     step: &str,
     status: StepStatus,
@@ -27,25 +36,27 @@ async fn set_step(
     completed: Option<chrono::DateTime<chrono::Utc>>,
     error: Option<&str>,
 ) -> sqlx::Result<()> {
-    sqlx::query(include_str!("../../projections/deploys/step.sql"))
-        .bind(deploy)
-        .bind(step)
-        .bind(status.as_str())
-        .bind(started)
-        .bind(completed)
-        .bind(error)
-        .execute(tx)
-        .await
-        .map(drop)
+    exec!(
+        tx,
+        sqlx::query(include_str!("../../projections/deploys/step.sql"))
+            .bind(deploy)
+            .bind(step)
+            .bind(status.as_str())
+            .bind(started)
+            .bind(completed)
+            .bind(error)
+    )
+    .map(drop)
 }
 
-async fn skip_pending_steps(tx: &mut PgConnection, deploy: &str) -> sqlx::Result<()> {
-    sqlx::query(include_str!(
-        "../../projections/deploys/skip_pending_steps.sql"
-    ))
-    .bind(deploy)
-    .execute(tx)
-    .await
+async fn skip_pending_steps(tx: &mut Tx, deploy: &str) -> sqlx::Result<()> {
+    exec!(
+        tx,
+        sqlx::query(include_str!(
+            "../../projections/deploys/skip_pending_steps.sql"
+        ))
+        .bind(deploy)
+    )
     .map(drop)
 }
 
@@ -59,55 +70,80 @@ impl Projection for DeploysProjection {
         &["deploys", "deploy_steps"]
     }
 
-    async fn rebuild(&self, tx: &mut PgConnection, events: &[StoredEvent]) -> anyhow::Result<()> {
-        rebuild(tx, events).await
+    async fn rebuild(&self, tx: &mut Tx, events: &[StoredEvent]) -> anyhow::Result<()> {
+        match tx {
+            Tx::Postgres(t) => rebuild(t, events).await,
+            // In-process SQLite writes row by row as fast as in bulk.
+            Tx::Sqlite(..) => {
+                for event in events {
+                    self.apply(tx, event).await?;
+                }
+                Ok(())
+            }
+        }
     }
 
-    async fn apply(&self, tx: &mut PgConnection, event: &StoredEvent) -> anyhow::Result<()> {
+    async fn apply(&self, tx: &mut Tx, event: &StoredEvent) -> anyhow::Result<()> {
         if event.aggregate_type != "Deploy" {
             return Ok(());
         }
         let id = event.aggregate_id.as_str();
         let decoded: DeployEvent = serde_json::from_value(event.payload.clone())?;
         if let DeployEvent::DeployCreated(c) = &decoded {
-            sqlx::query(include_str!("../../projections/deploys/created.sql"))
-                .bind(id)
-                .bind(c.workspace_id.to_string())
-                .bind(c.entity_id.to_string())
-                .bind(i64::try_from(c.sequence_number)?)
-                .bind(c.build_id.to_string())
-                .bind(c.trigger.as_str())
-                .bind(c.source_event_id.map(|e| e.to_string()))
-                .bind(serde_json::Value::Object(c.metadata.clone()))
-                .bind(&c.created_by)
-                .bind(c.created_at)
-                .bind(event.sequence)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query(include_str!("../../projections/deploys/created_steps.sql"))
-                .bind(id)
-                .bind(&c.steps)
-                .execute(&mut *tx)
-                .await?;
+            let sequence_number = i64::try_from(c.sequence_number)?;
+            exec!(
+                &mut *tx,
+                sqlx::query(include_str!("../../projections/deploys/created.sql"))
+                    .bind(id)
+                    .bind(c.workspace_id.to_string())
+                    .bind(c.entity_id.to_string())
+                    .bind(sequence_number)
+                    .bind(c.build_id.to_string())
+                    .bind(c.trigger.as_str())
+                    .bind(c.source_event_id.map(|e| e.to_string()))
+                    .bind(serde_json::Value::Object(c.metadata.clone()))
+                    .bind(&c.created_by)
+                    .bind(c.created_at)
+                    .bind(event.sequence)
+            )?;
+            match tx {
+                Tx::Postgres(t) => {
+                    sqlx::query(include_str!("../../projections/deploys/created_steps.sql"))
+                        .bind(id)
+                        .bind(&c.steps)
+                        .execute(&mut **t)
+                        .await?;
+                }
+                Tx::Sqlite(t, _) => {
+                    sqlx::query(include_str!(
+                        "../../projections/deploys/created_steps.sqlite.sql"
+                    ))
+                    .bind(id)
+                    .bind(serde_json::to_string(&c.steps)?)
+                    .execute(&mut **t)
+                    .await?;
+                }
+            }
             return Ok(());
         }
-        let claimed = sqlx::query(include_str!("../../projections/deploys/guard.sql"))
-            .bind(id)
-            .bind(event.sequence)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let claimed = exec!(
+            &mut *tx,
+            sqlx::query(include_str!("../../projections/deploys/guard.sql"))
+                .bind(id)
+                .bind(event.sequence)
+        )?;
         if claimed == 0 {
             return Ok(());
         }
         match decoded {
             DeployEvent::DeployCreated(_) => {}
             DeployEvent::DeployStarted(e) => {
-                sqlx::query(include_str!("../../projections/deploys/started.sql"))
-                    .bind(id)
-                    .bind(e.started_at)
-                    .execute(&mut *tx)
-                    .await?;
+                exec!(
+                    &mut *tx,
+                    sqlx::query(include_str!("../../projections/deploys/started.sql"))
+                        .bind(id)
+                        .bind(e.started_at)
+                )?;
             }
             DeployEvent::StepStarted(e) => {
                 set_step(tx, id, &e.step, StepStatus::Running, Some(e.at), None, None).await?
@@ -142,31 +178,34 @@ impl Projection for DeploysProjection {
                 .await?
             }
             DeployEvent::DeployCompleted(e) => {
-                sqlx::query(include_str!("../../projections/deploys/completed.sql"))
-                    .bind(id)
-                    .bind(e.completed_at)
-                    .bind(e.production_url)
-                    .bind(e.preview_url)
-                    .execute(&mut *tx)
-                    .await?;
+                exec!(
+                    &mut *tx,
+                    sqlx::query(include_str!("../../projections/deploys/completed.sql"))
+                        .bind(id)
+                        .bind(e.completed_at)
+                        .bind(&e.production_url)
+                        .bind(&e.preview_url)
+                )?;
             }
             DeployEvent::DeployFailed(e) => {
-                sqlx::query(include_str!("../../projections/deploys/failed.sql"))
-                    .bind(id)
-                    .bind(e.failed_at)
-                    .bind(e.error)
-                    .execute(&mut *tx)
-                    .await?;
+                exec!(
+                    &mut *tx,
+                    sqlx::query(include_str!("../../projections/deploys/failed.sql"))
+                        .bind(id)
+                        .bind(e.failed_at)
+                        .bind(&e.error)
+                )?;
                 skip_pending_steps(tx, id).await?;
             }
             DeployEvent::DeployCancelled(e) => {
-                sqlx::query(include_str!("../../projections/deploys/cancelled.sql"))
-                    .bind(id)
-                    .bind(e.cancelled_at)
-                    .bind(e.reason)
-                    .bind(e.cancelled_by)
-                    .execute(&mut *tx)
-                    .await?;
+                exec!(
+                    &mut *tx,
+                    sqlx::query(include_str!("../../projections/deploys/cancelled.sql"))
+                        .bind(id)
+                        .bind(e.cancelled_at)
+                        .bind(&e.reason)
+                        .bind(&e.cancelled_by)
+                )?;
                 skip_pending_steps(tx, id).await?;
             }
         }
@@ -333,7 +372,7 @@ async fn store(
 
 /// The bulk rebuild: the batch's deploys are folded in memory
 /// (`read_model::fold`, from their rows so far) and written back in a few
-/// statements, instead of one statement per event.
+/// statements, instead of one statement per event (PostgreSQL).
 pub(super) async fn rebuild(tx: &mut PgConnection, events: &[StoredEvent]) -> anyhow::Result<()> {
     let mut order: Vec<String> = Vec::new();
     let mut decoded: Vec<(&StoredEvent, DeployEvent)> = Vec::new();

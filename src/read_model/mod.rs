@@ -4,6 +4,7 @@
 mod catalog;
 mod deploys;
 pub mod fold;
+pub mod queries;
 mod row;
 
 use std::sync::Arc;

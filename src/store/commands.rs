@@ -1,6 +1,7 @@
 //! The command path: load an aggregate from its events, decide, append in
-//! one transaction with optimistic concurrency (cqrs-es 0.5 on postgres-es,
-//! the plain event store: no snapshots, no in-process query dispatch).
+//! one transaction with optimistic concurrency (cqrs-es 0.5 on postgres-es
+//! or sqlite-es, the plain event store: no snapshots, no in-process query
+//! dispatch).
 //!
 //! A concurrency conflict (another writer appended to the same stream first)
 //! is retried a few times with a short random backoff, then reported as
@@ -9,17 +10,50 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use cqrs_es::persist::PersistedEventStore;
+use cqrs_es::persist::{PersistedEventRepository, PersistedEventStore};
 use cqrs_es::{Aggregate, AggregateError, CqrsFramework};
 use postgres_es::PostgresEventRepository;
 use rand::Rng;
-use sqlx::PgPool;
+use sqlite_es::SqliteEventRepository;
 
 use crate::domain::catalog::{Build, Entity};
 use crate::domain::deploy::Deploy;
+use crate::store::db::Db;
 use crate::store::log::{self, LogPosition};
 
-type Framework<A> = CqrsFramework<A, PersistedEventStore<PostgresEventRepository, A>>;
+type Framework<A, R> = CqrsFramework<A, PersistedEventStore<R, A>>;
+
+/// The three aggregates' frameworks over one event repository.
+struct Frameworks<R: PersistedEventRepository> {
+    deploys: Framework<Deploy, R>,
+    entities: Framework<Entity, R>,
+    builds: Framework<Build, R>,
+}
+
+impl<R: PersistedEventRepository> Frameworks<R> {
+    fn new(repository: impl Fn() -> R) -> Self {
+        Self {
+            deploys: framework(repository()),
+            entities: framework(repository()),
+            builds: framework(repository()),
+        }
+    }
+}
+
+enum Engines {
+    Postgres(Frameworks<PostgresEventRepository>),
+    Sqlite(Frameworks<SqliteEventRepository>),
+}
+
+/// Runs `$body` with `$f` bound to the engine's [`Frameworks`].
+macro_rules! on_engine {
+    ($engines:expr, $f:ident => $body:expr) => {
+        match $engines {
+            Engines::Postgres($f) => $body,
+            Engines::Sqlite($f) => $body,
+        }
+    };
+}
 
 const ATTEMPTS: u32 = 5;
 
@@ -75,30 +109,33 @@ pub enum CommandError<E: std::error::Error> {
 
 /// The one way in for every command.
 pub struct Commands {
-    pool: PgPool,
-    deploys: Framework<Deploy>,
-    entities: Framework<Entity>,
-    builds: Framework<Build>,
+    db: Db,
+    engines: Engines,
 }
 
-fn framework<A: Aggregate<Services = ()>>(pool: &PgPool) -> Framework<A> {
-    let store = PersistedEventStore::new_event_store(PostgresEventRepository::new(pool.clone()))
+fn framework<A: Aggregate<Services = ()>, R: PersistedEventRepository>(
+    repository: R,
+) -> Framework<A, R> {
+    let store = PersistedEventStore::new_event_store(repository)
         .with_upcasters(crate::store::upcast::for_cqrs());
     CqrsFramework::new(store, vec![], ())
 }
 
 impl Commands {
-    pub fn new(pool: PgPool) -> Self {
-        Self {
-            deploys: framework(&pool),
-            entities: framework(&pool),
-            builds: framework(&pool),
-            pool,
-        }
+    pub fn new(db: Db) -> Self {
+        let engines = match &db {
+            Db::Postgres(pool) => Engines::Postgres(Frameworks::new(|| {
+                PostgresEventRepository::new(pool.clone())
+            })),
+            Db::Sqlite(embedded) => Engines::Sqlite(Frameworks::new(|| {
+                SqliteEventRepository::new(embedded.pool.clone())
+            })),
+        };
+        Self { db, engines }
     }
 
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
+    pub fn db(&self) -> &Db {
+        &self.db
     }
 
     /// Runs a deploy command; returns where the stream's head now is.
@@ -108,7 +145,7 @@ impl Commands {
         command: <Deploy as Aggregate>::Command,
         meta: &CommandMeta,
     ) -> Result<LogPosition, CommandError<<Deploy as Aggregate>::Error>> {
-        self.run(&self.deploys, id, command, meta).await
+        on_engine!(&self.engines, f => self.run(&f.deploys, id, command, meta).await)
     }
 
     pub async fn entity(
@@ -117,7 +154,7 @@ impl Commands {
         command: <Entity as Aggregate>::Command,
         meta: &CommandMeta,
     ) -> Result<LogPosition, CommandError<<Entity as Aggregate>::Error>> {
-        self.run(&self.entities, id, command, meta).await
+        on_engine!(&self.engines, f => self.run(&f.entities, id, command, meta).await)
     }
 
     pub async fn build(
@@ -126,12 +163,12 @@ impl Commands {
         command: <Build as Aggregate>::Command,
         meta: &CommandMeta,
     ) -> Result<LogPosition, CommandError<<Build as Aggregate>::Error>> {
-        self.run(&self.builds, id, command, meta).await
+        on_engine!(&self.engines, f => self.run(&f.builds, id, command, meta).await)
     }
 
-    async fn run<A>(
+    async fn run<A, R>(
         &self,
-        framework: &Framework<A>,
+        framework: &Framework<A, R>,
         id: &str,
         command: A::Command,
         meta: &CommandMeta,
@@ -139,6 +176,7 @@ impl Commands {
     where
         A: Aggregate,
         A::Command: Clone,
+        R: PersistedEventRepository,
     {
         let mut attempt = 0;
         let outcome = |o: &'static str| {
@@ -173,7 +211,10 @@ impl Commands {
             }
         }
         outcome("ok");
-        log::stream_head(&self.pool, A::TYPE, id)
+        if let Db::Sqlite(embedded) = &self.db {
+            embedded.wake();
+        }
+        log::stream_head(&self.db, A::TYPE, id)
             .await
             .map_err(|e| CommandError::Store(e.to_string()))
             .map(|head| head.unwrap_or(LogPosition::START))

@@ -1,14 +1,22 @@
-//! The store: PostgreSQL as the source of truth (DESIGN.md decision 1).
+//! The store: the source of truth (DESIGN.md decision 1), on PostgreSQL or
+//! the embedded SQLite file.
 //!
-//! - [`db`]: the pool, creating the database and applying migrations.
+//! - [`db`]: the [`Db`] handle on either engine, creating the database and
+//!   applying migrations.
 //! - [`log`]: the global, gap-safe event log that catch-up readers tail.
-//! - [`commands`]: the one command path (cqrs-es over postgres-es) used by
-//!   the API, the catalog feed and the saga worker alike.
+//! - [`commands`]: the one command path (cqrs-es over postgres-es or
+//!   sqlite-es) used by the API, the catalog feed and the saga worker alike.
 //! - [`upcast`]: older stored event versions read as the current one.
+//! - [`access`]: tokens, idempotency records and server secrets.
 //!
-//! PostgreSQL-specific SQL stays inside this module and the projections.
+//! Engine-specific SQL stays inside this module, the read model and audit.
 
+pub mod access;
 pub mod commands;
 pub mod db;
+pub mod lease;
 pub mod log;
+pub mod sqlite_fns;
 pub mod upcast;
+
+pub use db::{Db, Engine, Tx};

@@ -9,7 +9,7 @@
 //!   for a lost message or a dead worker. No deploy stays pending or
 //!   running for ever.
 //!
-//! Driving an entity takes its lease ([`lease::EntityLease`]: one deploy
+//! Driving an entity takes its lease ([`EntityLease`]: one deploy
 //! per entity at a time) and runs its non-terminal deploys oldest first, so
 //! later ones wait their turn. Driving a deploy is a loop that folds the
 //! deploy's events into the aggregate and does the one next thing: start,
@@ -20,30 +20,26 @@
 //! same command path as the API; a message is acked only after the commands
 //! it caused have committed.
 
-pub mod lease;
-
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use async_nats::jetstream::AckKind;
-use futures::StreamExt;
 use serde_json::{json, Value};
-use sqlx::PgPool;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::bus::Bus;
+use crate::bus::{Bus, Delivery, Settle};
 use crate::domain::deploy::{Deploy, DeployCommand, DeployCreated, DeployEvent};
 use crate::domain::DeployStatus;
 use crate::hosting::local::{load_manifest, save_manifest};
 use crate::hosting::{DeployTarget, Manifest, StepContext, StepError};
-use crate::read_model::DeploysProjection;
+use crate::read_model::{queries, DeploysProjection};
 use crate::store::commands::{CommandError, CommandMeta, Commands};
+use crate::store::db::Db;
+use crate::store::lease::EntityLease;
 use crate::store::log::{self, LogPosition, LogSignals};
 use cqrs_es::Aggregate;
-use lease::EntityLease;
 
 /// Tunables of the worker.
 #[derive(Debug, Clone)]
@@ -88,7 +84,7 @@ pub enum Drive {
 }
 
 pub struct Worker {
-    pool: PgPool,
+    db: Db,
     commands: Arc<Commands>,
     signals: LogSignals,
     target: Arc<dyn DeployTarget>,
@@ -111,7 +107,7 @@ impl Worker {
         settings: WorkerSettings,
     ) -> Self {
         Self {
-            pool: commands.pool().clone(),
+            db: commands.db().clone(),
             commands,
             signals,
             target,
@@ -127,7 +123,7 @@ impl Worker {
         entity: &str,
         heartbeat: &(dyn Fn() + Send + Sync),
     ) -> anyhow::Result<Drive> {
-        let Some(lease) = EntityLease::try_take(&self.pool, entity).await? else {
+        let Some(lease) = EntityLease::try_take(&self.db, entity).await? else {
             return Ok(Drive::Busy);
         };
         let result = self.drive_entity_leased(entity, heartbeat).await;
@@ -142,13 +138,7 @@ impl Worker {
     ) -> anyhow::Result<()> {
         let mut driven = Vec::new();
         loop {
-            let next: Option<String> = sqlx::query_scalar(
-                "SELECT id FROM deploys WHERE entity_id = $1 AND status IN ('pending', 'running') \
-                 ORDER BY sequence_number LIMIT 1",
-            )
-            .bind(entity)
-            .fetch_optional(&self.pool)
-            .await?;
+            let next = queries::next_unfinished_deploy(&self.db, entity).await?;
             let Some(id) = next else { return Ok(()) };
             if driven.contains(&id) {
                 // The read model has not caught up with what we did; the
@@ -157,7 +147,7 @@ impl Worker {
             }
             let head = self.drive_deploy(&id, heartbeat).await?;
             log::wait_for_checkpoint(
-                &self.pool,
+                &self.db,
                 &self.signals,
                 DeploysProjection::NAME,
                 head,
@@ -170,7 +160,7 @@ impl Worker {
 
     /// The deploy as its events say.
     async fn load(&self, id: &str) -> anyhow::Result<(Deploy, Value)> {
-        let events = log::read_stream(&self.pool, Deploy::TYPE, id, 0, 10_000).await?;
+        let events = log::read_stream(&self.db, Deploy::TYPE, id, 0, 10_000).await?;
         let meta = events
             .first()
             .map(|e| e.metadata.clone())
@@ -213,7 +203,7 @@ impl Worker {
             Ok(head) => Ok(head),
             Err(CommandError::Domain(refused)) => {
                 tracing::debug!(deploy = id, %refused, "command refused; reloading");
-                Ok(log::stream_head(&self.pool, Deploy::TYPE, id)
+                Ok(log::stream_head(&self.db, Deploy::TYPE, id)
                     .await?
                     .unwrap_or(LogPosition::START))
             }
@@ -266,7 +256,7 @@ impl Worker {
             let now = crate::time::now();
             let command = match status {
                 s if s.is_terminal() => {
-                    return Ok(log::stream_head(&self.pool, Deploy::TYPE, id)
+                    return Ok(log::stream_head(&self.db, Deploy::TYPE, id)
                         .await?
                         .unwrap_or(head))
                 }
@@ -333,14 +323,9 @@ impl Worker {
 
     /// What a step of `created` works on.
     async fn context(&self, created: &DeployCreated) -> Result<StepContext, StepError> {
-        let row: Option<(Option<String>, String, Option<String>)> = sqlx::query_as(
-            "SELECT b.artifact_dir, b.version_id, e.default_version_id \
-             FROM builds b LEFT JOIN entities e ON e.id = b.entity_id WHERE b.id = $1",
-        )
-        .bind(created.build_id.to_string())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| StepError::transient(format!("reading the build: {e}")))?;
+        let row = queries::build_context(&self.db, &created.build_id.to_string())
+            .await
+            .map_err(|e| StepError::transient(format!("reading the build: {e}")))?;
         let (artifact_dir, version, default_version) = row.ok_or_else(|| {
             StepError::permanent(format!("build {} is not in the catalog", created.build_id))
         })?;
@@ -473,11 +458,7 @@ impl Worker {
 
     /// Drives every entity that has a non-terminal deploy and no worker.
     pub async fn sweep(self: &Arc<Self>, permits: &Arc<Semaphore>) -> anyhow::Result<usize> {
-        let entities: Vec<String> = sqlx::query_scalar(
-            "SELECT DISTINCT entity_id FROM deploys WHERE status IN ('pending', 'running') LIMIT 500",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let entities = queries::entities_with_unfinished_deploys(&self.db, 500).await?;
         let mut started = 0;
         for entity in entities {
             let Ok(permit) = permits.clone().try_acquire_owned() else {
@@ -499,15 +480,15 @@ impl Worker {
         Ok(started)
     }
 
-    async fn handle_message(&self, message: &async_nats::jetstream::Message) -> AckKind {
-        if message.info().map(|i| i.delivered > 1).unwrap_or(false) {
+    async fn handle_message(&self, message: &Delivery) -> Settle {
+        if message.redelivered {
             metrics::counter!("deployd_worker_redeliveries_total").increment(1);
         }
         let envelope: Value = match serde_json::from_slice(&message.payload) {
             Ok(v) => v,
             Err(error) => {
                 tracing::warn!(%error, "worker: not an event envelope; dropped");
-                return AckKind::Term;
+                return Settle::Drop;
             }
         };
         let (Some(deploy), Some(entity)) = (
@@ -515,14 +496,14 @@ impl Worker {
             envelope["data"]["entityId"].as_str(),
         ) else {
             tracing::warn!("worker: DeployCreated without ids; dropped");
-            return AckKind::Term;
+            return Settle::Drop;
         };
         // The read model must show the deploy before the entity's queue is
         // read from it.
         let visible = async {
-            let head = log::stream_head(&self.pool, Deploy::TYPE, deploy).await?;
+            let head = log::stream_head(&self.db, Deploy::TYPE, deploy).await?;
             log::wait_for_checkpoint(
-                &self.pool,
+                &self.db,
                 &self.signals,
                 DeploysProjection::NAME,
                 head.unwrap_or(LogPosition::START),
@@ -531,40 +512,32 @@ impl Worker {
             .await
         };
         if !matches!(visible.await, Ok(true)) {
-            return AckKind::Nak(Some(Duration::from_secs(1)));
+            return Settle::Retry(Duration::from_secs(1));
         }
-        let progress = {
-            let message = message.clone();
-            move || {
-                let message = message.clone();
-                tokio::spawn(async move {
-                    let _ = message.ack_with(AckKind::Progress).await;
-                });
-            }
-        };
+        let progress = message.progress_handle();
         // Report progress on a clock too, for steps that report none.
         let ticker = {
-            let message = message.clone();
+            let tick = message.progress_handle();
             let every = self.settings.ack_wait / 3;
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(every).await;
-                    let _ = message.ack_with(AckKind::Progress).await;
+                    tick();
                 }
             })
         };
         let outcome = self.drive_entity(entity, &progress).await;
         ticker.abort();
         match outcome {
-            Ok(Drive::Done) => AckKind::Ack,
-            Ok(Drive::Busy) => AckKind::Nak(Some(Duration::from_secs(1))),
+            Ok(Drive::Done) => Settle::Ack,
+            Ok(Drive::Busy) => Settle::Retry(Duration::from_secs(1)),
             Err(error) => {
                 tracing::error!(
                     deploy,
                     error = format!("{error:#}"),
                     "worker: drive failed; will retry"
                 );
-                AckKind::Nak(Some(Duration::from_secs(2)))
+                Settle::Retry(Duration::from_secs(2))
             }
         }
     }
@@ -612,13 +585,9 @@ impl Worker {
         permits: &Arc<Semaphore>,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<()> {
-        let consumer = bus.worker_consumer(self.settings.ack_wait).await?;
-        let mut messages = consumer
-            .stream()
-            .max_messages_per_batch(self.settings.concurrency.max(1))
-            .messages()
-            .await
-            .context("subscribing to the worker consumer")?;
+        let mut messages = bus
+            .worker_deliveries(self.settings.ack_wait, self.settings.concurrency.max(1))
+            .await?;
         loop {
             let permit = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
@@ -638,8 +607,8 @@ impl Worker {
             };
             let worker = self.clone();
             tokio::spawn(async move {
-                let ack = worker.handle_message(&message).await;
-                if let Err(error) = message.ack_with(ack).await {
+                let settle = worker.handle_message(&message).await;
+                if let Err(error) = message.settle(settle).await {
                     tracing::warn!(%error, "worker: ack failed; the message will be redelivered");
                 }
                 drop(permit);

@@ -1,0 +1,211 @@
+//! The read model's questions, asked by the API, the catalog feed and the
+//! saga worker. Each statement reads the same on both engines but for a
+//! list parameter: [`TextList`] binds as `text[]` on PostgreSQL and as a
+//! JSON array on SQLite, and [`any_of`] writes the matching test.
+
+use chrono::{DateTime, Utc};
+use sqlx::encode::IsNull;
+use sqlx::error::BoxDynError;
+use sqlx::{Encode, FromRow, Postgres, Sqlite, Type};
+
+use crate::on_db;
+use crate::read_model::{DeployRow, StepRow, DEPLOY_COLUMNS};
+use crate::store::db::{Db, Engine};
+
+/// A list of strings as one parameter.
+#[derive(Debug, Clone, Copy)]
+pub struct TextList<'a>(pub &'a [String]);
+
+impl Type<Postgres> for TextList<'_> {
+    fn type_info() -> sqlx::postgres::PgTypeInfo {
+        <Vec<String> as Type<Postgres>>::type_info()
+    }
+}
+
+impl<'q> Encode<'q, Postgres> for TextList<'_> {
+    fn encode_by_ref(
+        &self,
+        buf: &mut sqlx::postgres::PgArgumentBuffer,
+    ) -> Result<IsNull, BoxDynError> {
+        <&[String] as Encode<'q, Postgres>>::encode_by_ref(&self.0, buf)
+    }
+}
+
+impl Type<Sqlite> for TextList<'_> {
+    fn type_info() -> sqlx::sqlite::SqliteTypeInfo {
+        <String as Type<Sqlite>>::type_info()
+    }
+}
+
+impl<'q> Encode<'q, Sqlite> for TextList<'_> {
+    fn encode_by_ref(
+        &self,
+        buf: &mut Vec<sqlx::sqlite::SqliteArgumentValue<'q>>,
+    ) -> Result<IsNull, BoxDynError> {
+        <String as Encode<'q, Sqlite>>::encode(serde_json::to_string(self.0)?, buf)
+    }
+}
+
+/// `column` is one of the [`TextList`] bound as parameter `$n`.
+pub fn any_of(engine: Engine, column: &str, n: usize) -> String {
+    match engine {
+        Engine::Postgres => format!("{column} = ANY(${n})"),
+        Engine::Sqlite => format!("{column} IN (SELECT value FROM json_each(${n}))"),
+    }
+}
+
+/// A build as a create resolves it: id, workspace, entity, status, version.
+pub type BuildRef = (String, String, String, String, String);
+
+/// The build `id`, if it is in `scope`.
+pub async fn build_in_scope(db: &Db, id: &str, scope: &[String]) -> sqlx::Result<Option<BuildRef>> {
+    let sql = format!(
+        "SELECT id, workspace_id, entity_id, status, version_id FROM builds \
+         WHERE id = $1 AND {}",
+        any_of(db.engine(), "workspace_id", 2)
+    );
+    on_db!(db, pool => sqlx::query_as(&sql).bind(id).bind(TextList(scope)).fetch_optional(pool).await)
+}
+
+/// The default version of entity `id`, if the entity is in `scope`
+/// (`Some(None)`: it has none).
+pub async fn entity_default_version(
+    db: &Db,
+    id: &str,
+    scope: &[String],
+) -> sqlx::Result<Option<Option<String>>> {
+    let sql = format!(
+        "SELECT default_version_id FROM entities WHERE id = $1 AND {}",
+        any_of(db.engine(), "workspace_id", 2)
+    );
+    on_db!(db, pool => sqlx::query_scalar(&sql).bind(id).bind(TextList(scope)).fetch_optional(pool).await)
+}
+
+/// The newest successful build of an entity's version, in `scope`.
+pub async fn latest_successful_build(
+    db: &Db,
+    entity: &str,
+    version: &str,
+    scope: &[String],
+) -> sqlx::Result<Option<BuildRef>> {
+    let sql = format!(
+        "SELECT id, workspace_id, entity_id, status, version_id FROM builds \
+         WHERE entity_id = $1 AND version_id = $2 AND status = 'succeeded' AND {} \
+         ORDER BY created_at DESC, id DESC LIMIT 1",
+        any_of(db.engine(), "workspace_id", 3)
+    );
+    on_db!(db, pool => sqlx::query_as(&sql)
+        .bind(entity)
+        .bind(version)
+        .bind(TextList(scope))
+        .fetch_optional(pool)
+        .await)
+}
+
+/// A deploy row with its cancellation columns.
+#[derive(Debug, FromRow)]
+pub struct DeployWithCancellation {
+    #[sqlx(flatten)]
+    pub row: DeployRow,
+    pub cancel_reason: Option<String>,
+    pub cancelled_by: Option<String>,
+    pub cancelled_at: Option<DateTime<Utc>>,
+}
+
+/// Deploy `id`, if it is in `scope`.
+pub async fn deploy_in_scope(
+    db: &Db,
+    id: &str,
+    scope: &[String],
+) -> sqlx::Result<Option<DeployWithCancellation>> {
+    let sql = format!(
+        "SELECT {}, cancel_reason, cancelled_by, cancelled_at FROM deploys WHERE id = $1 AND {}",
+        DEPLOY_COLUMNS.join(", "),
+        any_of(db.engine(), "workspace_id", 2)
+    );
+    on_db!(db, pool => sqlx::query_as(&sql).bind(id).bind(TextList(scope)).fetch_optional(pool).await)
+}
+
+/// The steps of a deploy, in order.
+pub async fn deploy_steps(db: &Db, id: &str) -> sqlx::Result<Vec<StepRow>> {
+    on_db!(db, pool => sqlx::query_as(
+        "SELECT name, status, started_at, completed_at, error FROM deploy_steps \
+         WHERE deploy_id = $1 ORDER BY ordinal",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await)
+}
+
+/// Whether deploy `id` completed (its files may be served).
+pub async fn deploy_completed(db: &Db, id: &str) -> sqlx::Result<bool> {
+    on_db!(db, pool => sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM deploys WHERE id = $1 AND status = 'completed')",
+    )
+    .bind(id)
+    .fetch_one(pool)
+    .await)
+}
+
+/// The entity's live deploy: its newest completed production deploy.
+pub async fn live_deploy(db: &Db, entity: &str) -> sqlx::Result<Option<String>> {
+    on_db!(db, pool => sqlx::query_scalar(
+        "SELECT id FROM deploys WHERE entity_id = $1 AND status = 'completed' \
+           AND production_url IS NOT NULL \
+         ORDER BY completed_at DESC, sequence_number DESC LIMIT 1",
+    )
+    .bind(entity)
+    .fetch_optional(pool)
+    .await)
+}
+
+/// The workspace of entity `id`, if it is known.
+pub async fn entity_workspace(db: &Db, id: &str) -> sqlx::Result<Option<String>> {
+    on_db!(db, pool => sqlx::query_scalar("SELECT workspace_id FROM entities WHERE id = $1")
+        .bind(id)
+        .fetch_optional(pool)
+        .await)
+}
+
+/// The entity's oldest deploy that has not finished.
+pub async fn next_unfinished_deploy(db: &Db, entity: &str) -> sqlx::Result<Option<String>> {
+    on_db!(db, pool => sqlx::query_scalar(
+        "SELECT id FROM deploys WHERE entity_id = $1 AND status IN ('pending', 'running') \
+         ORDER BY sequence_number LIMIT 1",
+    )
+    .bind(entity)
+    .fetch_optional(pool)
+    .await)
+}
+
+/// Up to `limit` entities with a deploy that has not finished.
+pub async fn entities_with_unfinished_deploys(db: &Db, limit: i64) -> sqlx::Result<Vec<String>> {
+    on_db!(db, pool => sqlx::query_scalar(
+        "SELECT DISTINCT entity_id FROM deploys WHERE status IN ('pending', 'running') LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await)
+}
+
+/// What a deploy's steps work on: the build's artifact directory and
+/// version, and its entity's default version.
+pub async fn build_context(
+    db: &Db,
+    build: &str,
+) -> sqlx::Result<Option<(Option<String>, String, Option<String>)>> {
+    on_db!(db, pool => sqlx::query_as(
+        "SELECT b.artifact_dir, b.version_id, e.default_version_id \
+         FROM builds b LEFT JOIN entities e ON e.id = b.entity_id WHERE b.id = $1",
+    )
+    .bind(build)
+    .fetch_optional(pool)
+    .await)
+}
+
+/// Deploys per status, for the metrics.
+pub async fn deploys_per_status(db: &Db) -> sqlx::Result<Vec<(String, i64)>> {
+    on_db!(db, pool => sqlx::query_as("SELECT status, count(*) FROM deploys GROUP BY status")
+        .fetch_all(pool)
+        .await)
+}

@@ -1,0 +1,189 @@
+//! Bookkeeping that is not domain history: bearer tokens, idempotency
+//! records and the installation's secrets. Plain tables on either engine;
+//! times are the server's clock, bound as parameters, so the statements
+//! read the same on both.
+
+use chrono::{DateTime, Utc};
+
+use crate::on_conn;
+use crate::store::db::{Db, Tx};
+use crate::store::log::Conn;
+
+/// A token row: id, name, SHA-256 of the secret, workspaces.
+pub type TokenRow = (String, String, Vec<u8>, Vec<String>);
+
+pub async fn insert_token(
+    db: &Db,
+    id: &str,
+    name: &str,
+    secret_sha256: &[u8],
+    workspace_ids: &[String],
+) -> sqlx::Result<()> {
+    match db {
+        Db::Postgres(pool) => sqlx::query(
+            "INSERT INTO api_tokens (id, name, secret_sha256, workspace_ids) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(id)
+        .bind(name)
+        .bind(secret_sha256)
+        .bind(workspace_ids)
+        .execute(pool)
+        .await
+        .map(drop),
+        Db::Sqlite(embedded) => sqlx::query(
+            "INSERT INTO api_tokens (id, name, secret_sha256, workspace_ids) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(id)
+        .bind(name)
+        .bind(secret_sha256)
+        .bind(serde_json::to_string(workspace_ids).expect("strings serialise"))
+        .execute(&embedded.pool)
+        .await
+        .map(drop),
+    }
+}
+
+/// The live (not revoked) token whose secret hashes to `secret_sha256`.
+pub async fn live_token(db: &Db, secret_sha256: &[u8]) -> sqlx::Result<Option<TokenRow>> {
+    const SQL: &str = "SELECT id, name, secret_sha256, workspace_ids FROM api_tokens \
+                       WHERE secret_sha256 = $1 AND revoked_at IS NULL";
+    match db {
+        Db::Postgres(pool) => {
+            sqlx::query_as(SQL)
+                .bind(secret_sha256)
+                .fetch_optional(pool)
+                .await
+        }
+        Db::Sqlite(embedded) => {
+            let row: Option<(String, String, Vec<u8>, String)> = sqlx::query_as(SQL)
+                .bind(secret_sha256)
+                .fetch_optional(&embedded.pool)
+                .await?;
+            row.map(|(id, name, sha, workspaces)| {
+                let workspaces = serde_json::from_str(&workspaces)
+                    .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+                Ok((id, name, sha, workspaces))
+            })
+            .transpose()
+        }
+    }
+}
+
+/// An idempotency record as stored.
+#[derive(Debug, sqlx::FromRow)]
+pub struct IdempotencyRecord {
+    pub request_sha256: Vec<u8>,
+    pub resource_id: String,
+    pub status: Option<i16>,
+    pub response: Option<serde_json::Value>,
+    pub lease_until: DateTime<Utc>,
+}
+
+/// Records a new key in `tx`, leased until `lease_until`; when the key is
+/// already there, returns its record instead (locked for the rest of `tx`).
+pub async fn claim_idempotency_key(
+    tx: &mut Tx,
+    principal: &str,
+    key: &str,
+    fingerprint: &[u8],
+    resource_id: &str,
+    lease_until: DateTime<Utc>,
+) -> sqlx::Result<Option<IdempotencyRecord>> {
+    let inserted: Option<String> = on_conn!(Conn::Tx(&mut *tx), c => sqlx::query_scalar(
+        "INSERT INTO idempotency_keys (principal, key, request_sha256, resource_id, lease_until) \
+         VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (principal, key) DO NOTHING RETURNING resource_id",
+    )
+    .bind(principal)
+    .bind(key)
+    .bind(fingerprint)
+    .bind(resource_id)
+    .bind(lease_until)
+    .fetch_optional(c)
+    .await?);
+    if inserted.is_some() {
+        return Ok(None);
+    }
+    // PostgreSQL locks the row; a SQLite transaction holds the write lock.
+    let sql = match tx {
+        Tx::Postgres(_) => {
+            "SELECT request_sha256, resource_id, status, response, lease_until \
+             FROM idempotency_keys WHERE principal = $1 AND key = $2 FOR UPDATE"
+        }
+        Tx::Sqlite(..) => {
+            "SELECT request_sha256, resource_id, status, response, lease_until \
+             FROM idempotency_keys WHERE principal = $1 AND key = $2"
+        }
+    };
+    on_conn!(Conn::Tx(tx), c => sqlx::query_as(sql)
+        .bind(principal)
+        .bind(key)
+        .fetch_one(c)
+        .await
+        .map(Some))
+}
+
+/// Extends the lease of a key, in `tx` (a retry taking over).
+pub async fn renew_idempotency_key(
+    tx: &mut Tx,
+    principal: &str,
+    key: &str,
+    lease_until: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    on_conn!(Conn::Tx(tx), c => sqlx::query(
+        "UPDATE idempotency_keys SET lease_until = $3 WHERE principal = $1 AND key = $2",
+    )
+    .bind(principal)
+    .bind(key)
+    .bind(lease_until)
+    .execute(c)
+    .await
+    .map(drop))
+}
+
+/// Stores the answer of a key's request.
+pub async fn finish_idempotency_key(
+    db: &Db,
+    principal: &str,
+    key: &str,
+    status: i16,
+    body: &serde_json::Value,
+) -> sqlx::Result<()> {
+    crate::on_db!(db, pool => sqlx::query(
+        "UPDATE idempotency_keys SET status = $3, response = $4 WHERE principal = $1 AND key = $2",
+    )
+    .bind(principal)
+    .bind(key)
+    .bind(status)
+    .bind(body)
+    .execute(pool)
+    .await
+    .map(drop))
+}
+
+pub async fn delete_idempotency_key(db: &Db, principal: &str, key: &str) -> sqlx::Result<()> {
+    crate::on_db!(db, pool => sqlx::query("DELETE FROM idempotency_keys WHERE principal = $1 AND key = $2")
+        .bind(principal)
+        .bind(key)
+        .execute(pool)
+        .await
+        .map(drop))
+}
+
+/// Deletes records made before `before`.
+pub async fn expire_idempotency_keys(db: &Db, before: DateTime<Utc>) -> sqlx::Result<u64> {
+    crate::on_db!(db, pool => sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+        .bind(before)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))
+}
+
+/// The key that signs list cursors, made by the first migration.
+pub async fn cursor_key(db: &Db) -> sqlx::Result<Vec<u8>> {
+    crate::on_db!(db, pool => sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = 'cursor_hmac'")
+        .fetch_one(pool)
+        .await)
+}
