@@ -610,13 +610,14 @@ async fn run(pool: &PgPool, knobs: &Knobs) -> Result<()> {
                 Some(first.cursor_for(&before_row, &key)),
             );
 
+            let db = deployd::store::Db::Postgres(pool.clone());
             let mut first_stats: Option<(Stats, Stats)> = None;
             for (page_name, req, after) in
                 [("first", &first, None), ("deep", &deep, Some(&before_row))]
             {
                 let (hq, ha) = hand_page(case, scope, after, 0, u64::from(LIMIT) + 1);
                 // same rows from the library and by hand
-                let lib = list_deploys(pool, &scope_ids, req, &key).await?;
+                let lib = list_deploys(&db, &scope_ids, req, &key).await?;
                 let hand: Vec<String> = bind_all(&hq, &ha)
                     .fetch_all(pool)
                     .await?
@@ -631,7 +632,7 @@ async fn run(pool: &PgPool, knobs: &Knobs) -> Result<()> {
                     bail!("{label} {page_name}: total {}", lib.page_info.total);
                 }
                 let list = measure(knobs, || async {
-                    list_deploys(pool, &scope_ids, req, &key).await?;
+                    list_deploys(&db, &scope_ids, req, &key).await?;
                     Ok(())
                 })
                 .await?;

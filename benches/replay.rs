@@ -24,7 +24,7 @@ use std::sync::Arc;
 use deployd::projector::Projection;
 use deployd::store::log::StoredEvent;
 use futures::TryStreamExt;
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{PgPool, Row};
 
 const STEPS: [&str; 3] = ["prepare", "upload", "promote"];
 
@@ -44,7 +44,7 @@ impl Projection for PerEvent {
     fn tables(&self) -> &'static [&'static str] {
         self.0.tables()
     }
-    async fn apply(&self, tx: &mut PgConnection, event: &StoredEvent) -> anyhow::Result<()> {
+    async fn apply(&self, tx: &mut deployd::store::Tx, event: &StoredEvent) -> anyhow::Result<()> {
         self.0.apply(tx, event).await
     }
 }
@@ -178,7 +178,12 @@ async fn run(pool: &PgPool, events: i64) -> anyhow::Result<()> {
             .map(|p| Arc::new(PerEvent(p)) as Arc<dyn Projection>)
             .collect();
     }
-    let summary = deployd::audit::replay::replay(&pool, &projections, |p| eprintln!("{p}")).await?;
+    let summary = deployd::audit::replay::replay(
+        &deployd::store::Db::Postgres(pool.clone()),
+        &projections,
+        |p| eprintln!("{p}"),
+    )
+    .await?;
     eprintln!("{summary}");
     let replayed = summary.events + summary.caught_up;
     let replay = summary.elapsed.as_secs_f64();

@@ -408,12 +408,12 @@ async fn run(
     let prefix = new_name("bench");
     let data_dir = tempfile::tempdir()?;
     let settings = Settings {
-        database_url: database_url.clone(),
+        database_url: Some(database_url.clone()),
         db: DbOptions {
             max_connections: SERVER_POOL,
             ..DbOptions::default()
         },
-        nats_url: nats_url(),
+        nats_url: Some(nats_url()),
         nats_prefix: prefix.clone(),
         listen: "127.0.0.1:0".into(),
         data_dir: data_dir.path().to_path_buf(),
@@ -474,9 +474,13 @@ async fn measure(
         .max_connections(4)
         .connect(&rig.database_url)
         .await?;
-    let token = deployd::tokens::create(&pool, Some("bench"), &[WS.parse().unwrap()])
-        .await?
-        .1;
+    let token = deployd::tokens::create(
+        &deployd::store::Db::Postgres(pool.clone()),
+        Some("bench"),
+        &[WS.parse().unwrap()],
+    )
+    .await?
+    .1;
 
     // Seed: one entity per slot, each with a successful 10-file build of
     // its default version.
@@ -512,7 +516,7 @@ async fn measure(
         builds.push(build);
     }
     let feed = deployd::catalog::CatalogFeed::new(Arc::new(
-        deployd::store::commands::Commands::new(pool.clone()),
+        deployd::store::commands::Commands::new(deployd::store::Db::Postgres(pool.clone())),
     ));
     let report = deployd::catalog::import(&feed, documents.as_bytes(), std::io::sink()).await?;
     anyhow::ensure!(report.rejected == 0, "seeding rejected documents");

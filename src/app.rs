@@ -301,6 +301,11 @@ impl Application {
         })
     }
 
+    /// The server's database handle.
+    pub fn db(&self) -> &Db {
+        &self.state.db
+    }
+
     pub fn port(&self) -> u16 {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
     }

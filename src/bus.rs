@@ -37,7 +37,7 @@ use crate::catalog::{CatalogFeed, Rejection};
 /// The bus the process runs on.
 #[derive(Clone)]
 pub enum Bus {
-    Nats(NatsBus),
+    Nats(Box<NatsBus>),
     Local(LocalBus),
 }
 
@@ -75,7 +75,7 @@ pub struct Delivery {
 
 #[derive(Clone)]
 enum Source {
-    Nats(jetstream::Message),
+    Nats(Box<jetstream::Message>),
     Local(LocalBus),
 }
 
@@ -129,7 +129,7 @@ impl Delivery {
 
 /// The worker's feed of deliveries.
 pub enum Deliveries {
-    Nats(consumer::pull::Stream),
+    Nats(Box<consumer::pull::Stream>),
     Local(LocalBus),
 }
 
@@ -141,7 +141,7 @@ impl Deliveries {
                 Ok(message) => Ok(Delivery {
                     payload: message.payload.to_vec(),
                     redelivered: message.info().map(|i| i.delivered > 1).unwrap_or(false),
-                    source: Source::Nats(message),
+                    source: Source::Nats(Box::new(message)),
                 }),
                 Err(error) => Err(anyhow::anyhow!(
                     "receiving from the worker consumer: {error}"
@@ -197,7 +197,7 @@ impl Bus {
     /// NATS at `url`, or the in-process bus when there is none.
     pub async fn connect(url: Option<&str>, prefix: &str) -> anyhow::Result<Self> {
         match url.map(str::trim).filter(|u| !u.is_empty()) {
-            Some(url) => Ok(Bus::Nats(NatsBus::connect(url, prefix).await?)),
+            Some(url) => Ok(Bus::Nats(Box::new(NatsBus::connect(url, prefix).await?))),
             None => Ok(Bus::Local(LocalBus::new())),
         }
     }
@@ -257,7 +257,7 @@ impl Bus {
                     .messages()
                     .await
                     .context("subscribing to the worker consumer")?;
-                Ok(Deliveries::Nats(messages))
+                Ok(Deliveries::Nats(Box::new(messages)))
             }
             Bus::Local(local) => {
                 local.consumed.store(true, Ordering::Relaxed);

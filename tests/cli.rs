@@ -1,5 +1,6 @@
 //! The binary as a person runs it: `token create`, `catalog import` and
-//! `serve` (with a clean SIGTERM), on a fresh database.
+//! `serve` (with a clean SIGTERM), on a fresh database, and the same with
+//! neither DATABASE_URL nor NATS_URL (the embedded engines).
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -139,4 +140,166 @@ async fn token_create_then_catalog_import_then_serve_on_a_fresh_database() {
         }
     }
     support::drop_database(&name).await;
+}
+
+/// `deployd` with neither `DATABASE_URL` nor `NATS_URL`, run in an empty
+/// directory as a person trying it would: everything lives in `./data`.
+fn embedded(dir: &std::path::Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_deployd"));
+    cmd.current_dir(dir)
+        .env_remove("DATABASE_URL")
+        .env_remove("NATS_URL")
+        .env_remove("DEPLOYD_DATA_DIR")
+        .env("DEPLOYD_LOG", "warn");
+    cmd
+}
+
+#[tokio::test]
+async fn with_neither_url_serve_runs_the_whole_api_on_the_embedded_engines() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = "ws_01JDQ2V7C8X3ZJ8Q6Y0W6H4K5M";
+    let app = format!("app_{}", ulid::Ulid::generate());
+    let version = format!("ver_{}", ulid::Ulid::generate());
+    let build = format!("bld_{}", ulid::Ulid::generate());
+    let site = dir.path().join("site");
+    std::fs::create_dir_all(&site).unwrap();
+    std::fs::write(site.join("index.html"), "<h1>embedded</h1>").unwrap();
+
+    // serve first: it creates ./data/deployd.db and migrates it.
+    let port = free_port();
+    let server = Server(
+        embedded(dir.path())
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .spawn()
+            .unwrap(),
+    );
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut ready = Value::Null;
+    for _ in 0..200 {
+        if let Ok(r) = client.get(format!("{base}/readyz")).send().await {
+            ready = r.json().await.unwrap();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(ready["ready"], true, "{ready}");
+    assert_eq!(ready["engine"], "sqlite");
+    assert!(
+        ready["nats"].as_str().unwrap().starts_with("off"),
+        "{ready}"
+    );
+    assert!(dir.path().join("data/deployd.db").exists());
+
+    // The other commands find the same file beside the running server.
+    let out = embedded(dir.path())
+        .args(["token", "create", "--workspace", ws, "--name", "trial"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let documents = [
+        json!({"type": "entity.upserted", "eventId": format!("evt_{}", ulid::Ulid::generate()),
+               "occurredAt": "2026-11-27T10:00:00Z", "workspaceId": ws,
+               "entity": {"id": app, "kind": "app", "name": "web", "defaultVersionId": version}}),
+        json!({"type": "build.succeeded", "eventId": format!("evt_{}", ulid::Ulid::generate()),
+               "occurredAt": "2026-11-27T10:01:00Z", "workspaceId": ws,
+               "build": {"id": build, "entityId": app, "versionId": version,
+                         "artifactDir": site.to_str().unwrap()}}),
+    ];
+    let file = dir.path().join("catalog.jsonl");
+    std::fs::write(
+        &file,
+        documents
+            .iter()
+            .map(|d| format!("{d}\n"))
+            .collect::<String>(),
+    )
+    .unwrap();
+    let out = embedded(dir.path())
+        .args(["catalog", "import", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A deploy runs to the end in the server's own worker, fed in-process.
+    let created = client
+        .post(format!("{base}/api/deploys"))
+        .bearer_auth(&token)
+        .json(&json!({"appId": app}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let id = created.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut detail = Value::Null;
+    for _ in 0..300 {
+        detail = client
+            .get(format!("{base}/api/deploys/{id}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if detail["status"] == "completed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(detail["status"], "completed", "{detail}");
+    let live = client
+        .get(detail["productionUrl"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200);
+    assert_eq!(live.text().await.unwrap(), "<h1>embedded</h1>");
+    let page: Value = client
+        .get(format!("{base}/api/deploys"))
+        .query(&[("filter", r#"{"status": {"eq": "completed"}}"#)])
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["pageInfo"]["total"], 1, "{page}");
+
+    let pid = server.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = tokio::task::spawn_blocking(move || {
+        let mut server = server;
+        server.0.wait()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(status.success(), "serve exited with {status}");
+}
+
+/// A server process, killed if the test fails before stopping it.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+    }
 }

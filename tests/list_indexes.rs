@@ -220,7 +220,14 @@ async fn common_orders_in_one_workspace_are_ordered_index_scans_on(pool: PgPool)
         );
 
         // a page after a cursor seeks in the same index
-        let page = list_deploys(&pool, &scope, &first, &key).await.unwrap();
+        let page = list_deploys(
+            &deployd::store::Db::Postgres(pool.clone()),
+            &scope,
+            &first,
+            &key,
+        )
+        .await
+        .unwrap();
         assert!(page.page_info.has_next_page, "{what}: a second page");
         let after = RawListParams {
             after: page.page_info.end_cursor.clone(),

@@ -14,13 +14,13 @@ mod support;
 use chrono::{DateTime, FixedOffset, TimeZone, Utc};
 use deployd::ids::WorkspaceId;
 use deployd::query::{list_deploys, parse_list_params, ListPage, RawListParams};
+use deployd::store::Db;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::select;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{json, Value};
-use sqlx::PgPool;
 use std::cmp::Ordering;
 
 const CASES: u32 = 32;
@@ -314,13 +314,16 @@ fn world() -> impl Strategy<Value = World> {
         })
 }
 
-async fn load(pool: &PgPool, w: &World) {
-    sqlx::query("TRUNCATE deploy_steps, deploys, builds, entities")
-        .execute(pool)
-        .await
-        .unwrap();
+async fn load(pool: &Db, w: &World) {
+    for table in ["deploy_steps", "deploys", "builds", "entities"] {
+        deployd::on_db!(pool, p => sqlx::query(&format!("DELETE FROM {table}"))
+            .execute(p)
+            .await
+            .unwrap()
+            .rows_affected());
+    }
     for e in &w.entities {
-        sqlx::query("INSERT INTO entities VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+        deployd::on_db!(pool, p => sqlx::query("INSERT INTO entities VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
             .bind(&e.id)
             .bind(&e.workspace_id)
             .bind(&e.kind)
@@ -329,12 +332,13 @@ async fn load(pool: &PgPool, w: &World) {
             .bind(e.auto_deploy)
             .bind(e.created_at)
             .bind(e.updated_at)
-            .execute(pool)
+            .execute(p)
             .await
-            .unwrap();
+            .unwrap()
+            .rows_affected());
     }
     for b in &w.builds {
-        sqlx::query(
+        deployd::on_db!(pool, p => sqlx::query(
             "INSERT INTO builds (id, workspace_id, entity_id, version_id, status, artifact_dir,
                 commit_sha, branch, error, source_event_id, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'evt_x', $10)",
@@ -349,12 +353,13 @@ async fn load(pool: &PgPool, w: &World) {
         .bind(&b.branch)
         .bind(&b.error)
         .bind(b.created_at)
-        .execute(pool)
+        .execute(p)
         .await
-        .unwrap();
+        .unwrap()
+            .rows_affected());
     }
     for d in &w.deploys {
-        sqlx::query(
+        deployd::on_db!(pool, p => sqlx::query(
             "INSERT INTO deploys (id, workspace_id, entity_id, sequence_number, build_id, status,
                 trigger, source_event_id, production_url, preview_url, error, metadata, created_by,
                 started_at, completed_at, created_at, event_sequence)
@@ -376,11 +381,12 @@ async fn load(pool: &PgPool, w: &World) {
         .bind(d.started_at)
         .bind(d.completed_at)
         .bind(d.created_at)
-        .execute(pool)
+        .execute(p)
         .await
-        .unwrap();
+        .unwrap()
+            .rows_affected());
         for (i, s) in d.steps.iter().enumerate() {
-            sqlx::query("INSERT INTO deploy_steps VALUES ($1, $2, $3, $4, $5, $6, $7)")
+            deployd::on_db!(pool, p => sqlx::query("INSERT INTO deploy_steps VALUES ($1, $2, $3, $4, $5, $6, $7)")
                 .bind(&d.id)
                 .bind(i as i32)
                 .bind(&s.name)
@@ -388,9 +394,10 @@ async fn load(pool: &PgPool, w: &World) {
                 .bind(s.started_at)
                 .bind(s.completed_at)
                 .bind(&s.error)
-                .execute(pool)
+                .execute(p)
                 .await
-                .unwrap();
+                .unwrap()
+            .rows_affected());
         }
     }
 }
@@ -1014,7 +1021,7 @@ impl Q {
 }
 
 async fn page(
-    pool: &PgPool,
+    pool: &Db,
     scope: &[WorkspaceId],
     key: &[u8],
     q: &Q,
@@ -1033,7 +1040,7 @@ fn ids(p: &ListPage) -> Vec<String> {
 }
 
 /// Walks `q` forward then backward, checking every page against `expected`.
-async fn walk(pool: &PgPool, scope: &[WorkspaceId], key: &[u8], q: &Q, expected: &[String]) {
+async fn walk(pool: &Db, scope: &[WorkspaceId], key: &[u8], q: &Q, expected: &[String]) {
     let total = expected.len() as i64;
     let check = |p: &ListPage, start: usize| {
         let got = ids(p);
@@ -1111,17 +1118,12 @@ async fn walk(pool: &PgPool, scope: &[WorkspaceId], key: &[u8], q: &Q, expected:
     assert!(begin.page_info.has_next_page && !begin.page_info.has_previous_page);
 }
 
-#[tokio::test]
 async fn pages_walk_every_matching_row_once_in_both_directions() {
-    support::with_database(pages_walk_every_matching_row_once_in_both_directions_on).await;
+    support::with_store(pages_walk_every_matching_row_once_in_both_directions_on).await;
 }
 
-async fn pages_walk_every_matching_row_once_in_both_directions_on(pool: PgPool) {
-    let key: Vec<u8> =
-        sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = 'cursor_hmac'")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+async fn pages_walk_every_matching_row_once_in_both_directions_on(pool: Db) {
+    let key = deployd::store::access::cursor_key(&pool).await.unwrap();
     let scope: Vec<WorkspaceId> = vec![ws_a().parse().unwrap()];
     let mut runner = TestRunner::new(Config::with_cases(CASES));
     let strategy = (world(), vec(query(), QUERIES_PER_CASE));
@@ -1151,17 +1153,12 @@ fn not(g: G) -> G {
 
 /// The corners of three-valued logic, each over nullable fields, on a few
 /// random worlds: the random filters above reach them only rarely.
-#[tokio::test]
 async fn null_semantics_follow_sql() {
-    support::with_database(null_semantics_follow_sql_on).await;
+    support::with_store(null_semantics_follow_sql_on).await;
 }
 
-async fn null_semantics_follow_sql_on(pool: PgPool) {
-    let key: Vec<u8> =
-        sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = 'cursor_hmac'")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+async fn null_semantics_follow_sql_on(pool: Db) {
+    let key = deployd::store::access::cursor_key(&pool).await.unwrap();
     let scope: Vec<WorkspaceId> = vec![ws_a().parse().unwrap()];
     let filters = vec![
         lf("error", "neq", json!("a")),
@@ -1236,18 +1233,13 @@ async fn null_semantics_follow_sql_on(pool: PgPool) {
 
 /// A cursor only works for the query it was made for, and only when signed
 /// with the server's key.
-#[tokio::test]
 async fn cursors_of_another_query_or_forged_are_refused() {
-    support::with_database(cursors_of_another_query_or_forged_are_refused_on).await;
+    support::with_store(cursors_of_another_query_or_forged_are_refused_on).await;
 }
 
-async fn cursors_of_another_query_or_forged_are_refused_on(pool: PgPool) {
+async fn cursors_of_another_query_or_forged_are_refused_on(pool: Db) {
     use deployd::query::ListError;
-    let key: Vec<u8> =
-        sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = 'cursor_hmac'")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+    let key = deployd::store::access::cursor_key(&pool).await.unwrap();
     let scope: Vec<WorkspaceId> = vec![ws_a().parse().unwrap()];
     let w = world()
         .new_tree(&mut TestRunner::deterministic())
@@ -1358,3 +1350,9 @@ async fn cursors_of_another_query_or_forged_are_refused_on(pool: PgPool) {
     assert_eq!(none.page_info.total, 0);
     assert!(none.data.is_empty() && none.page_info.start_cursor.is_none());
 }
+
+backend_tests!(
+    pages_walk_every_matching_row_once_in_both_directions,
+    null_semantics_follow_sql,
+    cursors_of_another_query_or_forged_are_refused,
+);

@@ -12,12 +12,20 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::helpers::*;
+use deployd::store::Db;
 
+/// The binary, on the test server's database: its PostgreSQL URL, or no
+/// URL and its data directory (the embedded file).
 fn deployd(app: &TestApp) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_deployd"));
     cmd.kill_on_drop(true);
-    cmd.env("DATABASE_URL", &app.database_url)
-        .env("DEPLOYD_LOG", "warn");
+    match &app.database {
+        Some((_, url)) => cmd.env("DATABASE_URL", url),
+        None => cmd
+            .env_remove("DATABASE_URL")
+            .env("DEPLOYD_DATA_DIR", app.data_dir.path()),
+    };
+    cmd.env("DEPLOYD_LOG", "warn");
     cmd
 }
 
@@ -39,7 +47,7 @@ async fn run(app: &TestApp, args: &[&str]) -> std::process::Output {
 /// Waits until the `deploys` projection has applied `head`.
 async fn projected(app: &TestApp, head: LogPosition) {
     let done = log::wait_for_checkpoint(
-        &app.pool,
+        &app.db,
         &LogSignals::polling_only(),
         "deploys",
         head,
@@ -52,7 +60,7 @@ async fn projected(app: &TestApp, head: LogPosition) {
 
 /// Runs worker commands on a deploy, one after the other.
 async fn drive(app: &TestApp, id: &str, commands: Vec<DeployCommand>) -> LogPosition {
-    let c = Commands::new(app.pool.clone());
+    let c = Commands::new(app.db.clone());
     let mut head = LogPosition::START;
     for command in commands {
         head = c
@@ -148,7 +156,7 @@ async fn histories(app: &TestApp) -> Vec<String> {
     ids
 }
 
-/// Every row of the read model, ordered, as PostgreSQL renders it.
+/// Every row of the read model, ordered, as the engine renders it in JSON.
 async fn dump(app: &TestApp) -> Vec<String> {
     let mut out = Vec::new();
     for (table, order) in [
@@ -157,30 +165,46 @@ async fn dump(app: &TestApp) -> Vec<String> {
         ("entities", "id"),
         ("builds", "id"),
     ] {
-        let rows: Vec<String> = sqlx::query_scalar(&format!(
-            "SELECT '{table} ' || to_jsonb(t)::text FROM {table} t ORDER BY {order}"
-        ))
-        .fetch_all(&app.pool)
-        .await
-        .unwrap();
+        let sql = match &app.db {
+            Db::Postgres(_) => {
+                format!("SELECT '{table} ' || to_jsonb(t)::text FROM {table} t ORDER BY {order}")
+            }
+            Db::Sqlite(e) => {
+                let columns: Vec<String> =
+                    sqlx::query_scalar(&format!("SELECT name FROM pragma_table_info('{table}')"))
+                        .fetch_all(&e.pool)
+                        .await
+                        .unwrap();
+                let pairs: Vec<String> = columns.iter().map(|c| format!("'{c}', {c}")).collect();
+                format!(
+                    "SELECT '{table} ' || json_object({}) FROM {table} ORDER BY {order}",
+                    pairs.join(", ")
+                )
+            }
+        };
+        let rows: Vec<String> = deployd::on_db!(&app.db, pool => sqlx::query_scalar(&sql)
+            .fetch_all(pool)
+            .await
+            .unwrap());
         out.extend(rows);
     }
     out
 }
 
-/// The names and definitions of the read model's indexes and constraints.
+/// The names and definitions of the read model's tables, indexes and
+/// constraints.
 async fn shape(app: &TestApp) -> Vec<String> {
-    sqlx::query_scalar(
+    let sql = app.db.pick(
         "SELECT c.relname || ' ' || i.relname || ' ' || pg_get_indexdef(i.oid) FROM pg_index x \
          JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class c ON c.oid = x.indrelid \
          WHERE c.relname IN ('deploys', 'deploy_steps', 'entities', 'builds') \
          UNION ALL SELECT conrelid::regclass::text || ' ' || conname || ' ' || pg_get_constraintdef(oid) \
          FROM pg_constraint WHERE conrelid::regclass::text IN ('deploys', 'deploy_steps', 'entities', 'builds') \
          ORDER BY 1",
-    )
-    .fetch_all(&app.pool)
-    .await
-    .unwrap()
+        "SELECT tbl_name || ' ' || name || ' ' || coalesce(sql, '') FROM sqlite_master \
+         WHERE tbl_name IN ('deploys', 'deploy_steps', 'entities', 'builds') ORDER BY 1",
+    );
+    deployd::on_db!(&app.db, pool => sqlx::query_scalar(sql).fetch_all(pool).await.unwrap())
 }
 
 async fn list_and_details(app: &TestApp, ids: &[String]) -> Vec<Value> {
@@ -196,7 +220,6 @@ async fn list_and_details(app: &TestApp, ids: &[String]) -> Vec<Value> {
     out
 }
 
-#[tokio::test]
 async fn replay_rebuilds_the_read_model_byte_for_byte_while_the_api_keeps_serving() {
     // The reader below asks as fast as it can; the per-token rate limit
     // (tested in ops.rs) is off so that every answer must be a 200.
@@ -266,12 +289,16 @@ async fn replay_rebuilds_the_read_model_byte_for_byte_while_the_api_keeps_servin
     assert_eq!(dump(&app).await, before);
     assert_eq!(shape(&app).await, shape_before);
     assert_eq!(list_and_details(&app, &ids).await, answers_before);
-    let leftovers: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'deployd\\_%'")
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
-    assert_eq!(leftovers, 0);
+    if let Db::Postgres(pool) = &app.db {
+        // no rebuild schema left behind
+        let leftovers: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'deployd\\_%'",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        assert_eq!(leftovers, 0);
+    }
 
     // The live projector carries on with the new tables.
     let seeded = app.seed_app(WS).await;
@@ -288,17 +315,16 @@ async fn replay_rebuilds_the_read_model_byte_for_byte_while_the_api_keeps_servin
     app.stop().await;
 }
 
-#[tokio::test]
 async fn events_appended_during_a_replay_are_in_the_rebuilt_tables() {
     let app = TestApp::spawn().await;
     let seeded = app.seed_app(WS).await;
     let first = app.create(&seeded.build).await;
-    let pool = app.pool.clone();
+    let db = app.db.clone();
     let projections = deployd::read_model::projections();
     // Append while the replay runs: its progress callback creates deploys.
     let mut created = Vec::new();
     let summary = {
-        let replay = deployd::audit::replay::replay(&pool, &projections, |_| {});
+        let replay = deployd::audit::replay::replay(&db, &projections, |_| {});
         let writes = async {
             for _ in 0..5 {
                 created.push(
@@ -323,21 +349,20 @@ async fn events_appended_during_a_replay_are_in_the_rebuilt_tables() {
         assert_eq!(r.status(), StatusCode::OK);
     }
     // A fresh replay of a quiet log gives the same rows.
-    deployd::audit::replay::replay(&pool, &projections, |_| {})
+    deployd::audit::replay::replay(&db, &projections, |_| {})
         .await
         .unwrap();
     assert_eq!(dump(&app).await, live);
     app.stop().await;
 }
 
-#[tokio::test]
 async fn a_replay_in_tiny_batches_folds_each_deploy_across_batches_to_the_same_rows() {
     let app = TestApp::spawn().await;
     histories(&app).await;
     let before = dump(&app).await;
     let mut reports = 0;
     let summary = deployd::audit::replay::replay_in_batches(
-        &app.pool,
+        &app.db,
         &deployd::read_model::projections(),
         2,
         |_| reports += 1,
@@ -345,24 +370,21 @@ async fn a_replay_in_tiny_batches_folds_each_deploy_across_batches_to_the_same_r
     .await
     .unwrap();
     assert!(reports >= 1);
-    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let events = count(&app.db, "SELECT count(*) FROM events").await;
     assert_eq!((summary.events + summary.caught_up) as i64, events);
     assert_eq!(dump(&app).await, before);
     app.stop().await;
 }
 
 async fn recorded_at(app: &TestApp, id: &str) -> Vec<DateTime<Utc>> {
-    sqlx::query_scalar(
+    deployd::on_db!(&app.db, pool => sqlx::query_scalar(
         "SELECT recorded_at FROM events WHERE aggregate_type = 'Deploy' AND aggregate_id = $1 \
          ORDER BY sequence",
     )
     .bind(id)
-    .fetch_all(&app.pool)
+    .fetch_all(pool)
     .await
-    .unwrap()
+    .unwrap())
 }
 
 async fn as_of(app: &TestApp, id: &str, at: DateTime<Utc>) -> reqwest::Response {
@@ -376,7 +398,6 @@ async fn as_of(app: &TestApp, id: &str, at: DateTime<Utc>) -> reqwest::Response 
         .unwrap()
 }
 
-#[tokio::test]
 async fn as_of_answers_the_deploy_as_it_stood_at_each_instant() {
     let app = TestApp::spawn().await;
     let ids = histories(&app).await;
@@ -481,7 +502,6 @@ async fn export(app: &TestApp, extra: &[&str]) -> Vec<Value> {
         .collect()
 }
 
-#[tokio::test]
 async fn export_writes_every_event_once_in_log_order_with_its_hash() {
     let app = TestApp::spawn().await;
     histories(&app).await;
@@ -496,12 +516,12 @@ async fn export_writes_every_event_once_in_log_order_with_its_hash() {
     assert_eq!(r.status(), StatusCode::CREATED);
 
     let lines = export(&app, &[]).await;
-    let stored: Vec<(i64, i64, String)> = sqlx::query_as(
+    let sql = app.db.pick(
         "SELECT position, tx_id::text::bigint, encode(hash, 'hex') FROM events ORDER BY tx_id, position",
-    )
-    .fetch_all(&app.pool)
-    .await
-    .unwrap();
+        "SELECT position, tx_id, lower(hex(hash)) FROM events ORDER BY tx_id, position",
+    );
+    let stored: Vec<(i64, i64, String)> =
+        deployd::on_db!(&app.db, pool => sqlx::query_as(sql).fetch_all(pool).await.unwrap());
     let exported: Vec<(i64, i64, String)> = lines
         .iter()
         .map(|l| {
@@ -563,7 +583,6 @@ async fn export_writes_every_event_once_in_log_order_with_its_hash() {
     app.stop().await;
 }
 
-#[tokio::test]
 async fn audit_verify_names_a_tampered_payload_and_a_deleted_event() {
     let app = TestApp::spawn().await;
     let ids = histories(&app).await;
@@ -576,27 +595,30 @@ async fn audit_verify_names_a_tampered_payload_and_a_deleted_event() {
     assert!(out.stdout.is_empty());
 
     // Someone edits a payload in place.
-    sqlx::query(
+    let tamper = app.db.pick(
         "UPDATE events SET payload = jsonb_set(payload, '{DeployCompleted,productionUrl}', '\"https://evil.example\"') \
          WHERE aggregate_id = $1 AND event_type = 'DeployCompleted'",
-    )
-    .bind(&ids[2])
-    .execute(&app.pool)
-    .await
-    .unwrap();
-    let completed_seq: i64 = sqlx::query_scalar(
+        "UPDATE events SET payload = json_set(payload, '$.DeployCompleted.productionUrl', 'https://evil.example') \
+         WHERE aggregate_id = $1 AND event_type = 'DeployCompleted'",
+    );
+    deployd::on_db!(&app.db, pool => sqlx::query(tamper).bind(&ids[2]).execute(pool).await.unwrap()
+    .rows_affected());
+    let completed_seq: i64 = deployd::on_db!(&app.db, pool => sqlx::query_scalar(
         "SELECT sequence FROM events WHERE aggregate_id = $1 AND event_type = 'DeployCompleted'",
     )
     .bind(&ids[2])
-    .fetch_one(&app.pool)
+    .fetch_one(pool)
     .await
-    .unwrap();
+    .unwrap());
     // Someone deletes an event from the middle of another stream.
-    sqlx::query("DELETE FROM events WHERE aggregate_id = $1 AND sequence = 2")
-        .bind(&ids[3])
-        .execute(&app.pool)
-        .await
-        .unwrap();
+    deployd::on_db!(&app.db, pool => sqlx::query(
+        "DELETE FROM events WHERE aggregate_id = $1 AND sequence = 2",
+    )
+    .bind(&ids[3])
+    .execute(pool)
+    .await
+    .unwrap()
+    .rows_affected());
 
     let out = run(&app, &["audit", "verify"]).await;
     assert!(!out.status.success());
@@ -617,7 +639,6 @@ async fn audit_verify_names_a_tampered_payload_and_a_deleted_event() {
     app.stop().await;
 }
 
-#[tokio::test]
 async fn a_stored_v1_deploy_created_is_read_as_v2_everywhere() {
     let app = TestApp::spawn().await;
     let seeded = app.seed_app(WS).await;
@@ -629,18 +650,19 @@ async fn a_stored_v1_deploy_created_is_read_as_v2_everywhere() {
         "metadata": {}, "createdBy": "alice", "steps": ["prepare", "upload", "promote"],
         "createdAt": "2026-11-27T10:05:00Z"
     }});
-    sqlx::query(
+    deployd::on_db!(&app.db, pool => sqlx::query(
         "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
          VALUES ('Deploy', $1, 1, 'DeployCreated', '1', $2, '{\"actor\": \"alice\"}')",
     )
     .bind(&id)
     .bind(&v1)
-    .execute(&app.pool)
+    .execute(pool)
     .await
-    .unwrap();
+    .unwrap()
+    .rows_affected());
 
     // The log reader (projection, replay, export, asOf) sees v2.
-    let events = log::read_stream(&app.pool, "Deploy", &id, 0, 10)
+    let events = log::read_stream(&app.db, "Deploy", &id, 0, 10)
         .await
         .unwrap();
     assert_eq!(events[0].event_version, "2");
@@ -683,14 +705,24 @@ async fn a_stored_v1_deploy_created_is_read_as_v2_everywhere() {
     assert_eq!(d["sequenceNumber"], 1);
 
     // Stored bytes are untouched: still v1, and the chain holds.
-    let stored: String = sqlx::query_scalar(
+    let stored: String = deployd::on_db!(&app.db, pool => sqlx::query_scalar(
         "SELECT event_version FROM events WHERE aggregate_id = $1 AND sequence = 1",
     )
     .bind(&id)
-    .fetch_one(&app.pool)
+    .fetch_one(pool)
     .await
-    .unwrap();
+    .unwrap());
     assert_eq!(stored, "1");
     assert!(run(&app, &["audit", "verify"]).await.status.success());
     app.stop().await;
 }
+
+crate::backend_tests!(
+    replay_rebuilds_the_read_model_byte_for_byte_while_the_api_keeps_serving,
+    events_appended_during_a_replay_are_in_the_rebuilt_tables,
+    a_replay_in_tiny_batches_folds_each_deploy_across_batches_to_the_same_rows,
+    as_of_answers_the_deploy_as_it_stood_at_each_instant,
+    export_writes_every_event_once_in_log_order_with_its_hash,
+    audit_verify_names_a_tampered_payload_and_a_deleted_event,
+    a_stored_v1_deploy_created_is_read_as_v2_everywhere,
+);

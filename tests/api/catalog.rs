@@ -2,7 +2,6 @@ use serde_json::json;
 
 use crate::helpers::*;
 
-#[tokio::test]
 async fn an_import_records_the_good_lines_and_counts_the_bad_ones() {
     let app = TestApp::spawn().await;
     let entity = format!("app_{}", ulid::Ulid::generate());
@@ -15,7 +14,7 @@ async fn an_import_records_the_good_lines_and_counts_the_bad_ones() {
         build_succeeded_doc(WS, &entity, &version, &build, "/srv/site"),
     );
     let feed = deployd::catalog::CatalogFeed::new(std::sync::Arc::new(
-        deployd::store::commands::Commands::new(app.pool.clone()),
+        deployd::store::commands::Commands::new(app.db.clone()),
     ));
     let mut errors = Vec::new();
     let report = deployd::catalog::import(&feed, text.as_bytes(), &mut errors)
@@ -27,30 +26,25 @@ async fn an_import_records_the_good_lines_and_counts_the_bad_ones() {
     assert!(errors.contains("line 2: not a JSON document"), "{errors}");
     assert!(errors.contains("line 4:"), "{errors}");
     // Visible at once: import returns only after the read model shows it.
-    let builds: i64 = sqlx::query_scalar("SELECT count(*) FROM builds WHERE id = $1")
-        .bind(&build)
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let builds: i64 = deployd::on_db!(&app.db, pool => sqlx::query_scalar(
+        "SELECT count(*) FROM builds WHERE id = $1",
+    )
+    .bind(&build)
+    .fetch_one(pool)
+    .await
+    .unwrap());
     assert_eq!(builds, 1);
 
     // The same documents again write nothing (idempotent by eventId).
-    let before: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let before = count(&app.db, "SELECT count(*) FROM events").await;
     deployd::catalog::import(&feed, text.as_bytes(), std::io::sink())
         .await
         .unwrap();
-    let after: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let after = count(&app.db, "SELECT count(*) FROM events").await;
     assert_eq!(before, after);
     app.stop().await;
 }
 
-#[tokio::test]
 async fn a_build_cannot_claim_an_entity_of_another_workspace() {
     let app = TestApp::spawn().await;
     let theirs = app.seed_app(OTHER_WS).await;
@@ -68,6 +62,7 @@ async fn a_build_cannot_claim_an_entity_of_another_workspace() {
     app.stop().await;
 }
 
+/// NATS only: the in-process bus takes no catalog documents.
 #[tokio::test]
 async fn catalog_documents_published_on_nats_reach_the_read_model() {
     let app = TestApp::spawn().await;
@@ -86,18 +81,25 @@ async fn catalog_documents_published_on_nats_reach_the_read_model() {
         .unwrap()
         .await
         .unwrap();
-    let pool = app.pool.clone();
+    let db = app.db.clone();
     eventually(|| {
-        let (pool, entity) = (pool.clone(), entity.clone());
+        let (db, entity) = (db.clone(), entity.clone());
         async move {
-            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM entities WHERE id = $1")
-                .bind(&entity)
-                .fetch_one(&pool)
-                .await
-                .unwrap()
+            deployd::on_db!(&db, pool => sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM entities WHERE id = $1",
+            )
+            .bind(&entity)
+            .fetch_one(pool)
+            .await
+            .unwrap())
                 == 1
         }
     })
     .await;
     app.stop().await;
 }
+
+crate::backend_tests!(
+    an_import_records_the_good_lines_and_counts_the_bad_ones,
+    a_build_cannot_claim_an_entity_of_another_workspace,
+);

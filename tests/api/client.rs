@@ -28,7 +28,6 @@ fn text(out: &Output) -> (String, String) {
     )
 }
 
-#[tokio::test]
 async fn create_wait_follows_a_deploy_to_completion_and_the_other_commands_show_it() {
     let app = TestApp::spawn_with_worker().await;
     let seeded = app.seed_app(WS).await;
@@ -78,7 +77,6 @@ async fn create_wait_follows_a_deploy_to_completion_and_the_other_commands_show_
     app.stop().await;
 }
 
-#[tokio::test]
 async fn create_wait_exits_non_zero_when_the_deploy_fails() {
     let app = TestApp::spawn_with_worker().await;
     let seeded = app.seed_app(WS).await;
@@ -105,3 +103,8 @@ async fn create_wait_exits_non_zero_when_the_deploy_fails() {
     assert!(text(&out).1.contains("body/buildId"), "{}", text(&out).1);
     app.stop().await;
 }
+
+crate::backend_tests!(
+    create_wait_follows_a_deploy_to_completion_and_the_other_commands_show_it,
+    create_wait_exits_non_zero_when_the_deploy_fails,
+);

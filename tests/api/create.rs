@@ -3,7 +3,6 @@ use serde_json::{json, Value};
 
 use crate::helpers::*;
 
-#[tokio::test]
 async fn create_by_build_answers_201_with_the_projected_row() {
     let app = TestApp::spawn().await;
     let seeded = app.seed_app(WS).await;
@@ -43,7 +42,6 @@ async fn create_by_build_answers_201_with_the_projected_row() {
     app.stop().await;
 }
 
-#[tokio::test]
 async fn create_by_app_deploys_the_latest_successful_build_of_its_default_version() {
     let app = TestApp::spawn().await;
     let seeded = app.seed_app(WS).await;
@@ -64,7 +62,6 @@ async fn create_by_app_deploys_the_latest_successful_build_of_its_default_versio
     app.stop().await;
 }
 
-#[tokio::test]
 async fn bad_create_bodies_are_400s_that_name_the_bad_part_and_change_nothing() {
     let app = TestApp::spawn().await;
     let seeded = app.seed_app(WS).await;
@@ -112,16 +109,15 @@ async fn bad_create_bodies_are_400s_that_name_the_bad_part_and_change_nothing() 
         vec!["body"]
     );
 
-    let count: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_type = 'Deploy'")
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
+    let count = count(
+        &app.db,
+        "SELECT count(*) FROM events WHERE aggregate_type = 'Deploy'",
+    )
+    .await;
     assert_eq!(count, 0);
     app.stop().await;
 }
 
-#[tokio::test]
 async fn missing_or_unknown_tokens_are_401_with_a_bearer_challenge() {
     let app = TestApp::spawn().await;
     let none = app
@@ -158,7 +154,6 @@ async fn missing_or_unknown_tokens_are_401_with_a_bearer_challenge() {
     app.stop().await;
 }
 
-#[tokio::test]
 async fn a_build_outside_the_callers_workspaces_is_404_and_a_failed_one_is_422() {
     let app = TestApp::spawn().await;
     let theirs = app.seed_app(OTHER_WS).await;
@@ -200,7 +195,6 @@ async fn a_build_outside_the_callers_workspaces_is_404_and_a_failed_one_is_422()
     app.stop().await;
 }
 
-#[tokio::test]
 async fn an_idempotent_retry_replays_the_first_answer_and_creates_nothing_more() {
     let app = TestApp::spawn().await;
     let seeded = app.seed_app(WS).await;
@@ -244,29 +238,27 @@ async fn an_idempotent_retry_replays_the_first_answer_and_creates_nothing_more()
         vec!["Idempotency-Key"]
     );
 
-    let deploys: i64 = sqlx::query_scalar("SELECT count(*) FROM deploys")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let deploys = count(&app.db, "SELECT count(*) FROM deploys").await;
     assert_eq!(deploys, 1);
     app.stop().await;
 }
 
-#[tokio::test]
 async fn a_retry_while_the_first_request_is_in_flight_is_409() {
     let app = TestApp::spawn().await;
     let seeded = app.seed_app(WS).await;
     let body = json!({"buildId": seeded.build});
     // The first request holds the key (as if it were still running).
     let fingerprint = deployd::api::idempotency::fingerprint("POST", "/api/deploys", &body);
-    sqlx::query(
+    deployd::on_db!(&app.db, pool => sqlx::query(
         "INSERT INTO idempotency_keys (principal, key, request_sha256, resource_id, lease_until) \
-         VALUES ('alice', 'busy', $1, 'dep_01JDQ2V7C8X3ZJ8Q6Y0W6H4K5M', now() + interval '1 minute')",
+         VALUES ('alice', 'busy', $1, 'dep_01JDQ2V7C8X3ZJ8Q6Y0W6H4K5M', $2)",
     )
     .bind(&fingerprint)
-    .execute(&app.pool)
+    .bind(deployd::time::now() + chrono::Duration::minutes(1))
+    .execute(pool)
     .await
-    .unwrap();
+    .unwrap()
+    .rows_affected());
     let response = app
         .client
         .post(app.url("/api/deploys"))
@@ -280,10 +272,12 @@ async fn a_retry_while_the_first_request_is_in_flight_is_409() {
 
     // Once its lease ran out (the server died), a retry takes over and
     // creates the deploy under the id the first request chose.
-    sqlx::query("UPDATE idempotency_keys SET lease_until = now() - interval '1 second'")
-        .execute(&app.pool)
+    deployd::on_db!(&app.db, pool => sqlx::query("UPDATE idempotency_keys SET lease_until = $1")
+        .bind(deployd::time::now() - chrono::Duration::seconds(1))
+        .execute(pool)
         .await
-        .unwrap();
+        .unwrap()
+    .rows_affected());
     let response = app
         .client
         .post(app.url("/api/deploys"))
@@ -299,7 +293,6 @@ async fn a_retry_while_the_first_request_is_in_flight_is_409() {
     app.stop().await;
 }
 
-#[tokio::test]
 async fn twenty_concurrent_creates_for_one_entity_are_numbered_1_to_20() {
     let app = TestApp::spawn().await;
     let seeded = app.seed_app(WS).await;
@@ -312,13 +305,14 @@ async fn twenty_concurrent_creates_for_one_entity_are_numbered_1_to_20() {
     numbers.sort();
     assert_eq!(numbers, (1..=20).collect::<Vec<_>>());
     // The stored events carry the same numbers.
-    let mut stored: Vec<i64> = sqlx::query_scalar(
+    let sql = app.db.pick(
         "SELECT (payload -> 'DeployCreated' ->> 'sequenceNumber')::bigint FROM events \
          WHERE event_type = 'DeployCreated'",
-    )
-    .fetch_all(&app.pool)
-    .await
-    .unwrap();
+        "SELECT json_extract(payload, '$.DeployCreated.sequenceNumber') FROM events \
+         WHERE event_type = 'DeployCreated'",
+    );
+    let mut stored: Vec<i64> =
+        deployd::on_db!(&app.db, pool => sqlx::query_scalar(sql).fetch_all(pool).await.unwrap());
     stored.sort();
     assert_eq!(stored, numbers);
     // Another entity counts from 1.
@@ -327,7 +321,6 @@ async fn twenty_concurrent_creates_for_one_entity_are_numbered_1_to_20() {
     app.stop().await;
 }
 
-#[tokio::test]
 async fn nothing_acknowledged_is_lost_across_a_restart() {
     let app = TestApp::spawn().await;
     let seeded = app.seed_app(WS).await;
@@ -355,3 +348,15 @@ async fn nothing_acknowledged_is_lost_across_a_restart() {
     assert_eq!(second["sequenceNumber"], 2);
     app.stop().await;
 }
+
+crate::backend_tests!(
+    create_by_build_answers_201_with_the_projected_row,
+    create_by_app_deploys_the_latest_successful_build_of_its_default_version,
+    bad_create_bodies_are_400s_that_name_the_bad_part_and_change_nothing,
+    missing_or_unknown_tokens_are_401_with_a_bearer_challenge,
+    a_build_outside_the_callers_workspaces_is_404_and_a_failed_one_is_422,
+    an_idempotent_retry_replays_the_first_answer_and_creates_nothing_more,
+    a_retry_while_the_first_request_is_in_flight_is_409,
+    twenty_concurrent_creates_for_one_entity_are_numbered_1_to_20,
+    nothing_acknowledged_is_lost_across_a_restart,
+);

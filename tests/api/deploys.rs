@@ -3,7 +3,6 @@ use serde_json::{json, Value};
 
 use crate::helpers::*;
 
-#[tokio::test]
 async fn the_detail_shows_the_step_plan_in_order() {
     let app = TestApp::spawn().await;
     let seeded = app.seed_app(WS).await;
@@ -35,7 +34,6 @@ async fn the_detail_shows_the_step_plan_in_order() {
     app.stop().await;
 }
 
-#[tokio::test]
 async fn a_deploy_of_another_workspace_does_not_exist_for_the_caller() {
     let app = TestApp::spawn().await;
     let seeded = app.seed_app(WS).await;
@@ -85,7 +83,6 @@ async fn a_deploy_of_another_workspace_does_not_exist_for_the_caller() {
     app.stop().await;
 }
 
-#[tokio::test]
 async fn cancel_of_a_pending_deploy_takes_effect_at_once_and_a_second_cancel_is_409() {
     let app = TestApp::spawn().await;
     let seeded = app.seed_app(WS).await;
@@ -144,7 +141,6 @@ async fn cancel_of_a_pending_deploy_takes_effect_at_once_and_a_second_cancel_is_
     app.stop().await;
 }
 
-#[tokio::test]
 async fn cancel_accepts_an_empty_body_and_an_idempotency_key() {
     let app = TestApp::spawn().await;
     let seeded = app.seed_app(WS).await;
@@ -171,7 +167,6 @@ async fn cancel_accepts_an_empty_body_and_an_idempotency_key() {
     app.stop().await;
 }
 
-#[tokio::test]
 async fn the_events_of_a_deploy_explain_its_row() {
     let app = TestApp::spawn().await;
     let seeded = app.seed_app(WS).await;
@@ -223,7 +218,6 @@ async fn the_events_of_a_deploy_explain_its_row() {
     app.stop().await;
 }
 
-#[tokio::test]
 async fn unknown_routes_and_methods_answer_problem_json() {
     let app = TestApp::spawn().await;
     problem(
@@ -243,3 +237,12 @@ async fn unknown_routes_and_methods_answer_problem_json() {
     assert!(response.headers().contains_key("x-request-id"));
     app.stop().await;
 }
+
+crate::backend_tests!(
+    the_detail_shows_the_step_plan_in_order,
+    a_deploy_of_another_workspace_does_not_exist_for_the_caller,
+    cancel_of_a_pending_deploy_takes_effect_at_once_and_a_second_cancel_is_409,
+    cancel_accepts_an_empty_body_and_an_idempotency_key,
+    the_events_of_a_deploy_explain_its_row,
+    unknown_routes_and_methods_answer_problem_json,
+);

@@ -3,22 +3,25 @@ use std::time::Duration;
 use deployd::api::ApiSettings;
 use deployd::app::{Application, Settings, TargetSettings};
 use deployd::store::db::DbOptions;
+use deployd::store::Db;
 use deployd::worker::WorkerSettings;
 use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
-use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 pub const WS: &str = "ws_01JDQ2V7C8X3ZJ8Q6Y0W6H4K5M";
 pub const OTHER_WS: &str = "ws_01JDQ2V7C8X3ZJ8Q6Y0W6H4K59";
 
-pub use crate::support::{drop_database, fresh_database, nats_url};
+pub use crate::support::{backend, drop_database, fresh_database, nats_url, Backend};
 
 pub struct TestApp {
     pub address: String,
-    pub pool: PgPool,
-    pub database: String,
-    pub database_url: String,
+    /// The server's own database handle.
+    pub db: Db,
+    pub backend: Backend,
+    /// The PostgreSQL database (name, URL); `None` on the embedded engine,
+    /// whose file is in `data_dir`.
+    pub database: Option<(String, String)>,
     pub prefix: String,
     pub client: reqwest::Client,
     /// A token for [`WS`] named `alice`.
@@ -35,7 +38,9 @@ pub struct TestApp {
 #[derive(Clone)]
 pub struct Options {
     pub worker: bool,
-    pub nats_url: String,
+    /// NATS for PostgreSQL runs, the in-process bus (`None`) for SQLite
+    /// runs, unless a test says otherwise.
+    pub nats_url: Option<String>,
     pub worker_settings: WorkerSettings,
     pub api: ApiSettings,
 }
@@ -44,7 +49,10 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             worker: false,
-            nats_url: nats_url(),
+            nats_url: match backend() {
+                Backend::Postgres => Some(nats_url()),
+                Backend::Sqlite => None,
+            },
             worker_settings: WorkerSettings {
                 sweep_interval: Duration::from_millis(300),
                 retry_backoff: Duration::from_millis(50),
@@ -56,13 +64,13 @@ impl Default for Options {
 }
 
 pub fn settings(
-    database_url: &str,
+    database_url: Option<&str>,
     prefix: &str,
     data_dir: &std::path::Path,
     options: &Options,
 ) -> Settings {
     Settings {
-        database_url: database_url.to_string(),
+        database_url: database_url.map(str::to_string),
         db: DbOptions {
             max_connections: 8,
             ..DbOptions::default()
@@ -95,40 +103,46 @@ impl TestApp {
         .await
     }
 
+    /// A server on the running test's engines ([`backend`]): a fresh
+    /// PostgreSQL database, or no `DATABASE_URL` at all (the embedded file
+    /// in the data directory).
     pub async fn spawn_with(options: Options) -> TestApp {
-        let (database, database_url) = fresh_database();
+        let database = match backend() {
+            Backend::Postgres => Some(fresh_database()),
+            Backend::Sqlite => None,
+        };
         let prefix = format!("t{}", ulid::Ulid::generate().to_string().to_lowercase());
         let data_dir = tempfile::tempdir().unwrap();
-        Self::start(database, database_url, prefix, data_dir, None, options).await
+        Self::start(database, prefix, data_dir, None, options).await
     }
 
     async fn start(
-        database: String,
-        database_url: String,
+        database: Option<(String, String)>,
         prefix: String,
         data_dir: tempfile::TempDir,
         tokens: Option<(String, String)>,
         options: Options,
     ) -> TestApp {
-        let app = Application::build(settings(&database_url, &prefix, data_dir.path(), &options))
+        let database_url = database.as_ref().map(|(_, url)| url.as_str());
+        let app = Application::build(settings(database_url, &prefix, data_dir.path(), &options))
             .await
             .expect("the server starts");
         let address = format!("http://127.0.0.1:{}", app.port());
         let shutdown = app.shutdown_token();
+        let db = app.db().clone();
         let server = tokio::spawn(app.run_until_stopped());
-        let pool = PgPool::connect(&database_url).await.unwrap();
         let (token, other_token) = match tokens {
             Some(t) => t,
             None => (
-                make_token(&pool, "alice", &[WS]).await,
-                make_token(&pool, "mallory", &[OTHER_WS]).await,
+                make_token(&db, "alice", &[WS]).await,
+                make_token(&db, "mallory", &[OTHER_WS]).await,
             ),
         };
         TestApp {
             address,
-            pool,
+            backend: db_backend(&db),
+            db,
             database,
-            database_url,
             prefix,
             client: reqwest::Client::new(),
             token,
@@ -148,10 +162,8 @@ impl TestApp {
             .await
             .unwrap()
             .expect("the server stops cleanly");
-        self.pool.close().await;
         Self::start(
             self.database,
-            self.database_url,
             self.prefix,
             self.data_dir,
             Some((self.token, self.other_token)),
@@ -167,13 +179,26 @@ impl TestApp {
             .await
             .unwrap()
             .expect("the server stops cleanly");
-        self.pool.close().await;
-        if let Ok(client) = async_nats::connect(&self.options.nats_url).await {
-            let js = async_nats::jetstream::new(client);
-            let _ = js.delete_stream(format!("{}_catalog", self.prefix)).await;
-            let _ = js.delete_stream(format!("{}_events", self.prefix)).await;
+        if let Some(url) = &self.options.nats_url {
+            if let Ok(client) = async_nats::connect(url).await {
+                let js = async_nats::jetstream::new(client);
+                let _ = js.delete_stream(format!("{}_catalog", self.prefix)).await;
+                let _ = js.delete_stream(format!("{}_events", self.prefix)).await;
+            }
         }
-        drop_database(&self.database).await;
+        if let Some((name, _)) = &self.database {
+            drop_database(name).await;
+        }
+    }
+
+    /// The PostgreSQL pool, for tests of PostgreSQL itself.
+    pub fn pg(&self) -> &sqlx::PgPool {
+        self.db.postgres().expect("a PostgreSQL test")
+    }
+
+    /// The PostgreSQL URL, for tests of PostgreSQL itself.
+    pub fn database_url(&self) -> &str {
+        &self.database.as_ref().expect("a PostgreSQL test").1
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -182,7 +207,7 @@ impl TestApp {
 
     pub async fn import(&self, documents: &[Value]) -> deployd::catalog::ImportReport {
         let feed = deployd::catalog::CatalogFeed::new(std::sync::Arc::new(
-            deployd::store::commands::Commands::new(self.pool.clone()),
+            deployd::store::commands::Commands::new(self.db.clone()),
         ));
         let text: String = documents.iter().map(|d| format!("{d}\n")).collect();
         deployd::catalog::import(&feed, text.as_bytes(), std::io::sink())
@@ -269,13 +294,13 @@ impl TestApp {
 
     /// The deploy's stored event types, in order.
     pub async fn event_types(&self, id: &str) -> Vec<String> {
-        sqlx::query_scalar(
+        deployd::on_db!(&self.db, pool => sqlx::query_scalar(
             "SELECT event_type FROM events WHERE aggregate_id = $1 ORDER BY sequence",
         )
         .bind(id)
-        .fetch_all(&self.pool)
+        .fetch_all(pool)
         .await
-        .unwrap()
+        .unwrap())
     }
 
     /// An app with one successful build of its default version, in `ws`.
@@ -335,7 +360,19 @@ pub struct Seeded {
     pub build: String,
 }
 
-pub async fn make_token(pool: &PgPool, name: &str, workspaces: &[&str]) -> String {
+fn db_backend(db: &Db) -> Backend {
+    match db.engine() {
+        deployd::store::Engine::Postgres => Backend::Postgres,
+        deployd::store::Engine::Sqlite => Backend::Sqlite,
+    }
+}
+
+/// A count from a query that reads the same on both engines.
+pub async fn count(db: &Db, sql: &str) -> i64 {
+    deployd::on_db!(db, pool => sqlx::query_scalar(sql).fetch_one(pool).await.unwrap())
+}
+
+pub async fn make_token(pool: &Db, name: &str, workspaces: &[&str]) -> String {
     let ws: Vec<_> = workspaces.iter().map(|w| w.parse().unwrap()).collect();
     deployd::tokens::create(pool, Some(name), &ws)
         .await

@@ -30,7 +30,6 @@ fn ids(page: &Value) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
 async fn the_list_pages_newest_first_and_walks_back_exactly() {
     let app = TestApp::spawn().await;
     let seeded = app.seed_app(WS).await;
@@ -80,7 +79,6 @@ async fn the_list_pages_newest_first_and_walks_back_exactly() {
     app.stop().await;
 }
 
-#[tokio::test]
 async fn shorthands_filter_and_order_narrow_the_list() {
     let app = TestApp::spawn().await;
     let a = app.seed_app(WS).await;
@@ -148,7 +146,6 @@ async fn shorthands_filter_and_order_narrow_the_list() {
     app.stop().await;
 }
 
-#[tokio::test]
 async fn bad_list_parameters_are_400s_that_name_them() {
     let app = TestApp::spawn().await;
     let cases: Vec<(Vec<(&str, String)>, &str)> = vec![
@@ -190,7 +187,6 @@ async fn bad_list_parameters_are_400s_that_name_them() {
     app.stop().await;
 }
 
-#[tokio::test]
 async fn nothing_of_another_workspace_is_listed_counted_or_reachable_by_ids_or_cursor() {
     let app = TestApp::spawn().await;
     let ours = app.seed_app(WS).await;
@@ -256,3 +252,10 @@ async fn nothing_of_another_workspace_is_listed_counted_or_reachable_by_ids_or_c
     );
     app.stop().await;
 }
+
+crate::backend_tests!(
+    the_list_pages_newest_first_and_walks_back_exactly,
+    shorthands_filter_and_order_narrow_the_list,
+    bad_list_parameters_are_400s_that_name_them,
+    nothing_of_another_workspace_is_listed_counted_or_reachable_by_ids_or_cursor,
+);

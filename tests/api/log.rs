@@ -1,8 +1,12 @@
-//! The log's gap-safety (DESIGN.md decision 3): a writer that took a lower
-//! position but commits later is still read, in order; a rolled-back writer
-//! never stalls the reader.
+//! The log's gap-safety (DESIGN.md decision 3). On PostgreSQL: a writer
+//! that took a lower position but commits later is still read, in order; a
+//! rolled-back writer never stalls the reader. On SQLite: one writer at a
+//! time, so positions follow commit order, and a rolled-back append leaves
+//! no gap.
 
+use deployd::store::db::{open_sqlite, EMBEDDED_FILE};
 use deployd::store::log::{self, LogPosition};
+use deployd::store::Tx;
 use sqlx::{Connection, PgConnection};
 
 use crate::helpers::*;
@@ -21,9 +25,13 @@ async fn append(conn: &mut PgConnection, id: &str) {
 /// Reads the log until it shows `n` events after `after`. The horizon is
 /// the oldest transaction open anywhere on the server, so a test running
 /// beside this one can hold it back for a moment; it never reorders.
-async fn read_at_least(pool: &sqlx::PgPool, after: LogPosition, n: usize) -> Vec<log::StoredEvent> {
+async fn read_at_least(
+    db: &deployd::store::Db,
+    after: LogPosition,
+    n: usize,
+) -> Vec<log::StoredEvent> {
     for _ in 0..200 {
-        let seen = log::read_after(pool, after, 100).await.unwrap();
+        let seen = log::read_after(db, after, 100).await.unwrap();
         if seen.len() >= n {
             return seen;
         }
@@ -35,9 +43,11 @@ async fn read_at_least(pool: &sqlx::PgPool, after: LogPosition, n: usize) -> Vec
 #[tokio::test]
 async fn a_slow_writer_is_read_in_order_and_a_rolled_back_one_stalls_nothing() {
     let (name, url) = fresh_database();
-    let pool = deployd::store::db::connect_and_migrate(&url, &Default::default())
-        .await
-        .unwrap();
+    let pool = deployd::store::Db::Postgres(
+        deployd::store::db::connect_and_migrate(&url, &Default::default())
+            .await
+            .unwrap(),
+    );
     let mut slow = PgConnection::connect(&url).await.unwrap();
     let mut fast = PgConnection::connect(&url).await.unwrap();
     let mut doomed = PgConnection::connect(&url).await.unwrap();
@@ -89,7 +99,7 @@ async fn the_projection_reads_a_slow_writer_that_committed_after_a_faster_one() 
     let seeded = app.seed_app(WS).await;
     // Hold a transaction open that has appended a deploy, then create more
     // deploys through the API while it is open.
-    let mut conn = PgConnection::connect(&app.database_url).await.unwrap();
+    let mut conn = PgConnection::connect(app.database_url()).await.unwrap();
     let mut tx = conn.begin().await.unwrap();
     let slow_id = format!("dep_{}", ulid::Ulid::generate());
     let payload = serde_json::json!({"DeployCreated": {
@@ -128,11 +138,70 @@ async fn the_projection_reads_a_slow_writer_that_committed_after_a_faster_one() 
     // Both are in the read model, numbered in the order they committed.
     let rows: Vec<(String, i64)> =
         sqlx::query_as("SELECT created_by, sequence_number FROM deploys ORDER BY sequence_number")
-            .fetch_all(&app.pool)
+            .fetch_all(app.pg())
             .await
             .unwrap();
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[0], ("slowpoke".to_string(), 1));
     assert_eq!(rows[1].1, 2);
     app.stop().await;
+}
+
+async fn append_in(tx: &mut Tx, id: &str) {
+    deployd::on_tx!(tx, c => sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+         VALUES ('Probe', $1, 1, 'Probed', '1', '{}', '{}')",
+    )
+    .bind(id)
+    .execute(c)
+    .await
+    .unwrap()
+    .rows_affected());
+}
+
+#[tokio::test]
+async fn on_sqlite_positions_follow_commit_order_and_a_rollback_leaves_no_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_sqlite(&dir.path().join(EMBEDDED_FILE), &Default::default())
+        .await
+        .unwrap();
+    // The first writer holds the write lock from its first append.
+    let mut slow = db.begin().await.unwrap();
+    append_in(&mut slow, "slow").await;
+    // A second writer waits for it; a reader sees nothing uncommitted.
+    let fast = {
+        let db = db.clone();
+        tokio::spawn(async move {
+            let mut tx = db.begin().await.unwrap();
+            append_in(&mut tx, "fast").await;
+            tx.commit().await.unwrap();
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!fast.is_finished(), "a second writer ran beside the first");
+    assert!(log::read_after(&db, LogPosition::START, 100)
+        .await
+        .unwrap()
+        .is_empty());
+    slow.commit().await.unwrap();
+    fast.await.unwrap();
+    // A rolled-back append gives its position back.
+    let mut doomed = db.begin().await.unwrap();
+    append_in(&mut doomed, "doomed").await;
+    drop(doomed);
+    let mut next = db.begin().await.unwrap();
+    append_in(&mut next, "next").await;
+    next.commit().await.unwrap();
+
+    let seen = log::read_after(&db, LogPosition::START, 100).await.unwrap();
+    let order: Vec<(&str, i64)> = seen
+        .iter()
+        .map(|e| (e.aggregate_id.as_str(), e.log.position))
+        .collect();
+    assert_eq!(order, vec![("slow", 1), ("fast", 2), ("next", 3)]);
+    // Each got an event id, a time and a hash from the store.
+    assert!(seen
+        .iter()
+        .all(|e| e.event_id.starts_with("evt_") && e.hash.is_some()));
+    db.close().await;
 }

@@ -18,7 +18,6 @@ async fn document(app: &TestApp) -> Value {
     response.json().await.unwrap()
 }
 
-#[tokio::test]
 async fn every_documented_operation_is_live_and_answers_only_documented_statuses() {
     let app = TestApp::spawn().await;
     let seeded = app.seed_app(WS).await;
@@ -83,7 +82,6 @@ async fn every_documented_operation_is_live_and_answers_only_documented_statuses
     app.stop().await;
 }
 
-#[tokio::test]
 async fn the_documented_deploy_schema_is_the_shape_the_server_sends() {
     let app = TestApp::spawn().await;
     let seeded = app.seed_app(WS).await;
@@ -105,7 +103,6 @@ async fn the_documented_deploy_schema_is_the_shape_the_server_sends() {
     app.stop().await;
 }
 
-#[tokio::test]
 async fn the_api_reference_page_works_offline() {
     let app = TestApp::spawn().await;
     let response = app.client.get(app.url("/api/docs")).send().await.unwrap();
@@ -133,3 +130,9 @@ async fn the_api_reference_page_works_offline() {
     assert!(html.len() > 100_000, "the reference app is inline");
     app.stop().await;
 }
+
+crate::backend_tests!(
+    every_documented_operation_is_live_and_answers_only_documented_statuses,
+    the_documented_deploy_schema_is_the_shape_the_server_sends,
+    the_api_reference_page_works_offline,
+);

@@ -8,7 +8,6 @@ use serde_json::{json, Value};
 
 use crate::helpers::*;
 
-#[tokio::test]
 async fn health_and_readiness_answer() {
     let app = TestApp::spawn().await;
     let health = app.client.get(app.url("/healthz")).send().await.unwrap();
@@ -16,11 +15,21 @@ async fn health_and_readiness_answer() {
     let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), StatusCode::OK);
     let body: Value = ready.json().await.unwrap();
-    assert_eq!(body, json!({"ready": true, "database": "ok", "nats": "ok"}));
+    let expected = match app.backend {
+        Backend::Postgres => {
+            json!({"ready": true, "engine": "postgres", "database": "ok", "nats": "ok"})
+        }
+        Backend::Sqlite => json!({
+            "ready": true,
+            "engine": "sqlite",
+            "database": "ok",
+            "nats": "off: in-process bus (no NATS_URL); events are not published to subscribers",
+        }),
+    };
+    assert_eq!(body, expected);
     app.stop().await;
 }
 
-#[tokio::test]
 async fn metrics_count_requests_by_route_and_status_and_report_the_read_model() {
     let app = TestApp::spawn().await;
     let seeded = app.seed_app(WS).await;
@@ -59,7 +68,6 @@ async fn metrics_count_requests_by_route_and_status_and_report_the_read_model() 
     app.stop().await;
 }
 
-#[tokio::test]
 async fn the_request_id_is_answered_and_carried_into_the_events() {
     let app = TestApp::spawn().await;
     let seeded = app.seed_app(WS).await;
@@ -84,12 +92,13 @@ async fn the_request_id_is_answered_and_carried_into_the_events() {
         .await
         .unwrap();
     assert_eq!(events[0]["requestId"], "req-from-the-client");
-    let metadata: serde_json::Value =
-        sqlx::query_scalar("SELECT metadata FROM events WHERE aggregate_id = $1 AND sequence = 1")
-            .bind(&id)
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
+    let metadata: serde_json::Value = deployd::on_db!(&app.db, pool => sqlx::query_scalar(
+        "SELECT metadata FROM events WHERE aggregate_id = $1 AND sequence = 1",
+    )
+    .bind(&id)
+    .fetch_one(pool)
+    .await
+    .unwrap());
     assert_eq!(metadata["actor"], "alice");
     assert_eq!(metadata["correlationId"], "req-from-the-client");
     assert_eq!(metadata["causationId"], "req-from-the-client");
@@ -102,7 +111,6 @@ async fn the_request_id_is_answered_and_carried_into_the_events() {
     app.stop().await;
 }
 
-#[tokio::test]
 async fn a_token_over_its_rate_gets_429_with_retry_after_and_others_are_unaffected() {
     let app = TestApp::spawn_with(Options {
         api: ApiSettings {
@@ -128,7 +136,6 @@ async fn a_token_over_its_rate_gets_429_with_retry_after_and_others_are_unaffect
     app.stop().await;
 }
 
-#[tokio::test]
 async fn a_body_over_the_limit_is_refused() {
     let app = TestApp::spawn().await;
     let response = app
@@ -143,3 +150,11 @@ async fn a_body_over_the_limit_is_refused() {
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
     app.stop().await;
 }
+
+crate::backend_tests!(
+    health_and_readiness_answer,
+    metrics_count_requests_by_route_and_status_and_report_the_read_model,
+    the_request_id_is_answered_and_carried_into_the_events,
+    a_token_over_its_rate_gets_429_with_retry_after_and_others_are_unaffected,
+    a_body_over_the_limit_is_refused,
+);

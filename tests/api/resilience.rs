@@ -14,8 +14,8 @@ use crate::helpers::*;
 fn spawn_worker(app: &TestApp) -> Child {
     Command::new(env!("CARGO_BIN_EXE_deployd"))
         .arg("worker")
-        .env("DATABASE_URL", &app.database_url)
-        .env("NATS_URL", &app.options.nats_url)
+        .env("DATABASE_URL", app.database_url())
+        .env("NATS_URL", app.options.nats_url.as_deref().unwrap())
         .env("DEPLOYD_NATS_PREFIX", &app.prefix)
         .env("DEPLOYD_DATA_DIR", app.data_dir.path())
         .env("DEPLOYD_PUBLIC_URL", &app.address)
@@ -32,7 +32,7 @@ async fn count_events(app: &TestApp, id: &str, event_type: &str) -> Vec<String> 
     )
     .bind(id)
     .bind(event_type)
-    .fetch_all(&app.pool)
+    .fetch_all(app.pg())
     .await
     .unwrap()
 }
@@ -177,7 +177,7 @@ async fn stream_message_ids(nats_url: &str, prefix: &str) -> Vec<String> {
 
 async fn all_event_ids(app: &TestApp) -> Vec<String> {
     sqlx::query_scalar("SELECT event_id FROM events ORDER BY tx_id, position")
-        .fetch_all(&app.pool)
+        .fetch_all(app.pg())
         .await
         .unwrap()
 }
@@ -187,7 +187,7 @@ async fn nats_restarted_during_a_run_loses_nothing() {
     let mut nats = PrivateNats::start();
     let app = TestApp::spawn_with(Options {
         worker: true,
-        nats_url: nats.url(),
+        nats_url: Some(nats.url()),
         ..Options::default()
     })
     .await;
@@ -257,16 +257,16 @@ async fn a_subscriber_sees_each_event_once_in_order_even_after_a_republish() {
     // Republish everything from the first position: JetStream drops the
     // duplicates by Nats-Msg-Id.
     let first: i64 = sqlx::query_scalar("SELECT min(position) FROM events")
-        .fetch_one(&app.pool)
+        .fetch_one(app.pg())
         .await
         .unwrap();
-    deployd::relay::rewind(&app.pool, first).await.unwrap();
+    deployd::relay::rewind(&app.db, first).await.unwrap();
     let relay_done = || async {
-        let cp = deployd::store::log::checkpoint(&app.pool, deployd::relay::NAME)
+        let cp = deployd::store::log::checkpoint(&app.db, deployd::relay::NAME)
             .await
             .unwrap();
         let last: (i64, i64) = sqlx::query_as("SELECT tx_id::text::bigint, position FROM events ORDER BY tx_id DESC, position DESC LIMIT 1")
-            .fetch_one(&app.pool)
+            .fetch_one(app.pg())
             .await
             .unwrap();
         cp.tx == last.0 && cp.position == last.1

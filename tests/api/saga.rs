@@ -40,7 +40,6 @@ async fn fetch(app: &TestApp, url: &str) -> (StatusCode, String, String) {
     (status, content_type, response.text().await.unwrap())
 }
 
-#[tokio::test]
 async fn a_deploy_completes_and_its_urls_serve_the_builds_files() {
     let app = TestApp::spawn_with_worker().await;
     let seeded = app.seed_app(WS).await;
@@ -99,7 +98,6 @@ async fn a_deploy_completes_and_its_urls_serve_the_builds_files() {
     app.stop().await;
 }
 
-#[tokio::test]
 async fn a_second_deploy_switches_production_and_leaves_the_first_preview_intact() {
     let app = TestApp::spawn_with_worker().await;
     let seeded = app.seed_app(WS).await;
@@ -125,7 +123,6 @@ async fn a_second_deploy_switches_production_and_leaves_the_first_preview_intact
     app.stop().await;
 }
 
-#[tokio::test]
 async fn a_deploy_waits_for_the_running_one_of_its_entity_and_a_pending_cancel_sticks() {
     let app = TestApp::spawn_with_worker().await;
     let seeded = app.seed_app(WS).await;
@@ -164,7 +161,6 @@ async fn a_deploy_waits_for_the_running_one_of_its_entity_and_a_pending_cancel_s
     app.stop().await;
 }
 
-#[tokio::test]
 async fn cancel_during_a_20000_file_upload_stays_cancelled_and_never_goes_live() {
     let app = TestApp::spawn_with_worker().await;
     let seeded = app.seed_app(WS).await;
@@ -205,7 +201,6 @@ async fn cancel_during_a_20000_file_upload_stays_cancelled_and_never_goes_live()
     app.stop().await;
 }
 
-#[tokio::test]
 async fn a_build_that_cannot_be_read_fails_the_deploy_with_a_clear_error() {
     let app = TestApp::spawn_with_worker().await;
     let seeded = app.seed_app(WS).await;
@@ -236,7 +231,6 @@ async fn a_build_that_cannot_be_read_fails_the_deploy_with_a_clear_error() {
     app.stop().await;
 }
 
-#[tokio::test]
 async fn a_step_that_keeps_timing_out_is_retried_then_fails_the_deploy() {
     let app = TestApp::spawn_with(Options {
         worker: true,
@@ -262,7 +256,6 @@ async fn a_step_that_keeps_timing_out_is_retried_then_fails_the_deploy() {
     app.stop().await;
 }
 
-#[tokio::test]
 async fn a_successful_build_of_an_auto_deploy_entity_deploys_once_per_upstream_event() {
     let app = TestApp::spawn().await;
     let app_id = format!("app_{}", ulid::Ulid::generate());
@@ -271,18 +264,20 @@ async fn a_successful_build_of_an_auto_deploy_entity_deploys_once_per_upstream_e
     let mut entity = entity_doc(WS, &app_id, Some(&version));
     entity["entity"]["autoDeploy"] = json!(true);
     let built = build_succeeded_doc(WS, &app_id, &version, &build, "/srv/site");
-    // Delivered twice by import and once more over NATS.
+    // Delivered twice by import and once more over NATS (when there is NATS).
     app.import(&[entity, built.clone(), built.clone()]).await;
-    let client = async_nats::connect(nats_url()).await.unwrap();
-    async_nats::jetstream::new(client)
-        .publish(
-            format!("{}.catalog.{WS}.build", app.prefix),
-            built.to_string().into(),
-        )
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    if let Some(url) = &app.options.nats_url {
+        let client = async_nats::connect(url.as_str()).await.unwrap();
+        async_nats::jetstream::new(client)
+            .publish(
+                format!("{}.catalog.{WS}.build", app.prefix),
+                built.to_string().into(),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
     tokio::time::sleep(Duration::from_millis(500)).await;
     // A build of another version deploys nothing.
     let other = build_succeeded_doc(
@@ -308,3 +303,13 @@ async fn a_successful_build_of_an_auto_deploy_entity_deploys_once_per_upstream_e
     assert_eq!(rows[0]["buildId"], build);
     app.stop().await;
 }
+
+crate::backend_tests!(
+    a_deploy_completes_and_its_urls_serve_the_builds_files,
+    a_second_deploy_switches_production_and_leaves_the_first_preview_intact,
+    a_deploy_waits_for_the_running_one_of_its_entity_and_a_pending_cancel_sticks,
+    cancel_during_a_20000_file_upload_stays_cancelled_and_never_goes_live,
+    a_build_that_cannot_be_read_fails_the_deploy_with_a_clear_error,
+    a_step_that_keeps_timing_out_is_retried_then_fails_the_deploy,
+    a_successful_build_of_an_auto_deploy_entity_deploys_once_per_upstream_event,
+);

@@ -1,12 +1,65 @@
 //! What every integration-test binary shares: the PostgreSQL and NATS the
 //! tests talk to, and a fresh database per test, so tests run in parallel
 //! and twice in a row. Included with `#[path = "support/mod.rs"] mod support;`.
+//!
+//! Tests that hold for both engines are written once and listed in
+//! [`backend_tests!`], which runs each twice: `postgres::<name>` (PostgreSQL
+//! and NATS, the production engines) and `sqlite::<name>` (the embedded
+//! SQLite file and the in-process bus). [`backend`] tells a test (and its
+//! helpers) which run it is in.
 
 #![allow(dead_code)] // each test binary uses part of it
 
 use std::future::Future;
 
 use sqlx::PgPool;
+
+/// The engines a test runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// PostgreSQL and NATS JetStream.
+    Postgres,
+    /// The embedded SQLite file and the in-process bus.
+    Sqlite,
+}
+
+tokio::task_local! {
+    static BACKEND: Backend;
+}
+
+/// The engines of the running test (PostgreSQL outside [`on`]).
+pub fn backend() -> Backend {
+    BACKEND.try_with(|b| *b).unwrap_or(Backend::Postgres)
+}
+
+/// Runs `test` on `backend`.
+pub async fn on<F: Future>(backend: Backend, test: F) -> F::Output {
+    BACKEND.scope(backend, test).await
+}
+
+/// Runs each listed `async fn` once per engine, as `postgres::<name>` and
+/// `sqlite::<name>`.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    $crate::support::on($crate::support::Backend::Postgres, super::$name()).await
+                }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    $crate::support::on($crate::support::Backend::Sqlite, super::$name()).await
+                }
+            )*
+        }
+    };
+}
 
 /// The PostgreSQL server, as a URL to its maintenance database
 /// (`DEPLOYD_TEST_DATABASE_URL`, default local trust auth).
@@ -40,7 +93,32 @@ pub async fn drop_database(name: &str) {
     }
 }
 
-/// Runs `test` on a fresh, migrated database, then drops it.
+/// Runs `test` on a fresh, migrated store of the running test's
+/// [`backend`], then removes it.
+pub async fn with_store<F, Fut>(test: F)
+where
+    F: FnOnce(deployd::store::Db) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    match backend() {
+        Backend::Postgres => {
+            with_database(|pool| test(deployd::store::Db::Postgres(pool))).await;
+        }
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().expect("a temporary directory");
+            let db = deployd::store::db::open_sqlite(
+                &dir.path().join(deployd::store::db::EMBEDDED_FILE),
+                &Default::default(),
+            )
+            .await
+            .expect("a fresh embedded database");
+            test(db.clone()).await;
+            db.close().await;
+        }
+    }
+}
+
+/// Runs `test` on a fresh, migrated PostgreSQL database, then drops it.
 pub async fn with_database<F, Fut>(test: F)
 where
     F: FnOnce(PgPool) -> Fut,
