@@ -286,6 +286,12 @@ impl Application {
             bus = bus.kind(),
             "deployd is listening"
         );
+        if bus.nats().is_none() && !settings.run_worker {
+            tracing::warn!(
+                "no NATS_URL and --no-worker: no other process can run deploys; \
+                 they stay pending until a serve with its worker starts"
+            );
+        }
         if bus.nats().is_none() {
             tracing::info!(
                 "no NATS_URL: the saga worker is fed in-process and events are not \
