@@ -48,7 +48,14 @@ pub async fn list_deploys(
             pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                 .await?,
         ),
-        Db::Sqlite(embedded) => Tx::Sqlite(embedded.pool.begin().await?, embedded.clone()),
+        // a reader: no write turn
+        Db::Sqlite(embedded) => Tx::Sqlite(
+            embedded.pool.begin().await?,
+            crate::store::db::SqliteTx {
+                embedded: embedded.clone(),
+                turn: None,
+            },
+        ),
     };
 
     let total: i64 = scalar(&mut tx, sql::count(matching())).await?;

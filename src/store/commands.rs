@@ -185,10 +185,16 @@ impl Commands {
         };
         loop {
             attempt += 1;
-            match framework
+            // Embedded: take this process's write turn for the append.
+            let turn = match &self.db {
+                Db::Sqlite(embedded) => Some(embedded.write_turn().await),
+                Db::Postgres(_) => None,
+            };
+            let executed = framework
                 .execute_with_metadata(id, command.clone(), meta.to_map())
-                .await
-            {
+                .await;
+            drop(turn);
+            match executed {
                 Ok(()) => break,
                 Err(AggregateError::UserError(e)) => {
                     outcome("refused");
