@@ -65,7 +65,8 @@ pub enum Command {
     Catalog(CatalogCommand),
     /// Talk to a deployd server: list, get, create, cancel, events.
     Deploys(crate::client::ClientArgs),
-    /// `replay`, `events export`, `audit verify` (src/audit/cli.rs).
+    /// `replay`, `events export`, `events import`, `audit verify`
+    /// (src/audit/cli.rs).
     #[command(flatten)]
     Audit(crate::audit::cli::AuditCommands),
 }

@@ -1,4 +1,5 @@
-//! `deployd replay`, `deployd events export`, `deployd audit verify`:
+//! `deployd replay`, `deployd events export`, `deployd events import`,
+//! `deployd audit verify`:
 //! flattened into the top-level commands of `crate::cli`.
 
 use std::process::ExitCode;
@@ -18,7 +19,7 @@ pub enum AuditCommands {
         #[arg(long)]
         projection: Option<String>,
     },
-    /// Read the event log.
+    /// Read the event log out, or into another store.
     #[command(subcommand)]
     Events(EventsCommand),
     /// Check the event log.
@@ -37,6 +38,30 @@ pub enum EventsCommand {
         /// Only the streams of this workspace.
         #[arg(long)]
         workspace: Option<crate::ids::WorkspaceId>,
+    },
+    /// Append the events of an `events export` file to this store, in file
+    /// order, keeping their ids, streams, sequences, deploy numbers, times
+    /// and metadata: how to move from the embedded database to PostgreSQL
+    /// (set DATABASE_URL to the target).
+    ///
+    /// The whole file is checked first (each line an event this build
+    /// reads, streams in order, hash links where the file has them);
+    /// nothing is written if a line fails. Then 1,000 events per
+    /// transaction; a failing line stops the import with its line number
+    /// and nothing of its batch applied. Events already stored (same event
+    /// id) are skipped, so running it again is safe and resumes.
+    ///
+    /// The read model is not written here: a server on the target rebuilds
+    /// it with its projectors, which catch up from their checkpoints. Tokens
+    /// are not events: create new ones on the target. The files of the
+    /// local hosting target stay in DEPLOYD_DATA_DIR: keep the same one.
+    Import {
+        /// The export, one event per line (`-`: stdin).
+        file: String,
+        /// Do not check the lines' hash chain links (for a file known to be
+        /// good whose JSON the check does not reproduce).
+        #[arg(long)]
+        no_verify: bool,
     },
 }
 
@@ -86,6 +111,29 @@ pub async fn run(
             let n = crate::audit::export::export(&db, from, workspace.as_deref(), &mut out).await?;
             eprintln!("{n} events exported");
             Ok(ExitCode::SUCCESS)
+        }
+        AuditCommands::Events(EventsCommand::Import { file, no_verify }) => {
+            let source = crate::audit::import::Source::open(&file).await?;
+            match crate::audit::import::import(&db, &source, !no_verify).await {
+                Ok(summary) => {
+                    if summary.verified + summary.unverifiable > 0 {
+                        eprintln!(
+                            "{} hash links verified, {} not verifiable from the file",
+                            summary.verified, summary.unverifiable
+                        );
+                    }
+                    eprintln!("{summary}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(failed) => {
+                    eprintln!("deployd: {failed}");
+                    eprintln!(
+                        "{} before that (run it again to resume once fixed)",
+                        failed.committed
+                    );
+                    Ok(ExitCode::FAILURE)
+                }
+            }
         }
         AuditCommands::Audit(AuditCommand::Verify) => {
             let report = crate::audit::chain::verify(&db).await?;

@@ -1,9 +1,11 @@
 //! The log as evidence: rebuilding the read model from it (`replay`),
-//! reading it out (`export`), and proving it was not changed (`chain`).
-//! `cli` holds the commands (`deployd replay`, `deployd events export`,
-//! `deployd audit verify`).
+//! reading it out (`export`) and into another store (`import`), and proving
+//! it was not changed (`chain`). `cli` holds the commands (`deployd
+//! replay`, `deployd events export`, `deployd events import`, `deployd audit
+//! verify`).
 
 pub mod chain;
 pub mod cli;
 pub mod export;
+pub mod import;
 pub mod replay;

@@ -1,0 +1,476 @@
+//! The switch from the embedded store to PostgreSQL, as a person makes it
+//! with the binary: deploys made on the embedded SQLite file (no
+//! DATABASE_URL, no NATS_URL), `events export`, `events import` into a
+//! fresh PostgreSQL database, and a server there shows every deploy exactly
+//! as the embedded one did. Then back again: the PostgreSQL export imported
+//! into a fresh embedded store holds the same events.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+#[path = "support/mod.rs"]
+mod support;
+
+const WS: &str = "ws_01JDQ2V7C8X3ZJ8Q6Y0W6H4K5M";
+
+/// The binary on the data directory `data`, on the embedded store unless
+/// `database_url` is given; never NATS.
+fn deployd(data: &Path, database_url: Option<&str>) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_deployd"));
+    cmd.env_remove("DATABASE_URL")
+        .env_remove("NATS_URL")
+        .env("DEPLOYD_DATA_DIR", data)
+        .env("DEPLOYD_LOG", "warn");
+    if let Some(url) = database_url {
+        cmd.env("DATABASE_URL", url);
+    }
+    cmd
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} exited with {}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn token(data: &Path, database_url: Option<&str>) -> String {
+    let out = run(deployd(data, database_url).args([
+        "token",
+        "create",
+        "--workspace",
+        WS,
+        "--name",
+        "ci",
+    ]));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// A running `deployd serve`, stopped with SIGTERM (killed if the test
+/// fails first).
+struct Server {
+    child: Option<Child>,
+    base: String,
+    token: String,
+    client: reqwest::Client,
+}
+
+impl Server {
+    async fn start(data: &Path, database_url: Option<&str>, token: &str, extra: &[&str]) -> Server {
+        let port = free_port();
+        let child = deployd(data, database_url)
+            .arg("serve")
+            .args(extra)
+            .env("DEPLOYD_LISTEN", format!("127.0.0.1:{port}"))
+            .env("DEPLOYD_SWEEP_INTERVAL_MS", "200")
+            .spawn()
+            .unwrap();
+        let server = Server {
+            child: Some(child),
+            base: format!("http://127.0.0.1:{port}"),
+            token: token.to_string(),
+            client: reqwest::Client::new(),
+        };
+        for _ in 0..200 {
+            if server
+                .client
+                .get(format!("{}/healthz", server.base))
+                .send()
+                .await
+                .is_ok()
+            {
+                return server;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the server did not come up");
+    }
+
+    /// The answer's status and JSON body.
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Value {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        assert!(status.is_success(), "POST {path}: {status} {body}");
+        body
+    }
+
+    /// Polls the deploy's detail until `check` holds (30 s at most).
+    async fn wait_for(&self, id: &str, check: impl Fn(&Value) -> bool) -> Value {
+        for _ in 0..600 {
+            let (status, detail) = self.get(&format!("/api/deploys/{id}")).await;
+            assert_eq!(status, 200, "{detail}");
+            if check(&detail) {
+                return detail;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("deploy {id} did not settle");
+    }
+
+    async fn stop(mut self) {
+        let mut child = self.child.take().unwrap();
+        let pid = child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let status = tokio::task::spawn_blocking(move || child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(status.success(), "serve exited with {status}");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The catalog: two apps, each with a successful build of its default
+/// version whose artifact directory holds an index.html.
+fn catalog(data: &Path) -> (Vec<String>, String) {
+    let mut apps = Vec::new();
+    let mut lines = String::new();
+    for name in ["web", "docs"] {
+        let app = format!("app_{}", ulid::Ulid::generate());
+        let version = format!("ver_{}", ulid::Ulid::generate());
+        let build = format!("bld_{}", ulid::Ulid::generate());
+        let dir = data.join(format!("site-{build}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("index.html"), format!("<h1>{name}</h1>")).unwrap();
+        for doc in [
+            json!({"type": "entity.upserted", "eventId": format!("evt_{}", ulid::Ulid::generate()),
+                   "occurredAt": "2026-11-27T10:00:00Z", "workspaceId": WS,
+                   "entity": {"id": app, "kind": "app", "name": name,
+                              "defaultVersionId": version, "autoDeploy": false}}),
+            json!({"type": "build.succeeded", "eventId": format!("evt_{}", ulid::Ulid::generate()),
+                   "occurredAt": "2026-11-27T10:01:00Z", "workspaceId": WS,
+                   "build": {"id": build, "entityId": app, "versionId": version,
+                             "artifactDir": dir.to_str().unwrap(), "commitSha": "abc123",
+                             "branch": "main"}}),
+        ] {
+            lines.push_str(&format!("{doc}\n"));
+        }
+        apps.push(app);
+    }
+    (apps, lines)
+}
+
+/// Every deploy's detail (status and body) and the lists' totals and ids,
+/// as `server` shows them.
+async fn snapshot(server: &Server, ids: &[String]) -> (BTreeMap<String, Value>, Vec<Value>) {
+    let mut details = BTreeMap::new();
+    for id in ids {
+        let (status, detail) = server.get(&format!("/api/deploys/{id}")).await;
+        details.insert(id.clone(), json!({"status": status, "detail": detail}));
+    }
+    let mut lists = Vec::new();
+    for query in ["?limit=100", "?status=completed", "?status=cancelled"] {
+        let (status, page) = server.get(&format!("/api/deploys{query}")).await;
+        assert_eq!(status, 200, "{page}");
+        lists.push(json!({"query": query, "total": page["pageInfo"]["total"],
+                          "ids": page["data"].as_array().unwrap().iter()
+                              .map(|d| d["id"].clone()).collect::<Vec<_>>()}));
+    }
+    (details, lists)
+}
+
+/// The exported lines without what belongs to the store they came from
+/// (log position, transaction, the hash under its JSON rendering).
+fn portable(export: &str) -> Vec<Value> {
+    export
+        .lines()
+        .map(|l| {
+            let mut v: Value = serde_json::from_str(l).unwrap();
+            let o = v.as_object_mut().unwrap();
+            for k in ["position", "tx", "hash"] {
+                o.remove(k);
+            }
+            v
+        })
+        .collect()
+}
+
+/// The export with the first line containing `needle` changed by `change`;
+/// returns that line's number (from 1) and the text.
+fn changed(export: &str, needle: &str, change: impl Fn(&mut String)) -> (usize, String) {
+    let mut lines: Vec<String> = export.lines().map(str::to_string).collect();
+    let k = lines.iter().position(|l| l.contains(needle)).unwrap();
+    change(&mut lines[k]);
+    (k + 1, lines.join("\n") + "\n")
+}
+
+#[tokio::test]
+async fn an_embedded_store_moves_to_postgresql_with_everything() {
+    let started = std::time::Instant::now();
+    let embedded = tempfile::tempdir().unwrap();
+    let data = embedded.path();
+
+    // The embedded installation: a token, the catalog.
+    let token_a = token(data, None);
+    let (apps, documents) = catalog(data);
+    let catalog_file = data.join("catalog.jsonl");
+    std::fs::write(&catalog_file, documents).unwrap();
+    run(deployd(data, None).args(["catalog", "import", catalog_file.to_str().unwrap()]));
+
+    // Three deploys per app with no worker, so they stay pending; the
+    // second of the first app is cancelled while pending.
+    let server = Server::start(data, None, &token_a, &["--no-worker"]).await;
+    let mut ids = Vec::new();
+    for app in &apps {
+        for n in 0..3 {
+            let body = json!({"appId": app, "metadata": {
+                "n": n, "ratio": 0.5, "big": 1e21, "note": "h\u{e9}llo \"q\" \\ \u{1}"}});
+            let created = server.post("/api/deploys", body).await;
+            assert_eq!(created["sequenceNumber"], n + 1);
+            ids.push(created["id"].as_str().unwrap().to_string());
+        }
+    }
+    let cancelled = server
+        .post(
+            &format!("/api/deploys/{}/cancel", ids[1]),
+            json!({"reason": "superseded"}),
+        )
+        .await;
+    assert_eq!(cancelled["success"], true);
+    server.stop().await;
+
+    // With the worker the rest complete, one entity's deploys in order.
+    let server = Server::start(data, None, &token_a, &[]).await;
+    for id in &ids {
+        server
+            .wait_for(id, |d| {
+                d["status"] == "completed" || d["status"] == "cancelled"
+            })
+            .await;
+    }
+    let before = snapshot(&server, &ids).await;
+    server.stop().await;
+    let statuses: Vec<&Value> = ids
+        .iter()
+        .map(|id| &before.0[id]["detail"]["status"])
+        .collect();
+    assert_eq!(statuses.iter().filter(|s| **s == "cancelled").count(), 1);
+    assert_eq!(statuses.iter().filter(|s| **s == "completed").count(), 5);
+    assert_eq!(
+        before.0[&ids[1]]["detail"]["cancellation"]["reason"],
+        "superseded"
+    );
+    let numbers: Vec<&Value> = ids
+        .iter()
+        .map(|id| &before.0[id]["detail"]["sequenceNumber"])
+        .collect();
+    assert_eq!(numbers, [1, 2, 3, 1, 2, 3]);
+
+    // Export from the embedded store.
+    let out = run(deployd(data, None).args(["events", "export"]));
+    let export = String::from_utf8(out.stdout).unwrap();
+    let events = export.lines().count();
+    let export_file = data.join("events.jsonl");
+    std::fs::write(&export_file, &export).unwrap();
+
+    // Import into a fresh PostgreSQL database.
+    let (name, url) = support::fresh_database();
+    let pg = tempfile::tempdir().unwrap();
+    let import = || {
+        run(deployd(pg.path(), Some(&url)).args([
+            "events",
+            "import",
+            export_file.to_str().unwrap(),
+        ]))
+    };
+    let out = import();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{events} events imported, 0 already present")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{events} hash links verified, 0 not verifiable")),
+        "{stderr}"
+    );
+
+    // A server on PostgreSQL shows the same deploys once its projectors
+    // have caught up (from their empty checkpoints).
+    let token_b = token(pg.path(), Some(&url));
+    let server = Server::start(pg.path(), Some(&url), &token_b, &["--no-worker"]).await;
+    let mut after = snapshot(&server, &ids).await;
+    for _ in 0..300 {
+        if after == before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        after = snapshot(&server, &ids).await;
+    }
+    server.stop().await;
+    for id in &ids {
+        assert_eq!(before.0[id], after.0[id], "deploy {id}");
+    }
+    assert_eq!(before.1, after.1);
+
+    // The chain holds under PostgreSQL's rendering; a second import
+    // appends nothing.
+    run(deployd(pg.path(), Some(&url)).args(["audit", "verify"]));
+    let out = import();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("0 events imported, {events} already present")),
+        "{stderr}"
+    );
+
+    // And back: PostgreSQL's export (its own hashes, jsonb's rendering)
+    // checks and imports into a fresh embedded store with the same events.
+    let out = run(deployd(pg.path(), Some(&url)).args(["events", "export"]));
+    let pg_export = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(portable(&pg_export), portable(&export));
+    let back = tempfile::tempdir().unwrap();
+    let mut import_back = deployd(back.path(), None)
+        .args(["events", "import", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut import_back.stdin.take().unwrap(), pg_export.as_bytes())
+        .unwrap();
+    let out = import_back.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{events} events imported, 0 already present")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{events} hash links verified")),
+        "{stderr}"
+    );
+    run(deployd(back.path(), None).args(["audit", "verify"]));
+    let out = run(deployd(back.path(), None).args(["events", "export"]));
+    assert_eq!(
+        portable(&String::from_utf8(out.stdout).unwrap()),
+        portable(&export)
+    );
+
+    // A changed line is refused by the check, with its number, before
+    // anything is written.
+    let (k, tampered) = changed(&export, "superseded", |line| {
+        *line = line.replace("superseded", "changed later")
+    });
+    let tampered_file = data.join("tampered.jsonl");
+    std::fs::write(&tampered_file, tampered).unwrap();
+    let fresh = tempfile::tempdir().unwrap();
+    let out = deployd(fresh.path(), None)
+        .args(["events", "import", tampered_file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(&format!("line {k}: Deploy/{} sequence", ids[1]))
+            && stderr.contains("the hash does not match"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("0 events imported, 0 already present"));
+    let out = run(deployd(fresh.path(), None).args(["events", "export"]));
+    assert!(out.stdout.is_empty());
+
+    // Another event at a stored stream and sequence stops the import with
+    // the line, the stream and the sequence.
+    let (k, other) = changed(&export, "DeployCancelled", |line| {
+        let mut v: Value = serde_json::from_str(line).unwrap();
+        v["eventId"] = json!(format!("evt_{}", ulid::Ulid::generate()));
+        v["hash"] = Value::Null;
+        *line = v.to_string();
+    });
+    let other_file = data.join("other.jsonl");
+    std::fs::write(&other_file, other).unwrap();
+    let out = deployd(pg.path(), Some(&url))
+        .args(["events", "import", other_file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    let sequence: Value = serde_json::from_str(export.lines().nth(k - 1).unwrap()).unwrap();
+    assert!(
+        stderr.contains(&format!(
+            "line {k}: Deploy/{} sequence {} already holds a different event",
+            ids[1], sequence["sequence"]
+        )),
+        "{stderr}"
+    );
+
+    // A deploy numbered like one the entity already has in the store is
+    // refused: the read model could not hold both.
+    let first: Value = serde_json::from_str(
+        export
+            .lines()
+            .find(|l| l.contains("DeployCreated") && l.contains(&ids[0]))
+            .unwrap(),
+    )
+    .unwrap();
+    let twin = format!("dep_{}", ulid::Ulid::generate());
+    let mut line = first.clone();
+    line["eventId"] = json!(format!("evt_{}", ulid::Ulid::generate()));
+    line["stream"]["id"] = json!(twin);
+    line["data"]["deployId"] = json!(twin);
+    line["hash"] = Value::Null;
+    let twin_file = data.join("twin.jsonl");
+    std::fs::write(&twin_file, format!("{line}\n")).unwrap();
+    let out = deployd(pg.path(), Some(&url))
+        .args(["events", "import", twin_file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(&format!(
+            "line 1: Deploy/{twin}: entity {} already has a deploy number 1 ({})",
+            apps[0], ids[0]
+        )),
+        "{stderr}"
+    );
+
+    support::drop_database(&name).await;
+    eprintln!("switch test: {:?}", started.elapsed());
+}
