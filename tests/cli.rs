@@ -1,6 +1,7 @@
 //! The binary as a person runs it: `token create`, `catalog import` and
 //! `serve` (with a clean SIGTERM), on a fresh database, and the same with
-//! neither DATABASE_URL nor NATS_URL (the embedded engines).
+//! neither DATABASE_URL nor NATS_URL (the embedded engines), including a
+//! `kill -9` of the embedded server in the middle of a deploy.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -302,4 +303,166 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.0.kill();
     }
+}
+
+/// Starts the embedded server in `dir` and waits until it answers.
+async fn start_embedded(dir: &std::path::Path, port: u16) -> Server {
+    let server = Server(
+        embedded(dir)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .env("DEPLOYD_SWEEP_INTERVAL_MS", "300")
+            .spawn()
+            .unwrap(),
+    );
+    for _ in 0..200 {
+        if reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
+            .await
+            .is_ok()
+        {
+            return server;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the embedded server did not come up");
+}
+
+#[tokio::test]
+async fn the_embedded_server_killed_mid_deploy_resumes_it_and_completes_no_step_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = "ws_01JDQ2V7C8X3ZJ8Q6Y0W6H4K5M";
+    let app = format!("app_{}", ulid::Ulid::generate());
+    let version = format!("ver_{}", ulid::Ulid::generate());
+    let build = format!("bld_{}", ulid::Ulid::generate());
+    // A build big enough that its upload is still running when we kill.
+    let site = dir.path().join("site");
+    std::fs::create_dir_all(site.join("assets")).unwrap();
+    std::fs::write(site.join("index.html"), "<h1>big</h1>").unwrap();
+    for i in 0..20_000 {
+        std::fs::write(
+            site.join("assets").join(format!("{i}.txt")),
+            format!("{build} {i}"),
+        )
+        .unwrap();
+    }
+    let out = embedded(dir.path())
+        .args(["token", "create", "--workspace", ws, "--name", "trial"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let file = dir.path().join("catalog.jsonl");
+    std::fs::write(
+        &file,
+        format!(
+            "{}\n{}\n",
+            json!({"type": "entity.upserted", "eventId": format!("evt_{}", ulid::Ulid::generate()),
+                   "occurredAt": "2026-11-27T10:00:00Z", "workspaceId": ws,
+                   "entity": {"id": app, "kind": "app", "name": "web", "defaultVersionId": version}}),
+            json!({"type": "build.succeeded", "eventId": format!("evt_{}", ulid::Ulid::generate()),
+                   "occurredAt": "2026-11-27T10:01:00Z", "workspaceId": ws,
+                   "build": {"id": build, "entityId": app, "versionId": version,
+                             "artifactDir": site.to_str().unwrap()}}),
+        ),
+    )
+    .unwrap();
+    let out = embedded(dir.path())
+        .args(["catalog", "import", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let detail = |id: String| {
+        let (client, base, token) = (client.clone(), base.clone(), token.clone());
+        async move {
+            client
+                .get(format!("{base}/api/deploys/{id}"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let mut first = start_embedded(dir.path(), port).await;
+    let created = client
+        .post(format!("{base}/api/deploys"))
+        .bearer_auth(&token)
+        .json(&json!({"appId": app}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let id = created.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut uploading = false;
+    for _ in 0..600 {
+        if detail(id.clone()).await["steps"][1]["status"] == "running" {
+            uploading = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(uploading, "the upload never ran");
+    first.0.kill().unwrap(); // SIGKILL: no shutdown, no flush beyond what was committed
+    first.0.wait().unwrap();
+
+    let _second = start_embedded(dir.path(), port).await;
+    let killed_at = detail(id.clone()).await;
+    assert_ne!(killed_at["status"], "pending", "{killed_at}");
+    let mut done = Value::Null;
+    for _ in 0..600 {
+        done = detail(id.clone()).await;
+        if done["status"] == "completed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(done["status"], "completed", "{done}");
+    let events: Value = client
+        .get(format!("{base}/api/deploys/{id}/events"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let steps = |kind: &str| -> Vec<String> {
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["type"] == kind)
+            .map(|e| e["data"]["step"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(steps("StepCompleted"), vec!["prepare", "upload", "promote"]);
+    assert_eq!(steps("StepStarted"), vec!["prepare", "upload", "promote"]);
+    let last = client
+        .get(format!(
+            "{}assets/19999.txt",
+            done["previewUrl"].as_str().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(last, format!("{build} 19999"));
 }
