@@ -95,12 +95,9 @@ fn test_expr(c: Expr, test: &Test, engine: Engine) -> Expr {
             negated,
             fold_case,
         } => {
-            let target = match (fold_case, engine) {
-                (false, _) => c,
-                (true, Engine::Postgres) => Func::lower(c).into(),
-                // SQLite's lower() folds ASCII only
-                (true, Engine::Sqlite) => Func::cust("deployd_lower").arg(c).into(),
-            };
+            // ASCII only on both engines: PostgreSQL's lower() under the
+            // columns' "C" collation, and SQLite's lower()
+            let target = if *fold_case { Func::lower(c).into() } else { c };
             let like = LikeExpr::new(pattern.clone()).escape('\\');
             if *negated {
                 target.not_like(like)

@@ -13,8 +13,6 @@
 //! - `deployd_json_contains(document, pattern)` and
 //!   `deployd_json_has_key(document, key)`: PostgreSQL's jsonb `@>` and `?`,
 //!   for the list's metadata filters.
-//! - `deployd_lower(text)`: lower case beyond ASCII, as PostgreSQL's
-//!   `lower()` (SQLite's folds ASCII only).
 
 use std::ffi::{c_char, c_int, c_void, CString};
 use std::ptr::NonNull;
@@ -32,13 +30,12 @@ pub unsafe fn register(db: NonNull<ffi::sqlite3>) -> Result<(), String> {
     type Func =
         unsafe extern "C" fn(*mut ffi::sqlite3_context, c_int, *mut *mut ffi::sqlite3_value);
     let pure = ffi::SQLITE_DETERMINISTIC;
-    let functions: [(&str, c_int, c_int, Func); 6] = [
+    let functions: [(&str, c_int, c_int, Func); 5] = [
         ("deployd_ulid", 0, 0, ulid),
         ("deployd_now", 0, 0, now),
         ("deployd_event_hash", 9, pure, event_hash),
         ("deployd_json_contains", 2, pure, json_contains),
         ("deployd_json_has_key", 2, pure, json_has_key),
-        ("deployd_lower", 1, pure, lower),
     ];
     for (name, args, flags, func) in functions {
         let c_name = CString::new(name).expect("no NUL in a function name");
@@ -216,18 +213,6 @@ unsafe extern "C" fn json_has_key(
     match (json_arg(args[0]), text(args[1])) {
         (Some(d), Ok(k)) => ffi::sqlite3_result_int(ctx, json_has_key_value(&d, k) as c_int),
         _ => ffi::sqlite3_result_null(ctx),
-    }
-}
-
-unsafe extern "C" fn lower(
-    ctx: *mut ffi::sqlite3_context,
-    argc: c_int,
-    argv: *mut *mut ffi::sqlite3_value,
-) {
-    let args = std::slice::from_raw_parts(argv, argc as usize);
-    match text(args[0]) {
-        Ok(t) => result_text(ctx, &t.to_lowercase()),
-        Err(_) => ffi::sqlite3_result_null(ctx),
     }
 }
 
