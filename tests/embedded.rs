@@ -1,8 +1,10 @@
-//! The switch from the embedded store to PostgreSQL, as a person makes it
-//! with the binary: deploys made on the embedded SQLite file (no
-//! DATABASE_URL, no NATS_URL), `events export`, `events import` into a
-//! fresh PostgreSQL database, and a server there shows every deploy exactly
-//! as the embedded one did. Then back again: the PostgreSQL export imported
+//! The embedded mode as a person runs it, with the binary in an empty
+//! directory and neither DATABASE_URL nor NATS_URL (everything in ./data):
+//! the whole API and a deploy to a live URL; a `kill -9` of the server in
+//! the middle of a deploy; and the switch to PostgreSQL: deploys made on the
+//! embedded SQLite file, `events export`, `events import` into a fresh
+//! PostgreSQL database, and a server there shows every deploy exactly as
+//! the embedded one did. Then back again: the PostgreSQL export imported
 //! into a fresh embedded store holds the same events.
 
 use std::collections::BTreeMap;
@@ -17,13 +19,15 @@ mod support;
 
 const WS: &str = "ws_01JDQ2V7C8X3ZJ8Q6Y0W6H4K5M";
 
-/// The binary on the data directory `data`, on the embedded store unless
+/// The binary run in the directory `dir` with no configuration but the
+/// log level (its data in `dir/data`), on the embedded store unless
 /// `database_url` is given; never NATS.
-fn deployd(data: &Path, database_url: Option<&str>) -> Command {
+fn deployd(dir: &Path, database_url: Option<&str>) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_deployd"));
-    cmd.env_remove("DATABASE_URL")
+    cmd.current_dir(dir)
+        .env_remove("DATABASE_URL")
         .env_remove("NATS_URL")
-        .env("DEPLOYD_DATA_DIR", data)
+        .env_remove("DEPLOYD_DATA_DIR")
         .env("DEPLOYD_LOG", "warn");
     if let Some(url) = database_url {
         cmd.env("DATABASE_URL", url);
@@ -142,6 +146,13 @@ impl Server {
         panic!("deploy {id} did not settle");
     }
 
+    /// SIGKILL: no shutdown, nothing kept but what was committed.
+    fn kill(mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
     async fn stop(mut self) {
         let mut child = self.child.take().unwrap();
         let pid = child.id().to_string();
@@ -168,8 +179,9 @@ impl Drop for Server {
 }
 
 /// The catalog: two apps, each with a successful build of its default
-/// version whose artifact directory holds an index.html.
-fn catalog(data: &Path) -> (Vec<String>, String) {
+/// version whose artifact directory holds an index.html and `assets` more
+/// files (`assets/<i>.txt`: `<name> <i>`).
+fn catalog(data: &Path, assets: usize) -> (Vec<String>, String) {
     let mut apps = Vec::new();
     let mut lines = String::new();
     for name in ["web", "docs"] {
@@ -179,6 +191,16 @@ fn catalog(data: &Path) -> (Vec<String>, String) {
         let dir = data.join(format!("site-{build}"));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("index.html"), format!("<h1>{name}</h1>")).unwrap();
+        if assets > 0 {
+            std::fs::create_dir_all(dir.join("assets")).unwrap();
+        }
+        for i in 0..assets {
+            std::fs::write(
+                dir.join("assets").join(format!("{i}.txt")),
+                format!("{name} {i}"),
+            )
+            .unwrap();
+        }
         for doc in [
             json!({"type": "entity.upserted", "eventId": format!("evt_{}", ulid::Ulid::generate()),
                    "occurredAt": "2026-11-27T10:00:00Z", "workspaceId": WS,
@@ -249,7 +271,7 @@ async fn an_embedded_store_moves_to_postgresql_with_everything() {
 
     // The embedded installation: a token, the catalog.
     let token_a = token(data, None);
-    let (apps, documents) = catalog(data);
+    let (apps, documents) = catalog(data, 0);
     let catalog_file = data.join("catalog.jsonl");
     std::fs::write(&catalog_file, documents).unwrap();
     run(deployd(data, None).args(["catalog", "import", catalog_file.to_str().unwrap()]));
@@ -473,4 +495,100 @@ async fn an_embedded_store_moves_to_postgresql_with_everything() {
 
     support::drop_database(&name).await;
     eprintln!("switch test: {:?}", started.elapsed());
+}
+
+/// Imports `catalog(dir, assets)` into the embedded store in `dir`; returns
+/// the apps.
+fn seed(dir: &Path, assets: usize) -> Vec<String> {
+    let (apps, documents) = catalog(dir, assets);
+    let file = dir.join("catalog.jsonl");
+    std::fs::write(&file, documents).unwrap();
+    run(deployd(dir, None).args(["catalog", "import", file.to_str().unwrap()]));
+    apps
+}
+
+#[tokio::test]
+async fn with_neither_url_serve_runs_the_whole_api_on_the_embedded_engines() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), None, "", &[]).await;
+    // (the probes need no token)
+    let (status, ready) = server.get("/readyz").await;
+    assert_eq!((status, &ready["ready"]), (200, &json!(true)), "{ready}");
+    assert_eq!(ready["engine"], "sqlite");
+    assert!(
+        ready["nats"].as_str().unwrap().starts_with("off"),
+        "{ready}"
+    );
+    assert!(dir.path().join("data/deployd.db").exists());
+
+    // The other commands find the same file beside the running server.
+    let mut server = server;
+    server.token = token(dir.path(), None);
+    let apps = seed(dir.path(), 0);
+
+    // A deploy runs to the end in the server's own worker, fed in-process.
+    let id = server.post("/api/deploys", json!({"appId": apps[0]})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let done = server.wait_for(&id, |d| d["status"] == "completed").await;
+    let live = server
+        .client
+        .get(done["productionUrl"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200);
+    assert_eq!(live.text().await.unwrap(), "<h1>web</h1>");
+    let (_, page) = server
+        .get("/api/deploys?filter=%7B%22status%22%3A%7B%22eq%22%3A%22completed%22%7D%7D")
+        .await;
+    assert_eq!(page["pageInfo"]["total"], 1, "{page}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_embedded_server_killed_mid_deploy_resumes_it_and_completes_no_step_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = token(dir.path(), None);
+    // A build big enough that its upload is still running when we kill.
+    let apps = seed(dir.path(), 20_000);
+    let first = Server::start(dir.path(), None, &token, &[]).await;
+    let id = first.post("/api/deploys", json!({"appId": apps[0]})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    first
+        .wait_for(&id, |d| d["steps"][1]["status"] == "running")
+        .await;
+    first.kill();
+
+    let second = Server::start(dir.path(), None, &token, &[]).await;
+    let done = second.wait_for(&id, |d| d["status"] == "completed").await;
+    let (_, events) = second.get(&format!("/api/deploys/{id}/events")).await;
+    let steps = |kind: &str| -> Vec<String> {
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["type"] == kind)
+            .map(|e| e["data"]["step"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(steps("StepStarted"), vec!["prepare", "upload", "promote"]);
+    assert_eq!(steps("StepCompleted"), vec!["prepare", "upload", "promote"]);
+    let last = second
+        .client
+        .get(format!(
+            "{}assets/19999.txt",
+            done["previewUrl"].as_str().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(last, "web 19999");
+    second.stop().await;
 }
