@@ -41,22 +41,8 @@ pub async fn list_deploys(
     let matching = || sql::matching(&req.node, &scope, engine);
     let limit = req.limit as usize;
 
-    // One snapshot for the count, the page and the flags (a SQLite read
-    // transaction sees one snapshot of the WAL).
-    let mut tx = match db {
-        Db::Postgres(pool) => Tx::Postgres(
-            pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                .await?,
-        ),
-        // a reader: no write turn
-        Db::Sqlite(embedded) => Tx::Sqlite(
-            embedded.pool.begin().await?,
-            crate::store::db::SqliteTx {
-                embedded: embedded.clone(),
-                turn: None,
-            },
-        ),
-    };
+    // One snapshot for the count, the page and the flags.
+    let mut tx = db.begin_read().await?;
 
     let total: i64 = scalar(&mut tx, sql::count(matching())).await?;
 

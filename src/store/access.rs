@@ -6,6 +6,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::on_conn;
+use crate::read_model::queries::TextList;
 use crate::store::db::{Db, Tx};
 use crate::store::log::Conn;
 
@@ -19,30 +20,16 @@ pub async fn insert_token(
     secret_sha256: &[u8],
     workspace_ids: &[String],
 ) -> sqlx::Result<()> {
-    match db {
-        Db::Postgres(pool) => sqlx::query(
-            "INSERT INTO api_tokens (id, name, secret_sha256, workspace_ids) \
-             VALUES ($1, $2, $3, $4)",
-        )
-        .bind(id)
-        .bind(name)
-        .bind(secret_sha256)
-        .bind(workspace_ids)
-        .execute(pool)
-        .await
-        .map(drop),
-        Db::Sqlite(embedded) => sqlx::query(
-            "INSERT INTO api_tokens (id, name, secret_sha256, workspace_ids) \
-             VALUES ($1, $2, $3, $4)",
-        )
-        .bind(id)
-        .bind(name)
-        .bind(secret_sha256)
-        .bind(serde_json::to_string(workspace_ids).expect("strings serialise"))
-        .execute(&embedded.pool)
-        .await
-        .map(drop),
-    }
+    crate::on_db!(db, pool => sqlx::query(
+        "INSERT INTO api_tokens (id, name, secret_sha256, workspace_ids) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(id)
+    .bind(name)
+    .bind(secret_sha256)
+    .bind(TextList(workspace_ids))
+    .execute(pool)
+    .await
+    .map(drop))
 }
 
 /// The live (not revoked) token whose secret hashes to `secret_sha256`.

@@ -246,6 +246,25 @@ impl Db {
         }
     }
 
+    /// A read-only transaction: one snapshot for several reads
+    /// (PostgreSQL `REPEATABLE READ`; a deferred SQLite transaction, which
+    /// reads one WAL snapshot and takes no write turn).
+    pub async fn begin_read(&self) -> sqlx::Result<Tx> {
+        match self {
+            Db::Postgres(pool) => Ok(Tx::Postgres(
+                pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                    .await?,
+            )),
+            Db::Sqlite(embedded) => Ok(Tx::Sqlite(
+                embedded.pool.begin().await?,
+                SqliteTx {
+                    embedded: embedded.clone(),
+                    turn: None,
+                },
+            )),
+        }
+    }
+
     pub async fn close(&self) {
         on_db!(self, pool => pool.close().await)
     }
