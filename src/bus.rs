@@ -80,14 +80,8 @@ enum Source {
 }
 
 impl Delivery {
-    /// Tells the bus the message is still being worked on.
-    pub async fn progress(&self) {
-        if let Source::Nats(message) = &self.source {
-            let _ = message.ack_with(AckKind::Progress).await;
-        }
-    }
-
-    /// A handle that reports progress from elsewhere.
+    /// A handle that tells the bus the message is still being worked on
+    /// (JetStream's `Progress`; nothing to tell the in-process queue).
     pub fn progress_handle(&self) -> impl Fn() + Send + Sync + 'static {
         let source = self.source.clone();
         move || {

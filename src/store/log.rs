@@ -149,9 +149,10 @@ struct EventRow {
 }
 
 impl EventRow {
-    /// The event as stored.
-    fn stored(self) -> StoredEvent {
-        StoredEvent {
+    /// The event as read: brought to its type's current version
+    /// (`store::upcast`), so every reader sees what the code expects.
+    fn upcast(self) -> StoredEvent {
+        let mut event = StoredEvent {
             log: LogPosition {
                 tx: self.tx,
                 position: self.position,
@@ -166,13 +167,7 @@ impl EventRow {
             metadata: self.metadata,
             recorded_at: self.recorded_at,
             hash: self.hash,
-        }
-    }
-
-    /// The event as read: brought to its type's current version
-    /// (`store::upcast`), so every reader sees what the code expects.
-    fn upcast(self) -> StoredEvent {
-        let mut event = self.stored();
+        };
         crate::store::upcast::upcast(
             &event.event_type,
             &mut event.event_version,
