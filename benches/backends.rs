@@ -55,6 +55,10 @@
 //! The server's warnings and errors are printed, and the lines that say
 //! "database is locked" or "database is busy" are counted per engine.
 
+#[path = "common/mod.rs"]
+mod common;
+use common::{knob, loadavg, percentiles, server_url};
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -78,38 +82,6 @@ const POOL: u32 = 16;
 const PAGE: usize = 50;
 const FILTER: &str = r#"{"status":{"eq":"cancelled"}}"#;
 const ORDER_BY: &str = r#"[{"sequenceNumber":"desc"}]"#;
-
-fn knob<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.replace('_', "").parse().ok())
-        .unwrap_or(default)
-}
-
-fn server_url() -> String {
-    std::env::var("DEPLOYD_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/postgres".into())
-}
-
-/// The 1, 5 and 15 minute load averages (other work on the machine).
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
-}
-
-/// p50 and p99 (nearest rank) of `values`.
-fn percentiles(values: &mut [f64]) -> (f64, f64) {
-    if values.is_empty() {
-        return (f64::NAN, f64::NAN);
-    }
-    values.sort_by(|a, b| a.total_cmp(b));
-    let rank = |p: f64| {
-        let i = ((p * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1;
-        values[i]
-    };
-    (rank(0.50), rank(0.99))
-}
 
 /// Server log lines seen, and those about SQLite's lock.
 static LOG_LINES: AtomicUsize = AtomicUsize::new(0);

@@ -5,7 +5,7 @@
 //! ```
 //!
 //! Creates a fresh database `deployd_bench_list_<pid>` on the server of
-//! `DATABASE_URL` (default `postgres://root@127.0.0.1:5432/postgres`),
+//! `DEPLOYD_TEST_DATABASE_URL` (default `postgres://root@127.0.0.1:5432/postgres`),
 //! migrates it, bulk-loads the read model with `INSERT … SELECT
 //! generate_series` (10 workspaces, 1,000 entities, 20 builds each, 3 steps
 //! per deploy, mixed statuses, nulls in startedAt/completedAt/error, two
@@ -27,7 +27,7 @@
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
-//! | `DATABASE_URL` | `postgres://root@127.0.0.1:5432/postgres` | the server (its database name is replaced) |
+//! | `DEPLOYD_TEST_DATABASE_URL` | `postgres://root@127.0.0.1:5432/postgres` | the server (its database name is replaced) |
 //! | `DEPLOYD_BENCH_ROWS` | `1000000` | deploys to load |
 //! | `DEPLOYD_BENCH_DEPTH` | `500000` | rows before the deep page (at most half the matching rows) |
 //! | `DEPLOYD_BENCH_ITERS` | `200` | most samples per measurement |
@@ -35,6 +35,10 @@
 //! | `DEPLOYD_BENCH_BUDGET_MS` | `3000` | time after which a measurement stops (once it has the fewest samples) |
 //! | `DEPLOYD_BENCH_KEEP` | unset | `1` keeps the database (its name is printed) |
 //! | `DEPLOYD_BENCH_LOAD_ONLY` | unset | `1` loads and stops (with `KEEP`: a database to EXPLAIN by hand) |
+
+#[path = "common/mod.rs"]
+mod common;
+use common::{knob, loadavg, server_url};
 
 use std::future::Future;
 use std::str::FromStr;
@@ -57,20 +61,6 @@ const WORKSPACES: u32 = 10;
 const ENTITIES: u32 = 1000;
 const BUILDS_PER_ENTITY: u32 = 20;
 const LIMIT: u32 = 100;
-
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.replace('_', "").parse().ok())
-        .unwrap_or(default)
-}
-
-/// The 1, 5 and 15 minute load averages (other work on the machine).
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
-}
 
 fn ws(n: u32) -> String {
     format!("ws_{n:026}")
@@ -494,18 +484,16 @@ struct Line {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
     let knobs = Knobs {
-        rows: env_num("DEPLOYD_BENCH_ROWS", 1_000_000),
-        depth: env_num("DEPLOYD_BENCH_DEPTH", 500_000),
-        iters: env_num("DEPLOYD_BENCH_ITERS", 200) as usize,
-        min_iters: env_num("DEPLOYD_BENCH_MIN_ITERS", 20) as usize,
-        budget: Duration::from_millis(env_num("DEPLOYD_BENCH_BUDGET_MS", 3000)),
+        rows: knob::<u64>("DEPLOYD_BENCH_ROWS", 1_000_000),
+        depth: knob::<u64>("DEPLOYD_BENCH_DEPTH", 500_000),
+        iters: knob::<u64>("DEPLOYD_BENCH_ITERS", 200) as usize,
+        min_iters: knob::<u64>("DEPLOYD_BENCH_MIN_ITERS", 20) as usize,
+        budget: Duration::from_millis(knob::<u64>("DEPLOYD_BENCH_BUDGET_MS", 3000)),
     };
     if knobs.rows < 2000 {
         bail!("DEPLOYD_BENCH_ROWS must be at least 2000");
     }
-    let server = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/postgres".into());
-    let mut url = url::Url::parse(&server).context("DATABASE_URL")?;
+    let mut url = url::Url::parse(&server_url()).context("DEPLOYD_TEST_DATABASE_URL")?;
     let name = format!("deployd_bench_list_{}", std::process::id());
     url.set_path(&name);
     let options = DbOptions {

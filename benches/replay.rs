@@ -17,6 +17,10 @@
 //! SQL (what the live projector runs) instead of its bulk rebuild, for
 //! comparison.
 
+#[path = "common/mod.rs"]
+mod common;
+use common::server_url;
+
 use std::time::Instant;
 
 use std::sync::Arc;
@@ -27,11 +31,6 @@ use futures::TryStreamExt;
 use sqlx::{PgPool, Row};
 
 const STEPS: [&str; 3] = ["prepare", "upload", "promote"];
-
-fn server_url() -> String {
-    std::env::var("DEPLOYD_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/postgres".into())
-}
 
 /// A projection without its bulk rebuild: every event through `apply`.
 struct PerEvent(Arc<dyn Projection>);

@@ -19,7 +19,7 @@
 //!   delays below saturation); 0 creates them as fast as the clients go
 //! - `DEPLOYD_BENCH_INSERT_SECS` (5): length of the INSERT baseline
 //! - `DEPLOYD_BENCH_PUBLISHES` (20000): messages of the JetStream baseline
-//! - `DEPLOYD_BENCH_DATABASE_URL` (postgres://root@127.0.0.1:5432/postgres),
+//! - `DEPLOYD_TEST_DATABASE_URL` (postgres://root@127.0.0.1:5432/postgres),
 //!   `NATS_URL` (nats://127.0.0.1:4222)
 //!
 //! Every other `DEPLOYD_*` variable (e.g. `DEPLOYD_WORKER_CONCURRENCY`,
@@ -29,6 +29,10 @@
 //! NATS prefix `bench<ulid>` (streams deleted at the end). The server runs
 //! in this process (`Application::build`, `run_worker: false`: API,
 //! projectors, relay); the workers are `deployd worker` child processes.
+
+#[path = "common/mod.rs"]
+mod common;
+use common::{knob, percentiles, server_url};
 
 use std::collections::HashMap;
 use std::process::{Child, Command};
@@ -52,18 +56,6 @@ const FILES_PER_BUILD: usize = 10;
 /// Connections of the server's pool (API, projectors, relay).
 const SERVER_POOL: u32 = 16;
 
-fn knob<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn server_url() -> String {
-    std::env::var("DEPLOYD_BENCH_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/postgres".into())
-}
-
 fn nats_url() -> String {
     std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
 }
@@ -73,19 +65,6 @@ fn new_name(kind: &str) -> String {
         "{kind}{}",
         ulid::Ulid::generate().to_string().to_lowercase()
     )
-}
-
-/// p50 and p99 (nearest rank) of `values`, in the values' unit.
-fn percentiles(values: &mut [f64]) -> (f64, f64) {
-    if values.is_empty() {
-        return (f64::NAN, f64::NAN);
-    }
-    values.sort_by(|a, b| a.total_cmp(b));
-    let rank = |p: f64| {
-        let i = ((p * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1;
-        values[i]
-    };
-    (rank(0.50), rank(0.99))
 }
 
 /// What one worker count measured.
@@ -402,7 +381,7 @@ async fn run(
     insert_secs: f64,
 ) -> anyhow::Result<Figures> {
     let database = new_name("deployd_bench_");
-    let mut url = url::Url::parse(&server_url()).context("DEPLOYD_BENCH_DATABASE_URL")?;
+    let mut url = url::Url::parse(&server_url()).context("DEPLOYD_TEST_DATABASE_URL")?;
     url.set_path(&database);
     let database_url = url.to_string();
     let prefix = new_name("bench");
