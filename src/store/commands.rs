@@ -186,10 +186,7 @@ impl Commands {
         loop {
             attempt += 1;
             // Embedded: take this process's write turn for the append.
-            let turn = match &self.db {
-                Db::Sqlite(embedded) => Some(embedded.write_turn().await),
-                Db::Postgres(_) => None,
-            };
+            let turn = self.db.write_turn().await;
             let executed = framework
                 .execute_with_metadata(id, command.clone(), meta.to_map())
                 .await;

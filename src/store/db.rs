@@ -246,6 +246,17 @@ impl Db {
         }
     }
 
+    /// This process's turn to write on the embedded engine (PostgreSQL
+    /// needs none), for a write made outside [`Db::begin`]: a single
+    /// statement, or an append through sqlite-es. Hold it until the write
+    /// is committed.
+    pub async fn write_turn(&self) -> Option<WriteTurn> {
+        match self {
+            Db::Postgres(_) => None,
+            Db::Sqlite(embedded) => Some(embedded.write_turn().await),
+        }
+    }
+
     /// A read-only transaction: one snapshot for several reads
     /// (PostgreSQL `REPEATABLE READ`; a deferred SQLite transaction, which
     /// reads one WAL snapshot and takes no write turn).
