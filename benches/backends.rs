@@ -66,10 +66,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use deployd::api::ApiSettings;
-use deployd::app::{Application, Settings, TargetSettings};
 use deployd::domain::deploy::{CreateDeploy, DeployCommand};
+use deployd::domain::ids::DeployId;
 use deployd::domain::Trigger;
-use deployd::ids::DeployId;
+use deployd::startup::{Application, Settings, TargetSettings};
 use deployd::store::commands::{CommandMeta, Commands};
 use deployd::store::db::{self, Db, DbOptions, Location};
 use deployd::worker::WorkerSettings;
@@ -431,7 +431,7 @@ async fn measure(
         LOG_LINES.load(Ordering::Relaxed),
         LOCKED_LINES.load(Ordering::Relaxed),
     );
-    let token = deployd::tokens::create(db, Some("bench"), &[WS.parse()?])
+    let token = deployd::store::tokens::create(db, Some("bench"), &[WS.parse()?])
         .await?
         .1;
     let builds = seed_catalog(db, data_dir, knobs.entities).await?;
@@ -614,7 +614,7 @@ async fn serve_phase(
             let (commands, s) = (commands.clone(), builds[i % builds.len()].clone());
             async move {
                 let id = DeployId::generate();
-                let parse = |e: deployd::ids::IdError| e.to_string();
+                let parse = |e: deployd::domain::ids::IdError| e.to_string();
                 let command = DeployCommand::Create(CreateDeploy {
                     deploy_id: id,
                     workspace_id: WS.parse().map_err(parse)?,
@@ -625,7 +625,7 @@ async fn serve_phase(
                     source_event_id: None,
                     metadata: serde_json::Map::new(),
                     created_by: "bench".into(),
-                    at: deployd::time::now(),
+                    at: deployd::domain::time::now(),
                 });
                 let meta = CommandMeta::system(format!("bench:seed:{i}"));
                 commands
@@ -636,7 +636,7 @@ async fn serve_phase(
                     let cancel = DeployCommand::Cancel {
                         reason: Some("bench".into()),
                         by: "bench".into(),
-                        at: deployd::time::now(),
+                        at: deployd::domain::time::now(),
                     };
                     commands
                         .deploy(&id.to_string(), cancel, &meta)

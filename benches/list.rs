@@ -12,10 +12,10 @@
 //! deploys of a workspace per createdAt value), `VACUUM (ANALYZE)`s it, then
 //! times, for each query and for a scope of one workspace and of all ten:
 //!
-//! - `list`: `deployd::query::list_deploys` end to end (count, page, page
+//! - `list`: `deployd::read_model::list::list_deploys` end to end (count, page, page
 //!   flags in one transaction), first page and a deep page (after a cursor
 //!   made with `ListRequest::cursor_for` for the row just before it);
-//! - `page`: the library's page SQL alone (`deployd::query::page_sql`);
+//! - `page`: the library's page SQL alone (`deployd::read_model::list::page_sql`);
 //! - `hand`: a hand-written SQL query for the same page (row-value keyset);
 //! - `offset`: the deep page with `OFFSET` (baseline);
 //! - `count`: the library's `total` query and a hand-written `count(*)`.
@@ -46,8 +46,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Utc};
-use deployd::ids::WorkspaceId;
-use deployd::query::{
+use deployd::domain::ids::WorkspaceId;
+use deployd::read_model::list::{
     count_sql, list_deploys, page_sql, parse_list_params, ListRequest, RawListParams,
 };
 use deployd::read_model::{DeployRow, DEPLOY_COLUMNS};

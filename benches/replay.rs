@@ -25,7 +25,7 @@ use std::time::Instant;
 
 use std::sync::Arc;
 
-use deployd::projector::Projection;
+use deployd::readers::projector::Projection;
 use deployd::store::log::StoredEvent;
 use futures::TryStreamExt;
 use sqlx::{PgPool, Row};

@@ -43,7 +43,7 @@ use anyhow::Context;
 use async_nats::jetstream;
 use async_nats::HeaderMap;
 use deployd::api::ApiSettings;
-use deployd::app::{Application, Settings, TargetSettings};
+use deployd::startup::{Application, Settings, TargetSettings};
 use deployd::store::db::DbOptions;
 use deployd::worker::WorkerSettings;
 use futures::StreamExt;
@@ -453,7 +453,7 @@ async fn measure(
         .max_connections(4)
         .connect(&rig.database_url)
         .await?;
-    let token = deployd::tokens::create(
+    let token = deployd::store::tokens::create(
         &deployd::store::Db::Postgres(pool.clone()),
         Some("bench"),
         &[WS.parse().unwrap()],

@@ -114,7 +114,7 @@ pub fn all() -> Vec<(String, Schema)> {
             "Catalog document: a build ended. build.succeeded requires artifactDir, build.failed requires error.",
         ),
     ));
-    for (name, schema) in crate::query::schemas() {
+    for (name, schema) in crate::read_model::list::schemas() {
         out.push((format!("query/{name}.json"), schema));
     }
     out

@@ -76,7 +76,7 @@ async fn collect(db: &Db) -> sqlx::Result<()> {
         metrics::gauge!("deployd_reader_seconds_behind", "reader" => lag.reader)
             .set(lag.seconds_behind.max(0.0));
     }
-    let statuses = crate::read_model::queries::deploys_per_status(db).await?;
+    let statuses = crate::read_model::lookups::deploys_per_status(db).await?;
     for status in crate::domain::DeployStatus::ALL {
         let count = statuses
             .iter()

@@ -6,7 +6,7 @@ use axum::http::request::Parts;
 
 use crate::api::problem::Problem;
 use crate::api::AppState;
-use crate::tokens::{self, Caller};
+use crate::store::tokens::{self, Caller};
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = Problem;

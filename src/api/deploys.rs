@@ -16,12 +16,12 @@ use crate::api::idempotency::{self, Begin, Held};
 use crate::api::problem::{problem_response, FieldError, Problem};
 use crate::api::AppState;
 use crate::domain::deploy::{CreateDeploy, DeployCommand, DeployError};
+use crate::domain::ids::{BuildId, DeployId, EntityId};
 use crate::domain::Trigger;
-use crate::ids::{BuildId, DeployId, EntityId};
-use crate::read_model::{queries, DeployRow, DeploysProjection, StepRow};
+use crate::read_model::{lookups, DeployRow, DeploysProjection, StepRow};
 use crate::store::commands::{CommandError, CommandMeta};
 use crate::store::log::{self, LogPosition};
-use crate::tokens::Caller;
+use crate::store::tokens::Caller;
 
 /// Largest `metadata` accepted, serialised.
 const METADATA_LIMIT: usize = 16 * 1024;
@@ -42,7 +42,7 @@ pub struct DeployDetail {
 pub struct Cancellation {
     pub reason: Option<String>,
     pub cancelled_by: String,
-    #[serde(with = "crate::time::rfc3339")]
+    #[serde(with = "crate::domain::time::rfc3339")]
     #[schemars(with = "String")]
     pub cancelled_at: chrono::DateTime<chrono::Utc>,
 }
@@ -170,14 +170,17 @@ fn parse_create(map: &Map<String, Value>) -> Result<CreateRequest, Problem> {
             "give exactly one of buildId or appId",
         )),
         (Some(Err(e)), None) | (None, Some(Err(e))) => Err(e),
-        (Some(Ok(id)), None) => id
-            .parse()
-            .map(Source::Build)
-            .map_err(|e: crate::ids::IdError| FieldError::new("body/buildId", e.to_string())),
+        (Some(Ok(id)), None) => {
+            id.parse()
+                .map(Source::Build)
+                .map_err(|e: crate::domain::ids::IdError| {
+                    FieldError::new("body/buildId", e.to_string())
+                })
+        }
         (None, Some(Ok(id))) => id
             .parse()
             .map(Source::App)
-            .map_err(|e: crate::ids::IdError| FieldError::new("body/appId", e.to_string())),
+            .map_err(|e: crate::domain::ids::IdError| FieldError::new("body/appId", e.to_string())),
     };
     let metadata = match map.get("metadata") {
         None | Some(Value::Null) => Ok(Map::new()),
@@ -216,7 +219,7 @@ async fn resolve(
     let scope = caller.workspace_strings();
     let build_row: Option<(String, String, String, String, String)> = match source {
         Source::Build(id) => {
-            let row = queries::build_in_scope(&state.db, &id.to_string(), &scope).await?;
+            let row = lookups::build_in_scope(&state.db, &id.to_string(), &scope).await?;
             let row = row.ok_or_else(|| Problem::not_found(format!("build {id} not found")))?;
             if row.3 != "succeeded" {
                 return Err(Problem::unprocessable(format!(
@@ -226,14 +229,14 @@ async fn resolve(
             Some(row)
         }
         Source::App(id) => {
-            let version = queries::entity_default_version(&state.db, &id.to_string(), &scope)
+            let version = lookups::entity_default_version(&state.db, &id.to_string(), &scope)
                 .await?
                 .ok_or_else(|| Problem::not_found(format!("app {id} not found")))?;
             let version = version.ok_or_else(|| {
                 Problem::unprocessable(format!("app {id} has no default version"))
             })?;
             let row =
-                queries::latest_successful_build(&state.db, &id.to_string(), &version, &scope)
+                lookups::latest_successful_build(&state.db, &id.to_string(), &version, &scope)
                     .await?;
             Some(row.ok_or_else(|| {
                 Problem::unprocessable(format!(
@@ -352,7 +355,7 @@ async fn create_inner(
         source_event_id: None,
         metadata: request.metadata,
         created_by: caller.principal.clone(),
-        at: crate::time::now(),
+        at: crate::domain::time::now(),
     });
     let head = match state
         .commands
@@ -398,7 +401,7 @@ fn command_failure(e: CommandError<DeployError>) -> Failure {
 
 async fn fetch_row(state: &AppState, caller: &Caller, id: &str) -> sqlx::Result<Option<DeployRow>> {
     Ok(
-        queries::deploy_in_scope(&state.db, id, &caller.workspace_strings())
+        lookups::deploy_in_scope(&state.db, id, &caller.workspace_strings())
             .await?
             .map(|d| d.row),
     )
@@ -434,7 +437,7 @@ pub async fn detail(
         return detail_as_of(&state, &caller, &id, as_of).await.map(Json);
     }
     // The row and its cancellation in one read.
-    let found = queries::deploy_in_scope(&state.db, &id, &caller.workspace_strings())
+    let found = lookups::deploy_in_scope(&state.db, &id, &caller.workspace_strings())
         .await?
         .ok_or_else(|| Problem::not_found(format!("deploy {id} not found")))?;
     let deploy = found.row;
@@ -446,7 +449,7 @@ pub async fn detail(
         }),
         _ => None,
     };
-    let steps = queries::deploy_steps(&state.db, &id).await?;
+    let steps = lookups::deploy_steps(&state.db, &id).await?;
     Ok(Json(DeployDetail {
         deploy,
         steps,
@@ -540,7 +543,7 @@ pub async fn cancel(
     let command = DeployCommand::Cancel {
         reason,
         by: caller.principal.clone(),
-        at: crate::time::now(),
+        at: crate::domain::time::now(),
     };
     let result = async {
         let head = state
@@ -626,7 +629,7 @@ pub async fn events(
                 sequence: e.sequence,
                 event_type: e.event_type,
                 version: e.event_version,
-                recorded_at: crate::time::format(&e.recorded_at),
+                recorded_at: crate::domain::time::format(&e.recorded_at),
             })
             .collect(),
     ))

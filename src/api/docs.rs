@@ -22,7 +22,7 @@ use serde::Deserialize;
 
 use crate::api::auth::RequestId;
 use crate::api::problem::{FieldError, Problem};
-use crate::tokens::Caller;
+use crate::store::tokens::Caller;
 
 /// The body of every error answer (RFC 9457).
 #[derive(Debug, schemars::JsonSchema)]

@@ -72,7 +72,7 @@ pub async fn begin(
             )
         })?
         .to_string();
-    let now = crate::time::now();
+    let now = crate::domain::time::now();
     let lease_until = now + LEASE;
     let mut tx = db.begin().await?;
     let Some(record) = access::claim_idempotency_key(
@@ -138,5 +138,5 @@ pub async fn abandon(db: &Db, held: &Held) -> sqlx::Result<()> {
 
 /// Deletes records past their retention.
 pub async fn expire(db: &Db) -> sqlx::Result<u64> {
-    access::expire_idempotency_keys(db, crate::time::now() - RETENTION).await
+    access::expire_idempotency_keys(db, crate::domain::time::now() - RETENTION).await
 }

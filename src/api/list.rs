@@ -1,4 +1,4 @@
-//! GET /api/deploys: the list, with the query language of `crate::query`.
+//! GET /api/deploys: the list, with the query language of `crate::read_model::list`.
 
 use axum::extract::{Query, State};
 use axum::Json;
@@ -6,8 +6,8 @@ use sha2::{Digest, Sha256};
 
 use crate::api::problem::Problem;
 use crate::api::AppState;
-use crate::query::{self, ListPage, RawListParams};
-use crate::tokens::Caller;
+use crate::read_model::list::{self, ListPage, RawListParams};
+use crate::store::tokens::Caller;
 
 /// The key cursors are signed with, for this caller: the installation's key
 /// bound to the caller's workspaces, so a cursor only works for a caller
@@ -30,8 +30,8 @@ pub async fn list(
     params: Result<Query<RawListParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<ListPage>, Problem> {
     let Query(raw) = params.map_err(|e| Problem::invalid_field("query", e.body_text()))?;
-    let request = query::parse_list_params(&raw).map_err(Problem::invalid)?;
+    let request = list::parse_list_params(&raw).map_err(Problem::invalid)?;
     let key = scoped_key(&state.cursor_key, &caller);
-    let page = query::list_deploys(&state.db, &caller.workspaces, &request, &key).await?;
+    let page = list::list_deploys(&state.db, &caller.workspaces, &request, &key).await?;
     Ok(Json(page))
 }

@@ -200,7 +200,7 @@ fn api_routes() -> ApiRouter<AppState> {
             "/api/deploys",
             get_with(list::list, |t| {
                 op(t, "List deploys", "Filter, order and keyset pages; see the DeployFilter and DeployOrderBy schemas.")
-                    .response::<200, Json<crate::query::ListPage>>()
+                    .response::<200, Json<crate::read_model::list::ListPage>>()
                     .response_with::<400, Problem, _>(|r| r.description("A bad parameter, named by pointer"))
             })
             .post_with(deploys::create, |t| {

@@ -9,8 +9,8 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 
 use crate::api::AppState;
+use crate::domain::ids::{DeployId, EntityId};
 use crate::hosting::local::load_manifest;
-use crate::ids::{DeployId, EntityId};
 
 fn not_found() -> Response {
     (
@@ -65,11 +65,11 @@ async fn serve_file(state: &AppState, deploy: &DeployId, path: &str, live: bool)
 }
 
 async fn completed(state: &AppState, deploy: &DeployId) -> sqlx::Result<bool> {
-    crate::read_model::queries::deploy_completed(&state.db, &deploy.to_string()).await
+    crate::read_model::lookups::deploy_completed(&state.db, &deploy.to_string()).await
 }
 
 async fn live_deploy(state: &AppState, entity: &EntityId) -> sqlx::Result<Option<String>> {
-    crate::read_model::queries::live_deploy(&state.db, &entity.to_string()).await
+    crate::read_model::lookups::live_deploy(&state.db, &entity.to_string()).await
 }
 
 async fn preview_at(state: AppState, deploy: String, path: String) -> Response {

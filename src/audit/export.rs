@@ -66,7 +66,7 @@ pub fn line(event: &StoredEvent, hash: Option<&[u8]>) -> Value {
         "recordedAt": event.recorded_at.to_rfc3339_opts(SecondsFormat::Micros, true),
         "metadata": event.metadata,
         "data": event.data(),
-        "hash": hash.map(crate::audit::chain::hex),
+        "hash": hash.map(crate::store::chain::hex),
     })
 }
 

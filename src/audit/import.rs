@@ -59,9 +59,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
-use crate::audit::chain::{self, Hashed};
 use crate::domain::catalog::{BuildEvent, EntityEvent};
 use crate::domain::deploy::DeployEvent;
+use crate::store::chain::{self, Hashed};
 use crate::store::db::Engine;
 use crate::store::{Db, Tx};
 use cqrs_es::DomainEvent;

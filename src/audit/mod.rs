@@ -4,8 +4,6 @@
 //! replay`, `deployd events export`, `deployd events import`, `deployd audit
 //! verify`).
 
-pub mod chain;
-pub mod cli;
 pub mod export;
 pub mod import;
 pub mod replay;

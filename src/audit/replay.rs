@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use sqlx::{Connection, PgConnection, PgPool};
 
-use crate::projector::Projection;
+use crate::readers::projector::Projection;
 use crate::store::db::{Db, Embedded, Tx};
 use crate::store::log::{self, LogPosition, StoredEvent};
 

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use crate::api::problem::FieldError;
 use crate::domain::catalog::{BuildEvent, BuildRecorded, EntityUpserted};
-use crate::ids::{BuildId, EntityId, EntityKind, EventId, VersionId, WorkspaceId};
+use crate::domain::ids::{BuildId, EntityId, EntityKind, EventId, VersionId, WorkspaceId};
 
 /// `entity.upserted`
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]

@@ -15,10 +15,10 @@ use anyhow::Context;
 use crate::api::problem::FieldError;
 use crate::domain::catalog::{BuildEvent, CatalogError, EntityEvent, RecordBuild, UpsertEntity};
 use crate::domain::deploy::{CreateDeploy, DeployCommand, DeployError};
+use crate::domain::ids::DeployId;
 use crate::domain::Trigger;
-use crate::ids::DeployId;
-use crate::projector;
 use crate::read_model::CatalogProjection;
+use crate::readers::projector;
 use crate::store::commands::{CommandError, CommandMeta, Commands};
 use crate::store::log::LogPosition;
 
@@ -157,7 +157,7 @@ impl CatalogFeed {
             source_event_id: Some(build.source_event_id),
             metadata: serde_json::Map::new(),
             created_by: "system".into(),
-            at: crate::time::now(),
+            at: crate::domain::time::now(),
         });
         let meta = CommandMeta {
             actor: "system".into(),
@@ -181,7 +181,7 @@ impl CatalogFeed {
         build: &crate::domain::catalog::BuildRecorded,
     ) -> Result<(), Rejection> {
         let owner =
-            crate::read_model::queries::entity_workspace(self.db(), &build.entity_id.to_string())
+            crate::read_model::lookups::entity_workspace(self.db(), &build.entity_id.to_string())
                 .await
                 .map_err(|e| Rejection::Failed(e.into()))?;
         match owner {

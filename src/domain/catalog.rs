@@ -11,7 +11,7 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{BuildId, EntityId, EntityKind, EventId, VersionId, WorkspaceId};
+use crate::domain::ids::{BuildId, EntityId, EntityKind, EventId, VersionId, WorkspaceId};
 
 /// An entity as upstream describes it, with the upstream event that said so.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -24,7 +24,7 @@ pub struct EntityUpserted {
     pub default_version_id: Option<VersionId>,
     pub auto_deploy: bool,
     pub source_event_id: EventId,
-    #[serde(with = "crate::time::rfc3339")]
+    #[serde(with = "crate::domain::time::rfc3339")]
     #[schemars(with = "String")]
     pub occurred_at: DateTime<Utc>,
 }
@@ -122,7 +122,7 @@ pub struct BuildRecorded {
     pub commit_sha: Option<String>,
     pub branch: Option<String>,
     pub source_event_id: EventId,
-    #[serde(with = "crate::time::rfc3339")]
+    #[serde(with = "crate::domain::time::rfc3339")]
     #[schemars(with = "String")]
     pub occurred_at: DateTime<Utc>,
     /// Set when the build succeeded: the directory of files to publish.

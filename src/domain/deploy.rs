@@ -12,8 +12,8 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 
+use crate::domain::ids::{BuildId, DeployId, EntityId, EventId, VersionId, WorkspaceId};
 use crate::domain::{DeployStatus, StepStatus, Trigger};
-use crate::ids::{BuildId, DeployId, EntityId, EventId, VersionId, WorkspaceId};
 
 /// The steps of every deploy, in execution order.
 pub const STEPS: &[&str] = &["prepare", "upload", "promote"];
@@ -115,7 +115,7 @@ pub struct DeployCreated {
     pub created_by: String,
     /// The step plan, in execution order.
     pub steps: Vec<String>,
-    #[serde(with = "crate::time::rfc3339")]
+    #[serde(with = "crate::domain::time::rfc3339")]
     #[schemars(with = "String")]
     pub created_at: DateTime<Utc>,
 }
@@ -124,7 +124,7 @@ pub struct DeployCreated {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeployStarted {
-    #[serde(with = "crate::time::rfc3339")]
+    #[serde(with = "crate::domain::time::rfc3339")]
     #[schemars(with = "String")]
     pub started_at: DateTime<Utc>,
 }
@@ -134,7 +134,7 @@ pub struct DeployStarted {
 #[serde(rename_all = "camelCase")]
 pub struct StepStarted {
     pub step: String,
-    #[serde(with = "crate::time::rfc3339")]
+    #[serde(with = "crate::domain::time::rfc3339")]
     #[schemars(with = "String")]
     pub at: DateTime<Utc>,
 }
@@ -147,7 +147,7 @@ pub struct StepCompleted {
     /// What the step produced (the promote step: `{previewUrl, productionUrl}`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<serde_json::Value>,
-    #[serde(with = "crate::time::rfc3339")]
+    #[serde(with = "crate::domain::time::rfc3339")]
     #[schemars(with = "String")]
     pub at: DateTime<Utc>,
 }
@@ -158,7 +158,7 @@ pub struct StepCompleted {
 pub struct StepFailed {
     pub step: String,
     pub error: String,
-    #[serde(with = "crate::time::rfc3339")]
+    #[serde(with = "crate::domain::time::rfc3339")]
     #[schemars(with = "String")]
     pub at: DateTime<Utc>,
 }
@@ -171,7 +171,7 @@ pub struct StepDiscarded {
     pub step: String,
     /// What the step reported (`None` when it succeeded).
     pub error: Option<String>,
-    #[serde(with = "crate::time::rfc3339")]
+    #[serde(with = "crate::domain::time::rfc3339")]
     #[schemars(with = "String")]
     pub at: DateTime<Utc>,
 }
@@ -182,7 +182,7 @@ pub struct StepDiscarded {
 pub struct DeployCompleted {
     pub production_url: Option<String>,
     pub preview_url: Option<String>,
-    #[serde(with = "crate::time::rfc3339")]
+    #[serde(with = "crate::domain::time::rfc3339")]
     #[schemars(with = "String")]
     pub completed_at: DateTime<Utc>,
 }
@@ -192,7 +192,7 @@ pub struct DeployCompleted {
 #[serde(rename_all = "camelCase")]
 pub struct DeployFailed {
     pub error: String,
-    #[serde(with = "crate::time::rfc3339")]
+    #[serde(with = "crate::domain::time::rfc3339")]
     #[schemars(with = "String")]
     pub failed_at: DateTime<Utc>,
 }
@@ -206,7 +206,7 @@ pub struct DeployCancelled {
     pub cancelled_by: String,
     /// The status the deploy had when it was cancelled.
     pub previous_status: DeployStatus,
-    #[serde(with = "crate::time::rfc3339")]
+    #[serde(with = "crate::domain::time::rfc3339")]
     #[schemars(with = "String")]
     pub cancelled_at: DateTime<Utc>,
 }

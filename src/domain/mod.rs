@@ -3,6 +3,8 @@
 
 pub mod catalog;
 pub mod deploy;
+pub mod ids;
+pub mod time;
 
 use std::fmt;
 use std::str::FromStr;

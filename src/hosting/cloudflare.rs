@@ -45,7 +45,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
 use super::{DeployTarget, Manifest, StepContext, StepError, Urls};
-use crate::ids::{DeployId, EntityId};
+use crate::domain::ids::{DeployId, EntityId};
 
 /// Where and as whom to upload.
 #[derive(Debug, Clone)]

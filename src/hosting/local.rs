@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
+use crate::domain::ids::{DeployId, EntityId};
 use crate::hosting::{DeployTarget, Manifest, StepContext, StepError, Urls};
-use crate::ids::{DeployId, EntityId};
 
 pub struct LocalHosting {
     data_dir: PathBuf,

@@ -25,7 +25,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::ids::{DeployId, EntityId};
+use crate::domain::ids::{DeployId, EntityId};
 
 /// One file of a deploy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -3,7 +3,7 @@
 use crate::store::db::Tx;
 
 use crate::domain::catalog::{BuildEvent, EntityEvent};
-use crate::projector::Projection;
+use crate::readers::projector::Projection;
 use crate::store::log::StoredEvent;
 
 pub struct CatalogProjection;

@@ -9,9 +9,9 @@ use crate::store::db::Tx;
 
 use crate::domain::deploy::DeployEvent;
 use crate::domain::StepStatus;
-use crate::projector::Projection;
 use crate::read_model::fold::{self, FoldedDeploy};
 use crate::read_model::{DeployRow, StepRow};
+use crate::readers::projector::Projection;
 use crate::store::log::StoredEvent;
 
 pub struct DeploysProjection;

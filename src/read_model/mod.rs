@@ -4,7 +4,8 @@
 mod catalog;
 mod deploys;
 pub mod fold;
-pub mod queries;
+pub mod list;
+pub mod lookups;
 mod row;
 
 use std::sync::Arc;
@@ -13,7 +14,7 @@ pub use catalog::CatalogProjection;
 pub use deploys::DeploysProjection;
 pub use row::{DeployRow, StepRow, DEPLOY_COLUMNS};
 
-use crate::projector::Projection;
+use crate::readers::projector::Projection;
 
 /// Every projection of the read model.
 pub fn projections() -> Vec<Arc<dyn Projection>> {

@@ -43,13 +43,13 @@ pub struct DeployRow {
     pub error: Option<String>,
     pub metadata: serde_json::Value,
     pub created_by: String,
-    #[serde(with = "crate::time::rfc3339::option")]
+    #[serde(with = "crate::domain::time::rfc3339::option")]
     #[schemars(with = "Option<String>")]
     pub started_at: Option<DateTime<Utc>>,
-    #[serde(with = "crate::time::rfc3339::option")]
+    #[serde(with = "crate::domain::time::rfc3339::option")]
     #[schemars(with = "Option<String>")]
     pub completed_at: Option<DateTime<Utc>>,
-    #[serde(with = "crate::time::rfc3339")]
+    #[serde(with = "crate::domain::time::rfc3339")]
     #[schemars(with = "String")]
     pub created_at: DateTime<Utc>,
 }
@@ -81,10 +81,10 @@ pub struct StepRow {
     pub name: String,
     #[sqlx(try_from = "String")]
     pub status: StepStatusColumn,
-    #[serde(with = "crate::time::rfc3339::option")]
+    #[serde(with = "crate::domain::time::rfc3339::option")]
     #[schemars(with = "Option<String>")]
     pub started_at: Option<DateTime<Utc>>,
-    #[serde(with = "crate::time::rfc3339::option")]
+    #[serde(with = "crate::domain::time::rfc3339::option")]
     #[schemars(with = "Option<String>")]
     pub completed_at: Option<DateTime<Utc>>,
     pub error: Option<String>,

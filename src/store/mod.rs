@@ -12,11 +12,13 @@
 //! Engine-specific SQL stays inside this module, the read model and audit.
 
 pub mod access;
+pub mod chain;
 pub mod commands;
 pub mod db;
 pub mod lease;
 pub mod log;
 pub mod sqlite_fns;
+pub mod tokens;
 pub mod upcast;
 
 pub use db::{Db, Engine, Tx};

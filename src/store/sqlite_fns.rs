@@ -19,7 +19,7 @@ use std::ptr::NonNull;
 
 use libsqlite3_sys as ffi;
 
-use crate::audit::chain::{self, Hashed};
+use crate::store::chain::{self, Hashed};
 
 /// Registers the functions on one connection.
 ///
@@ -84,7 +84,7 @@ unsafe extern "C" fn now(
     _argc: c_int,
     _argv: *mut *mut ffi::sqlite3_value,
 ) {
-    result_text(ctx, &render_time(&crate::time::now()));
+    result_text(ctx, &render_time(&crate::domain::time::now()));
 }
 
 /// The bytes of a text or blob argument; `None` for NULL.

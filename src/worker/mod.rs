@@ -34,7 +34,7 @@ use crate::domain::deploy::{Deploy, DeployCommand, DeployCreated, DeployEvent};
 use crate::domain::DeployStatus;
 use crate::hosting::local::{load_manifest, save_manifest};
 use crate::hosting::{DeployTarget, Manifest, StepContext, StepError};
-use crate::read_model::{queries, DeploysProjection};
+use crate::read_model::{lookups, DeploysProjection};
 use crate::store::commands::{CommandError, CommandMeta, Commands};
 use crate::store::db::Db;
 use crate::store::lease::EntityLease;
@@ -138,7 +138,7 @@ impl Worker {
     ) -> anyhow::Result<()> {
         let mut driven = Vec::new();
         loop {
-            let next = queries::next_unfinished_deploy(&self.db, entity).await?;
+            let next = lookups::next_unfinished_deploy(&self.db, entity).await?;
             let Some(id) = next else { return Ok(()) };
             if driven.contains(&id) {
                 // The read model has not caught up with what we did; the
@@ -253,7 +253,7 @@ impl Worker {
             let (Some(status), Some(created)) = (deploy.status, deploy.created.clone()) else {
                 return Ok(head);
             };
-            let now = crate::time::now();
+            let now = crate::domain::time::now();
             let command = match status {
                 s if s.is_terminal() => {
                     return Ok(log::stream_head(&self.db, Deploy::TYPE, id)
@@ -275,7 +275,7 @@ impl Worker {
                         }
                         Some(step) => {
                             let outcome = self.run_step(&created, &step.name, heartbeat).await;
-                            let at = crate::time::now();
+                            let at = crate::domain::time::now();
                             match outcome {
                                 Ok(output) => DeployCommand::CompleteStep {
                                     step: step.name,
@@ -323,7 +323,7 @@ impl Worker {
 
     /// What a step of `created` works on.
     async fn context(&self, created: &DeployCreated) -> Result<StepContext, StepError> {
-        let row = queries::build_context(&self.db, &created.build_id.to_string())
+        let row = lookups::build_context(&self.db, &created.build_id.to_string())
             .await
             .map_err(|e| StepError::transient(format!("reading the build: {e}")))?;
         let (artifact_dir, version, default_version) = row.ok_or_else(|| {
@@ -458,7 +458,7 @@ impl Worker {
 
     /// Drives every entity that has a non-terminal deploy and no worker.
     pub async fn sweep(self: &Arc<Self>, permits: &Arc<Semaphore>) -> anyhow::Result<usize> {
-        let entities = queries::entities_with_unfinished_deploys(&self.db, 500).await?;
+        let entities = lookups::entities_with_unfinished_deploys(&self.db, 500).await?;
         let mut started = 0;
         for entity in entities {
             let Ok(permit) = permits.clone().try_acquire_owned() else {

@@ -97,7 +97,7 @@ pub(crate) fn decode(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::query::order::{resolve, DeployOrderBy, Direction};
+    use crate::read_model::list::order::{resolve, DeployOrderBy, Direction};
 
     fn keys() -> Vec<OrderKey> {
         resolve(&[

@@ -25,9 +25,9 @@ use axum::{Json, Router};
 use base64::Engine;
 use serde_json::{json, Value};
 
+use deployd::domain::ids::{DeployId, EntityId, EntityKind};
 use deployd::hosting::cloudflare::{CloudflarePages, CloudflareSettings};
 use deployd::hosting::{DeployTarget, Manifest, StepContext, StepError};
-use deployd::ids::{DeployId, EntityId, EntityKind};
 
 const ACCOUNT: &str = "0123456789abcdef0123456789abcdef";
 const API_TOKEN: &str = "test-api-token";

@@ -1,5 +1,8 @@
 //! The command line: one binary, every flag also an environment variable.
 
+pub mod audit;
+pub mod client;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,13 +10,13 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::api::ApiSettings;
-use crate::app::{Application, Settings, TargetSettings};
 use crate::catalog::{self, CatalogFeed};
+use crate::domain::ids::WorkspaceId;
 use crate::hosting::cloudflare::CloudflareSettings;
-use crate::ids::WorkspaceId;
+use crate::startup::{Application, Settings, TargetSettings};
 use crate::store::commands::Commands;
 use crate::store::db::{self, DbOptions};
-use crate::tokens;
+use crate::store::tokens;
 use crate::worker::WorkerSettings;
 
 #[derive(Debug, Parser)]
@@ -64,11 +67,11 @@ pub enum Command {
     #[command(subcommand)]
     Catalog(CatalogCommand),
     /// Talk to a deployd server: list, get, create, cancel, events.
-    Deploys(crate::client::ClientArgs),
+    Deploys(crate::cli::client::ClientArgs),
     /// `replay`, `events export`, `events import`, `audit verify`
     /// (src/audit/cli.rs).
     #[command(flatten)]
-    Audit(crate::audit::cli::AuditCommands),
+    Audit(crate::cli::audit::AuditCommands),
 }
 
 #[derive(Debug, Args)]
@@ -282,7 +285,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 tracing::info!("stopping: finishing the steps in flight");
                 stop.cancel();
             });
-            crate::app::run_worker(args.settings(&globals)?, shutdown).await?;
+            crate::startup::run_worker(args.settings(&globals)?, shutdown).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Relay { args, from } => {
@@ -292,11 +295,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 stop_signal().await;
                 stop.cancel();
             });
-            crate::app::run_relay(args.settings(&globals)?, from, shutdown).await?;
+            crate::startup::run_relay(args.settings(&globals)?, from, shutdown).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Deploys(args) => crate::client::run(args).await,
-        Command::Audit(command) => crate::audit::cli::run(&globals, command).await,
+        Command::Deploys(args) => crate::cli::client::run(args).await,
+        Command::Audit(command) => crate::cli::audit::run(&globals, command).await,
         Command::Migrate => {
             let db = globals.open(&DbOptions::default()).await?;
             println!("migrations applied to {}", db.describe());

@@ -29,8 +29,8 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::domain::ids::EntityKind;
 use crate::domain::{DeployStatus, StepStatus, Trigger};
-use crate::ids::EntityKind;
 
 /// The deepest a filter may nest: the top object is level 1, each
 /// `and`/`or`/`not` element or relation filter one more.

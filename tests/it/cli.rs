@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-#[path = "support/mod.rs"]
-mod support;
+use crate::support;
 use support::fresh_database;
 
 fn deployd(database_url: &str) -> Command {

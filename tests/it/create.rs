@@ -254,7 +254,7 @@ async fn a_retry_while_the_first_request_is_in_flight_is_409() {
          VALUES ('alice', 'busy', $1, 'dep_01JDQ2V7C8X3ZJ8Q6Y0W6H4K5M', $2)",
     )
     .bind(&fingerprint)
-    .bind(deployd::time::now() + chrono::Duration::minutes(1))
+    .bind(deployd::domain::time::now() + chrono::Duration::minutes(1))
     .execute(pool)
     .await
     .unwrap()
@@ -273,7 +273,7 @@ async fn a_retry_while_the_first_request_is_in_flight_is_409() {
     // Once its lease ran out (the server died), a retry takes over and
     // creates the deploy under the id the first request chose.
     deployd::on_db!(&app.db, pool => sqlx::query("UPDATE idempotency_keys SET lease_until = $1")
-        .bind(deployd::time::now() - chrono::Duration::seconds(1))
+        .bind(deployd::domain::time::now() - chrono::Duration::seconds(1))
         .execute(pool)
         .await
         .unwrap()

@@ -260,9 +260,11 @@ async fn a_subscriber_sees_each_event_once_in_order_even_after_a_republish() {
         .fetch_one(app.pg())
         .await
         .unwrap();
-    deployd::relay::rewind(&app.db, first).await.unwrap();
+    deployd::readers::relay::rewind(&app.db, first)
+        .await
+        .unwrap();
     let relay_done = || async {
-        let cp = deployd::store::log::checkpoint(&app.db, deployd::relay::NAME)
+        let cp = deployd::store::log::checkpoint(&app.db, deployd::readers::relay::NAME)
             .await
             .unwrap();
         let last: (i64, i64) = sqlx::query_as("SELECT tx_id::text::bigint, position FROM events ORDER BY tx_id DESC, position DESC LIMIT 1")

@@ -27,10 +27,10 @@
 
 mod cursor;
 pub mod filter;
-mod list;
 mod lower;
 pub mod order;
 mod parse;
+mod run;
 mod sql;
 
 use std::str::FromStr;
@@ -44,12 +44,12 @@ pub use filter::{
     BuildFilter, BuildStatus, Comparator, DeployFilter, EntityFilter, MetadataComparator,
     StepFilter, StepsFilter, StringComparator,
 };
-pub use list::{count_sql, list_deploys, page_sql};
 pub use order::{DeployOrderBy, Direction, OrderKey, SortField};
+pub use run::{count_sql, list_deploys, page_sql};
 
 use crate::api::problem::{FieldError, Problem};
+use crate::domain::ids::{BuildId, DeployId, EntityId, WorkspaceId};
 use crate::domain::{DeployStatus, Trigger};
-use crate::ids::{BuildId, DeployId, EntityId, WorkspaceId};
 use crate::read_model::DeployRow;
 use lower::{CmpOp, Lower, Node, Test};
 

@@ -1,7 +1,7 @@
 //! Parsing and validation: every rejection's pointer and message.
 
 use super::*;
-use crate::query::order::resolve;
+use crate::read_model::list::order::resolve;
 
 fn raw_filter(filter: &str) -> RawListParams {
     RawListParams {
@@ -314,7 +314,7 @@ fn every_field_and_operator_parses() {
         f.started_at
             .as_ref()
             .and_then(|c| c.gt)
-            .map(|t| crate::time::format(&t)),
+            .map(|t| crate::domain::time::format(&t)),
         Some("2025-12-31T22:00:00.123456Z".to_owned())
     );
     assert!(f.build.is_some() && f.entity.is_some() && f.steps.is_some());

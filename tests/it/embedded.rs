@@ -14,8 +14,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-#[path = "support/mod.rs"]
-mod support;
+use crate::support;
 
 const WS: &str = "ws_01JDQ2V7C8X3ZJ8Q6Y0W6H4K5M";
 

@@ -8,7 +8,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::ids::{TokenId, WorkspaceId};
+use crate::domain::ids::{TokenId, WorkspaceId};
 
 const PREFIX: &str = "dpd_";
 

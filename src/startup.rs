@@ -14,11 +14,12 @@ use crate::bus::Bus;
 use crate::catalog::CatalogFeed;
 use crate::hosting::local::LocalHosting;
 use crate::hosting::DeployTarget;
+use crate::read_model;
+use crate::readers::{projector, relay};
 use crate::store::commands::Commands;
 use crate::store::db::{self, Db, DbOptions};
 use crate::store::log::LogSignals;
 use crate::worker::{Worker, WorkerSettings};
-use crate::{projector, read_model, relay};
 
 /// Where deploys go.
 #[derive(Debug, Clone, Default)]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use clap::Subcommand;
 
-use crate::projector::Projection;
+use crate::readers::projector::Projection;
 use crate::store::db::DbOptions;
 
 #[derive(Debug, Subcommand)]
@@ -37,7 +37,7 @@ pub enum EventsCommand {
         from: Option<crate::audit::export::From>,
         /// Only the streams of this workspace.
         #[arg(long)]
-        workspace: Option<crate::ids::WorkspaceId>,
+        workspace: Option<crate::domain::ids::WorkspaceId>,
     },
     /// Append the events of an `events export` file to this store, in file
     /// order, keeping their ids, streams, sequences, deploy numbers, times
@@ -136,7 +136,7 @@ pub async fn run(
             }
         }
         AuditCommands::Audit(AuditCommand::Verify) => {
-            let report = crate::audit::chain::verify(&db).await?;
+            let report = crate::store::chain::verify(&db).await?;
             for failure in &report.failures {
                 println!("{failure}");
             }

@@ -73,7 +73,7 @@ async fn drive(app: &TestApp, id: &str, commands: Vec<DeployCommand>) -> LogPosi
 }
 
 fn now() -> DateTime<Utc> {
-    deployd::time::now()
+    deployd::domain::time::now()
 }
 
 fn start() -> DeployCommand {

@@ -1,16 +1,17 @@
 //! The common list orders are index scans: `EXPLAIN (FORMAT JSON)` of the
-//! page SQL the library generates (`deployd::query::page_sql`), on a read
+//! page SQL the library generates (`deployd::read_model::list::page_sql`), on a read
 //! model of 20,000 deploys, first page and a page after a cursor. Asserts on
 //! plan shape only (an ordered index scan of `deploys`, no Seq Scan, no Sort),
 //! never on time; `benches/list.rs` measures the time.
 
-#[path = "support/mod.rs"]
-mod support;
+use crate::support;
 
 use std::str::FromStr;
 
-use deployd::ids::WorkspaceId;
-use deployd::query::{count_sql, list_deploys, page_sql, parse_list_params, RawListParams};
+use deployd::domain::ids::WorkspaceId;
+use deployd::read_model::list::{
+    count_sql, list_deploys, page_sql, parse_list_params, RawListParams,
+};
 use serde_json::Value;
 use sqlx::PgPool;
 

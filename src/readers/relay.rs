@@ -103,7 +103,7 @@ pub async fn step(db: &Db, bus: &Bus) -> anyhow::Result<usize> {
             sequence: e.sequence,
             event_type: &e.event_type,
             version: &e.event_version,
-            recorded_at: crate::time::format(&e.recorded_at),
+            recorded_at: crate::domain::time::format(&e.recorded_at),
             metadata: &e.metadata,
             data: e.data(),
         })?;

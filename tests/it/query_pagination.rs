@@ -8,12 +8,11 @@
 //! Cases come from proptest strategies drawn with a `TestRunner` inside the
 //! async sqlx test (so no shrinking: a failure prints its case).
 
-#[path = "support/mod.rs"]
-mod support;
+use crate::support;
 
 use chrono::{DateTime, FixedOffset, TimeZone, Utc};
-use deployd::ids::WorkspaceId;
-use deployd::query::{list_deploys, parse_list_params, ListPage, RawListParams};
+use deployd::domain::ids::WorkspaceId;
+use deployd::read_model::list::{list_deploys, parse_list_params, ListPage, RawListParams};
 use deployd::store::Db;
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -1238,7 +1237,7 @@ async fn cursors_of_another_query_or_forged_are_refused() {
 }
 
 async fn cursors_of_another_query_or_forged_are_refused_on(pool: Db) {
-    use deployd::query::ListError;
+    use deployd::read_model::list::ListError;
     let key = deployd::store::access::cursor_key(&pool).await.unwrap();
     let scope: Vec<WorkspaceId> = vec![ws_a().parse().unwrap()];
     let w = world()
@@ -1351,7 +1350,7 @@ async fn cursors_of_another_query_or_forged_are_refused_on(pool: Db) {
     assert!(none.data.is_empty() && none.page_info.start_cursor.is_none());
 }
 
-backend_tests!(
+crate::backend_tests!(
     pages_walk_every_matching_row_once_in_both_directions,
     null_semantics_follow_sql,
     cursors_of_another_query_or_forged_are_refused,

@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use deployd::api::ApiSettings;
-use deployd::app::{Application, Settings, TargetSettings};
+use deployd::startup::{Application, Settings, TargetSettings};
 use deployd::store::db::DbOptions;
 use deployd::store::Db;
 use deployd::worker::WorkerSettings;
@@ -374,7 +374,7 @@ pub async fn count(db: &Db, sql: &str) -> i64 {
 
 pub async fn make_token(pool: &Db, name: &str, workspaces: &[&str]) -> String {
     let ws: Vec<_> = workspaces.iter().map(|w| w.parse().unwrap()).collect();
-    deployd::tokens::create(pool, Some(name), &ws)
+    deployd::store::tokens::create(pool, Some(name), &ws)
         .await
         .unwrap()
         .1

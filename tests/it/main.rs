@@ -1,0 +1,25 @@
+//! deployd's integration tests, one binary: the real server on port 0 (or
+//! the binary itself), a fresh database and a NATS prefix of its own per
+//! test, so tests run in parallel and twice in a row.
+
+mod support;
+
+mod helpers;
+
+mod audit;
+mod catalog;
+mod cli;
+mod client;
+mod cloudflare;
+mod create;
+mod deploys;
+mod embedded;
+mod list;
+mod list_indexes;
+mod log;
+mod openapi;
+mod ops;
+mod query_pagination;
+mod resilience;
+mod saga;
+mod schemas;
