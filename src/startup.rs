@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, ApiSettings, AppState};
 use crate::bus::Bus;
-use crate::catalog::CatalogFeed;
+use crate::catalog::{self, CatalogFeed};
 use crate::hosting::local::LocalHosting;
 use crate::hosting::DeployTarget;
 use crate::read_model;
@@ -234,9 +234,7 @@ impl Application {
             let (bus, shutdown) = (bus.clone(), shutdown.clone());
             tasks.spawn(async move {
                 while !shutdown.is_cancelled() {
-                    if let Err(error) = bus
-                        .run_catalog_consumer(feed.clone(), shutdown.clone())
-                        .await
+                    if let Err(error) = catalog::consumer::run(&bus, &feed, shutdown.clone()).await
                     {
                         tracing::error!(
                             error = format!("{error:#}"),

@@ -14,23 +14,8 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-/// One bad part of a request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
-pub struct FieldError {
-    /// The parameter and the path inside it, `/`-separated, e.g. `filter/or/1/status/eq`.
-    pub pointer: String,
-    /// What is wrong, for a person.
-    pub message: String,
-}
-
-impl FieldError {
-    pub fn new(pointer: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            pointer: pointer.into(),
-            message: message.into(),
-        }
-    }
-}
+pub use crate::domain::FieldError;
+use crate::read_model::list::ListError;
 
 /// An error answer.
 #[derive(Debug)]
@@ -186,5 +171,14 @@ impl IntoResponse for Problem {
             headers.insert(name, value);
         }
         response
+    }
+}
+
+impl From<ListError> for Problem {
+    fn from(e: ListError) -> Self {
+        match e {
+            ListError::Invalid(errors) => Problem::invalid(errors),
+            ListError::Database(e) => Problem::internal(e),
+        }
     }
 }

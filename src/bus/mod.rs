@@ -30,9 +30,6 @@ use async_nats::jetstream::{self, consumer, stream, AckKind};
 use async_nats::HeaderMap;
 use futures::StreamExt;
 use tokio::sync::{mpsc, Mutex};
-use tokio_util::sync::CancellationToken;
-
-use crate::catalog::{CatalogFeed, Rejection};
 
 /// The bus the process runs on.
 #[derive(Clone)]
@@ -80,6 +77,18 @@ enum Source {
 }
 
 impl Delivery {
+    /// Where the message came from, for logs and for the catalog's record
+    /// of a document's origin: `nats:<stream>:<sequence>`, or `local`.
+    pub fn carrier(&self) -> String {
+        match &self.source {
+            Source::Nats(message) => match message.info() {
+                Ok(info) => format!("nats:{}:{}", info.stream, info.stream_sequence),
+                Err(_) => format!("nats:{}", message.subject),
+            },
+            Source::Local(_) => "local".to_string(),
+        }
+    }
+
     /// A handle that tells the bus the message is still being worked on
     /// (JetStream's `Progress`; nothing to tell the in-process queue).
     pub fn progress_handle(&self) -> impl Fn() + Send + Sync + 'static {
@@ -137,9 +146,7 @@ impl Deliveries {
                     redelivered: message.info().map(|i| i.delivered > 1).unwrap_or(false),
                     source: Source::Nats(Box::new(message)),
                 }),
-                Err(error) => Err(anyhow::anyhow!(
-                    "receiving from the worker consumer: {error}"
-                )),
+                Err(error) => Err(anyhow::anyhow!("receiving from a consumer: {error}")),
             }),
             Deliveries::Local(bus) => {
                 let (payload, redelivered) = bus.queue.1.lock().await.recv().await?;
@@ -260,19 +267,21 @@ impl Bus {
         }
     }
 
-    /// Consumes catalog documents until `shutdown` (the in-process bus has
-    /// none to consume).
-    pub async fn run_catalog_consumer(
-        &self,
-        feed: CatalogFeed,
-        shutdown: CancellationToken,
-    ) -> anyhow::Result<()> {
+    /// The catalog documents published upstream, from the durable consumer
+    /// `<prefix>_catalog`; `None` on the in-process bus, where none arrive
+    /// (`deployd catalog import` records them instead).
+    pub async fn catalog_deliveries(&self) -> anyhow::Result<Option<Deliveries>> {
         match self {
-            Bus::Nats(nats) => nats.run_catalog_consumer(feed, shutdown).await,
-            Bus::Local(_) => {
-                shutdown.cancelled().await;
-                Ok(())
+            Bus::Nats(nats) => {
+                let messages = nats
+                    .prepare_catalog()
+                    .await?
+                    .messages()
+                    .await
+                    .context("subscribing to the catalog consumer")?;
+                Ok(Some(Deliveries::Nats(Box::new(messages))))
             }
+            Bus::Local(_) => Ok(None),
         }
     }
 }
@@ -438,61 +447,5 @@ impl NatsBus {
             )
             .await
             .context("creating the catalog consumer")
-    }
-
-    /// Consumes catalog documents until `shutdown`. A document is acked only
-    /// after it was recorded; a bad one is terminated (it will not get
-    /// better) and logged; a failure on our side is redelivered later.
-    pub async fn run_catalog_consumer(
-        &self,
-        feed: CatalogFeed,
-        shutdown: CancellationToken,
-    ) -> anyhow::Result<()> {
-        let consumer = self.prepare_catalog().await?;
-        let mut messages = consumer
-            .messages()
-            .await
-            .context("subscribing to the catalog consumer")?;
-        loop {
-            let next = tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
-                next = messages.next() => next,
-            };
-            let message = match next {
-                Some(Ok(message)) => message,
-                Some(Err(error)) => {
-                    tracing::warn!(%error, "catalog consumer: receive failed");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    continue;
-                }
-                None => return Ok(()),
-            };
-            let carrier = match message.info() {
-                Ok(info) => format!("nats:{}:{}", info.stream, info.stream_sequence),
-                Err(_) => format!("nats:{}", message.subject),
-            };
-            let text = String::from_utf8_lossy(&message.payload);
-            let ack = match feed.handle_text(&text, &carrier).await {
-                Ok(_) => AckKind::Ack,
-                Err(Rejection::Invalid(problems)) => {
-                    tracing::warn!(
-                        subject = %message.subject,
-                        problems = %Rejection::Invalid(problems),
-                        "catalog document rejected"
-                    );
-                    AckKind::Term
-                }
-                Err(Rejection::Failed(error)) => {
-                    tracing::error!(
-                        error = format!("{error:#}"),
-                        "catalog document failed; will retry"
-                    );
-                    AckKind::Nak(Some(Duration::from_secs(1)))
-                }
-            };
-            if let Err(error) = message.ack_with(ack).await {
-                tracing::warn!(%error, "catalog consumer: ack failed; the document will be redelivered");
-            }
-        }
     }
 }

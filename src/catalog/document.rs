@@ -5,9 +5,9 @@ use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use crate::api::problem::FieldError;
 use crate::domain::catalog::{BuildEvent, BuildRecorded, EntityUpserted};
 use crate::domain::ids::{BuildId, EntityId, EntityKind, EventId, VersionId, WorkspaceId};
+use crate::domain::FieldError;
 
 /// `entity.upserted`
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]

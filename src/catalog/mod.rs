@@ -4,6 +4,7 @@
 //! aggregates see a redelivery and write nothing), so at-least-once delivery
 //! is enough.
 
+pub mod consumer;
 pub mod document;
 
 use std::sync::Arc;
@@ -12,10 +13,10 @@ use std::time::Duration;
 use crate::store::Db;
 use anyhow::Context;
 
-use crate::api::problem::FieldError;
 use crate::domain::catalog::{BuildEvent, CatalogError, EntityEvent, RecordBuild, UpsertEntity};
 use crate::domain::deploy::{CreateDeploy, DeployCommand, DeployError};
 use crate::domain::ids::DeployId;
+use crate::domain::FieldError;
 use crate::domain::Trigger;
 use crate::read_model::CatalogProjection;
 use crate::readers::projector;

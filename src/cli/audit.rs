@@ -74,7 +74,7 @@ pub enum AuditCommand {
 
 /// Runs one of these commands.
 pub async fn run(
-    globals: &crate::cli::Globals,
+    globals: &super::globals::Globals,
     command: AuditCommands,
 ) -> anyhow::Result<ExitCode> {
     // No statement timeout (a replay's swap or a verify may be long); few

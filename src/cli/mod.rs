@@ -2,6 +2,9 @@
 
 pub mod audit;
 pub mod client;
+mod globals;
+
+pub use globals::Globals;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,7 +18,7 @@ use crate::domain::ids::WorkspaceId;
 use crate::hosting::cloudflare::CloudflareSettings;
 use crate::startup::{Application, Settings, TargetSettings};
 use crate::store::commands::Commands;
-use crate::store::db::{self, DbOptions};
+use crate::store::db::DbOptions;
 use crate::store::tokens;
 use crate::worker::WorkerSettings;
 
@@ -237,25 +240,6 @@ async fn stop_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
-}
-
-/// The options every command shares.
-#[derive(Debug, Clone)]
-pub struct Globals {
-    pub database_url: Option<String>,
-    pub data_dir: PathBuf,
-}
-
-impl Globals {
-    /// Where the database is.
-    pub fn location(&self) -> anyhow::Result<db::Location> {
-        db::Location::new(self.database_url.as_deref(), &self.data_dir)
-    }
-
-    /// Opens (creating and migrating) the database.
-    pub async fn open(&self, options: &DbOptions) -> anyhow::Result<db::Db> {
-        db::open(&self.location()?, options).await
-    }
 }
 
 /// Runs a command line; the exit code is the result.

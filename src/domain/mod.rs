@@ -3,6 +3,7 @@
 
 pub mod catalog;
 pub mod deploy;
+mod field_error;
 pub mod ids;
 pub mod time;
 
@@ -12,6 +13,8 @@ use std::str::FromStr;
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
+
+pub use field_error::FieldError;
 
 /// Writes what a `decide` returned: each event applied to the aggregate and
 /// collected for the append. Every aggregate's `handle` is this over its

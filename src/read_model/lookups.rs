@@ -1,58 +1,15 @@
-//! The read model's questions, asked by the API, the catalog feed and the
-//! saga worker. Each statement reads the same on both engines but for a
-//! list parameter: [`TextList`] binds as `text[]` on PostgreSQL and as a
-//! JSON array on SQLite, and [`any_of`] writes the matching test.
+//! The read model's point lookups, asked by the API, the catalog feed and
+//! the saga worker (the list language is [`super::list`]). Each statement
+//! reads the same on both engines but for a list parameter, bound with
+//! [`TextList`] and tested with [`any_of`].
 
 use chrono::{DateTime, Utc};
-use sqlx::encode::IsNull;
-use sqlx::error::BoxDynError;
-use sqlx::{Encode, FromRow, Postgres, Sqlite, Type};
+use sqlx::FromRow;
 
 use crate::on_db;
 use crate::read_model::{DeployRow, StepRow, DEPLOY_COLUMNS};
-use crate::store::db::{Db, Engine};
-
-/// A list of strings as one parameter.
-#[derive(Debug, Clone, Copy)]
-pub struct TextList<'a>(pub &'a [String]);
-
-impl Type<Postgres> for TextList<'_> {
-    fn type_info() -> sqlx::postgres::PgTypeInfo {
-        <Vec<String> as Type<Postgres>>::type_info()
-    }
-}
-
-impl<'q> Encode<'q, Postgres> for TextList<'_> {
-    fn encode_by_ref(
-        &self,
-        buf: &mut sqlx::postgres::PgArgumentBuffer,
-    ) -> Result<IsNull, BoxDynError> {
-        <&[String] as Encode<'q, Postgres>>::encode_by_ref(&self.0, buf)
-    }
-}
-
-impl Type<Sqlite> for TextList<'_> {
-    fn type_info() -> sqlx::sqlite::SqliteTypeInfo {
-        <String as Type<Sqlite>>::type_info()
-    }
-}
-
-impl<'q> Encode<'q, Sqlite> for TextList<'_> {
-    fn encode_by_ref(
-        &self,
-        buf: &mut Vec<sqlx::sqlite::SqliteArgumentValue<'q>>,
-    ) -> Result<IsNull, BoxDynError> {
-        <String as Encode<'q, Sqlite>>::encode(serde_json::to_string(self.0)?, buf)
-    }
-}
-
-/// `column` is one of the [`TextList`] bound as parameter `$n`.
-pub fn any_of(engine: Engine, column: &str, n: usize) -> String {
-    match engine {
-        Engine::Postgres => format!("{column} = ANY(${n})"),
-        Engine::Sqlite => format!("{column} IN (SELECT value FROM json_each(${n}))"),
-    }
-}
+use crate::store::bind::{any_of, TextList};
+use crate::store::db::Db;
 
 /// A build as a create resolves it: id, workspace, entity, status, version.
 pub type BuildRef = (String, String, String, String, String);

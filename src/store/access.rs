@@ -7,7 +7,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::on_conn;
-use crate::read_model::lookups::TextList;
+use crate::store::bind::TextList;
 use crate::store::db::{Db, Tx};
 use crate::store::log::Conn;
 

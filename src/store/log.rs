@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use sqlx::Row;
 
-use crate::read_model::lookups::TextList;
+use crate::store::bind::TextList;
 use crate::store::db::{Db, Engine, Tx};
 
 /// A point in the log: (transaction id, position). Ordered as the log is read.

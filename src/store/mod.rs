@@ -12,6 +12,7 @@
 //! Engine-specific SQL stays inside this module, the read model and audit.
 
 pub mod access;
+pub mod bind;
 pub mod chain;
 pub mod commands;
 pub mod db;

@@ -51,7 +51,7 @@ pub(crate) fn encode(key: &[u8], binding: &str, values: &[KeyValue]) -> String {
 }
 
 /// Verifies and decodes a cursor made for `binding` under `keys`. The error
-/// is a message for a [`crate::api::problem::FieldError`].
+/// is a message for a [`crate::domain::FieldError`].
 pub(crate) fn decode(
     key: &[u8],
     binding: &str,

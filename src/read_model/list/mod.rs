@@ -47,8 +47,8 @@ pub use filter::{
 pub use order::{DeployOrderBy, Direction, OrderKey, SortField};
 pub use run::{count_sql, list_deploys, page_sql};
 
-use crate::api::problem::{FieldError, Problem};
 use crate::domain::ids::{BuildId, DeployId, EntityId, WorkspaceId};
+use crate::domain::FieldError;
 use crate::domain::{DeployStatus, Trigger};
 use crate::read_model::DeployRow;
 use lower::{CmpOp, Lower, Node, Test};
@@ -196,15 +196,6 @@ pub enum ListError {
     Invalid(Vec<FieldError>),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
-}
-
-impl From<ListError> for Problem {
-    fn from(e: ListError) -> Self {
-        match e {
-            ListError::Invalid(errors) => Problem::invalid(errors),
-            ListError::Database(e) => Problem::internal(e),
-        }
-    }
 }
 
 /// Validates the raw parameters. All problems found are returned together.

@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::parse::child;
-use crate::api::problem::FieldError;
+use crate::domain::FieldError;
 use crate::read_model::DeployRow;
 
 /// The most keys `orderBy` may have.

@@ -10,7 +10,7 @@ use super::filter::{
     StepFilter, StepsFilter, StringComparator, MAX_COMPARISONS, MAX_DEPTH, MAX_FILTER_BYTES,
     MAX_IN_VALUES,
 };
-use crate::api::problem::FieldError;
+use crate::domain::FieldError;
 
 /// Parse state: the errors found so far and the comparisons counted.
 pub(crate) struct Cx {

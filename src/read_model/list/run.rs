@@ -13,8 +13,8 @@ use sea_query_sqlx::{SqlxBinder, SqlxValues};
 
 use super::order::{key_value, KeyValue, OrderKey};
 use super::{cursor, sql, CursorSide, ListError, ListPage, ListRequest, PageInfo};
-use crate::api::problem::FieldError;
 use crate::domain::ids::WorkspaceId;
+use crate::domain::FieldError;
 use crate::read_model::DeployRow;
 use crate::store::db::{Engine, Tx};
 use crate::store::Db;
