@@ -12,12 +12,11 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::runner::{self, Reader};
 use crate::store::db::{Db, Tx};
 use crate::store::log::{self, LogPosition, LogSignals, StoredEvent};
 
 const BATCH: i64 = 500;
-/// How often an idle projector looks at the log even with no notification.
-const IDLE_POLL: Duration = Duration::from_millis(500);
 
 /// A read model built from the log.
 #[async_trait::async_trait]
@@ -97,6 +96,20 @@ pub async fn catch_up_to(
     }
 }
 
+/// A projection as a reader of the log.
+pub struct Projector(pub Arc<dyn Projection>);
+
+#[async_trait::async_trait]
+impl Reader for Projector {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+
+    async fn step(&self, db: &Db) -> anyhow::Result<usize> {
+        step(db, self.0.as_ref()).await
+    }
+}
+
 /// Keeps the projection caught up until `shutdown`.
 pub async fn run(
     db: Db,
@@ -104,39 +117,5 @@ pub async fn run(
     signals: LogSignals,
     shutdown: CancellationToken,
 ) {
-    let mut wake = signals.events();
-    // A reader's batch that commits can be what held the log back (events
-    // committed meanwhile stay unread until every older transaction has
-    // ended), so a moved checkpoint wakes us too.
-    let mut moved = signals.checkpoints();
-    let mut failures = 0u32;
-    while !shutdown.is_cancelled() {
-        wake.borrow_and_update();
-        moved.borrow_and_update();
-        match step(&db, projection.as_ref()).await {
-            Ok(0) => {
-                failures = 0;
-                tokio::select! {
-                    _ = shutdown.cancelled() => {}
-                    _ = log::wait_signal(&mut wake, IDLE_POLL) => {}
-                    _ = moved.changed() => {}
-                }
-            }
-            Ok(_) => failures = 0,
-            Err(error) => {
-                failures += 1;
-                let backoff = Duration::from_millis(100 * 2u64.pow(failures.min(6)));
-                tracing::error!(
-                    projection = projection.name(),
-                    error = format!("{error:#}"),
-                    retry_in_ms = backoff.as_millis() as u64,
-                    "projection batch failed"
-                );
-                tokio::select! {
-                    _ = shutdown.cancelled() => {}
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-            }
-        }
-    }
+    runner::run(db, &Projector(projection), signals, shutdown).await
 }

@@ -15,11 +15,11 @@
 //!   moves the checkpoint back and republishes from there.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use super::runner::{self, Reader};
 use crate::bus::{Bus, Outgoing};
 use crate::store::db::Db;
 use crate::store::log::{self, LogPosition, LogSignals, StoredEvent};
@@ -141,48 +141,32 @@ pub async fn rewind(db: &Db, position: i64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The relay as a reader of the log.
+struct Relay(Bus);
+
+#[async_trait::async_trait]
+impl Reader for Relay {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    async fn step(&self, db: &Db) -> anyhow::Result<usize> {
+        step(db, &self.0).await
+    }
+
+    /// The stream may have been deleted: make it again.
+    async fn recover(&self) {
+        let _ = self.0.prepare_events().await;
+    }
+}
+
 /// Keeps publishing until `shutdown`.
 pub async fn run(db: Db, bus: Bus, signals: LogSignals, shutdown: CancellationToken) {
-    let mut wake = signals.events();
-    // A reader's batch that commits can be what held the log back (events
-    // committed meanwhile stay unread until every older transaction has
-    // ended), so a moved checkpoint wakes us too.
-    let mut moved = signals.checkpoints();
-    let mut failures = 0u32;
     if let Err(error) = bus.prepare_events().await {
         tracing::warn!(
             error = format!("{error:#}"),
             "relay: the events stream is not ready yet"
         );
     }
-    while !shutdown.is_cancelled() {
-        wake.borrow_and_update();
-        moved.borrow_and_update();
-        match step(&db, &bus).await {
-            Ok(0) => {
-                failures = 0;
-                tokio::select! {
-                    _ = shutdown.cancelled() => {}
-                    _ = log::wait_signal(&mut wake, Duration::from_millis(500)) => {}
-                    _ = moved.changed() => {}
-                }
-            }
-            Ok(_) => failures = 0,
-            Err(error) => {
-                failures += 1;
-                let backoff = Duration::from_millis(100 * 2u64.pow(failures.min(6)));
-                tracing::warn!(
-                    error = format!("{error:#}"),
-                    retry_in_ms = backoff.as_millis() as u64,
-                    "relay batch failed; it will be published again"
-                );
-                // The stream may have been deleted: make it again.
-                let _ = bus.prepare_events().await;
-                tokio::select! {
-                    _ = shutdown.cancelled() => {}
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-            }
-        }
-    }
+    runner::run(db, &Relay(bus), signals, shutdown).await
 }
