@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 
 use crate::api::AppState;
 use crate::domain::ids::{DeployId, EntityId};
-use crate::hosting::local::load_manifest;
+use crate::hosting::manifests::load_manifest;
 
 fn not_found() -> Response {
     (

@@ -17,6 +17,7 @@
 
 pub mod cloudflare;
 pub mod local;
+pub mod manifests;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

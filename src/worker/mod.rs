@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use crate::bus::{Bus, Delivery, Settle};
 use crate::domain::deploy::{Deploy, DeployCommand, DeployCreated, DeployEvent};
 use crate::domain::DeployStatus;
-use crate::hosting::local::{load_manifest, save_manifest};
+use crate::hosting::manifests::{load_manifest, save_manifest};
 use crate::hosting::{DeployTarget, Manifest, StepContext, StepError};
 use crate::read_model::{lookups, DeploysProjection};
 use crate::store::commands::{CommandError, CommandMeta, Commands};
