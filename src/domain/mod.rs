@@ -107,3 +107,13 @@ string_enum!(
         Skipped => "skipped",
     }
 );
+
+string_enum!(
+    /// The steps a deploy runs, in this order (`deploy::STEPS` spells them
+    /// as its events record them).
+    StepName {
+        Prepare => "prepare",
+        Upload => "upload",
+        Promote => "promote",
+    }
+);
