@@ -4,6 +4,7 @@
 //! may import which.
 
 pub mod api;
+pub mod app;
 pub mod audit;
 pub mod bus;
 pub mod catalog;

@@ -4,9 +4,10 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
@@ -15,12 +16,11 @@ use crate::api::docs::{DeployPath, IdempotencyKey};
 use crate::api::idempotency::{self, Begin, Held};
 use crate::api::problem::{problem_response, FieldError, Problem};
 use crate::api::AppState;
-use crate::domain::deploy::{CreateDeploy, DeployCommand, DeployError};
-use crate::domain::ids::{BuildId, DeployId, EntityId};
-use crate::domain::Trigger;
-use crate::read_model::{lookups, DeployRow, DeploysProjection, StepRow};
-use crate::store::commands::{CommandError, CommandMeta};
-use crate::store::log::{self, LogPosition};
+use crate::app::{deploys, Actor, Failed};
+use crate::domain::deploy::Deploy;
+use crate::domain::ids::DeployId;
+use crate::read_model::{lookups, DeployRow, StepRow};
+use crate::store::log;
 use crate::store::tokens::Caller;
 
 /// Largest `metadata` accepted, serialised.
@@ -67,6 +67,23 @@ impl From<Problem> for Failure {
 impl From<sqlx::Error> for Failure {
     fn from(e: sqlx::Error) -> Self {
         Problem::from(e).into()
+    }
+}
+
+impl From<Failed> for Failure {
+    fn from(failed: Failed) -> Self {
+        Failure {
+            problem: failed.refusal.into(),
+            committed: failed.committed,
+        }
+    }
+}
+
+/// The caller and the request, as the use cases see them.
+fn actor<'a>(caller: &'a Caller, request_id: &'a RequestId) -> Actor<'a> {
+    Actor {
+        caller,
+        request_id: &request_id.0,
     }
 }
 
@@ -140,14 +157,8 @@ fn unknown_fields(map: &Map<String, Value>, known: &[&str]) -> Vec<FieldError> {
         .collect()
 }
 
-/// What to deploy.
-enum Source {
-    Build(BuildId),
-    App(EntityId),
-}
-
 struct CreateRequest {
-    source: Source,
+    source: deploys::Source,
     metadata: Map<String, Value>,
 }
 
@@ -172,14 +183,14 @@ fn parse_create(map: &Map<String, Value>) -> Result<CreateRequest, Problem> {
         (Some(Err(e)), None) | (None, Some(Err(e))) => Err(e),
         (Some(Ok(id)), None) => {
             id.parse()
-                .map(Source::Build)
+                .map(deploys::Source::Build)
                 .map_err(|e: crate::domain::ids::IdError| {
                     FieldError::new("body/buildId", e.to_string())
                 })
         }
         (None, Some(Ok(id))) => id
             .parse()
-            .map(Source::App)
+            .map(deploys::Source::App)
             .map_err(|e: crate::domain::ids::IdError| FieldError::new("body/appId", e.to_string())),
     };
     let metadata = match map.get("metadata") {
@@ -200,100 +211,6 @@ fn parse_create(map: &Map<String, Value>) -> Result<CreateRequest, Problem> {
             errors.extend(metadata.err());
             Err(Problem::invalid(errors))
         }
-    }
-}
-
-/// The build a create deploys, resolved inside the caller's scope.
-struct ResolvedBuild {
-    build_id: BuildId,
-    workspace_id: String,
-    entity_id: String,
-    version_id: String,
-}
-
-async fn resolve(
-    state: &AppState,
-    caller: &Caller,
-    source: &Source,
-) -> Result<ResolvedBuild, Problem> {
-    let scope = caller.workspace_strings();
-    let build_row: Option<(String, String, String, String, String)> = match source {
-        Source::Build(id) => {
-            let row = lookups::build_in_scope(&state.db, &id.to_string(), &scope).await?;
-            let row = row.ok_or_else(|| Problem::not_found(format!("build {id} not found")))?;
-            if row.3 != "succeeded" {
-                return Err(Problem::unprocessable(format!(
-                    "build {id} did not succeed; only a successful build can be deployed"
-                )));
-            }
-            Some(row)
-        }
-        Source::App(id) => {
-            let version = lookups::entity_default_version(&state.db, &id.to_string(), &scope)
-                .await?
-                .ok_or_else(|| Problem::not_found(format!("app {id} not found")))?;
-            let version = version.ok_or_else(|| {
-                Problem::unprocessable(format!("app {id} has no default version"))
-            })?;
-            let row =
-                lookups::latest_successful_build(&state.db, &id.to_string(), &version, &scope)
-                    .await?;
-            Some(row.ok_or_else(|| {
-                Problem::unprocessable(format!(
-                    "app {id} has no successful build of its default version {version}"
-                ))
-            })?)
-        }
-    };
-    let (build_id, workspace_id, entity_id, _, version_id) = build_row.expect("resolved above");
-    Ok(ResolvedBuild {
-        build_id: build_id
-            .parse()
-            .map_err(|e| Problem::internal(format!("stored build id: {e}")))?,
-        workspace_id,
-        entity_id,
-        version_id,
-    })
-}
-
-/// Waits until the `deploys` projection shows `head` (read-your-writes).
-async fn visible(state: &AppState, head: LogPosition, id: &str) -> Result<(), Failure> {
-    let shown = log::wait_for_checkpoint(
-        &state.db,
-        &state.signals,
-        DeploysProjection::NAME,
-        head,
-        state.settings.projection_wait,
-    )
-    .await
-    .map_err(|e| Failure {
-        problem: e.into(),
-        committed: true,
-    })?;
-    if shown {
-        Ok(())
-    } else {
-        let mut problem = Problem::unavailable(format!(
-            "deploy {id} was recorded but the read model is behind; GET /api/deploys/{id} shortly"
-        ));
-        problem
-            .headers
-            .push((header::RETRY_AFTER, HeaderValue::from_static("1")));
-        Err(Failure {
-            problem,
-            committed: true,
-        })
-    }
-}
-
-/// A request's command is caused by the request itself, and starts the
-/// correlation that every later event of the deploy carries.
-fn meta(caller: &Caller, request_id: &RequestId) -> CommandMeta {
-    CommandMeta {
-        actor: caller.principal.clone(),
-        request_id: request_id.0.clone(),
-        correlation_id: request_id.0.clone(),
-        causation_id: Some(request_id.0.clone()),
     }
 }
 
@@ -320,83 +237,18 @@ pub async fn create(
         Begin::Replay(status, body) => return Ok(replay(status, body)),
         Begin::Run(held) => held,
     };
-    let result = create_inner(&state, &caller, &request_id, request, &deploy_id).await;
-    Ok(answer(&state, held, result).await)
-}
-
-async fn create_inner(
-    state: &AppState,
-    caller: &Caller,
-    request_id: &RequestId,
-    request: CreateRequest,
-    deploy_id: &str,
-) -> Result<(StatusCode, Value), Failure> {
-    let build = resolve(state, caller, &request.source).await?;
-    let command = DeployCommand::Create(CreateDeploy {
-        deploy_id: deploy_id
+    let new = deploys::NewDeploy {
+        id: deploy_id
             .parse()
             .map_err(|e| Problem::internal(format!("deploy id: {e}")))?,
-        workspace_id: build
-            .workspace_id
-            .parse()
-            .map_err(|e| Problem::internal(format!("stored workspace id: {e}")))?,
-        entity_id: build
-            .entity_id
-            .parse()
-            .map_err(|e| Problem::internal(format!("stored entity id: {e}")))?,
-        build_id: build.build_id,
-        version_id: Some(
-            build
-                .version_id
-                .parse()
-                .map_err(|e| Problem::internal(format!("stored version id: {e}")))?,
-        ),
-        trigger: Trigger::Manual,
-        source_event_id: None,
+        source: request.source,
         metadata: request.metadata,
-        created_by: caller.principal.clone(),
-        at: crate::domain::time::now(),
-    });
-    let head = match state
-        .commands
-        .deploy(deploy_id, command, &meta(caller, request_id))
+    };
+    let result = deploys::create(state.services(), actor(&caller, &request_id), new)
         .await
-    {
-        Ok(head) => head,
-        // A retry that took over an idempotency record: the deploy exists.
-        Err(CommandError::Domain(DeployError::AlreadyExists)) => {
-            log::stream_head(&state.db, "Deploy", deploy_id)
-                .await?
-                .unwrap_or(LogPosition::START)
-        }
-        Err(e) => return Err(command_failure(e)),
-    };
-    visible(state, head, deploy_id).await?;
-    let row = fetch_row(state, caller, deploy_id)
-        .await?
-        .ok_or_else(|| Failure {
-            problem: Problem::internal(format!("deploy {deploy_id} projected but not found")),
-            committed: true,
-        })?;
-    Ok((StatusCode::CREATED, json!(row)))
-}
-
-fn command_failure(e: CommandError<DeployError>) -> Failure {
-    let problem = match e {
-        CommandError::Domain(DeployError::NotFound) => Problem::not_found("deploy not found"),
-        CommandError::Domain(DeployError::Terminal(status)) => Problem::conflict(format!(
-            "the deploy is already {status}; nothing leaves that status"
-        )),
-        CommandError::Domain(other) => Problem::conflict(other.to_string()),
-        CommandError::Conflict => {
-            Problem::conflict(CommandError::<DeployError>::Conflict.to_string())
-        }
-        CommandError::Store(e) => Problem::internal(e),
-    };
-    Failure {
-        problem,
-        committed: false,
-    }
+        .map(|row| (StatusCode::CREATED, json!(row)))
+        .map_err(Failure::from);
+    Ok(answer(&state, held, result).await)
 }
 
 async fn fetch_row(state: &AppState, caller: &Caller, id: &str) -> sqlx::Result<Option<DeployRow>> {
@@ -466,7 +318,7 @@ async fn detail_as_of(
     as_of: chrono::DateTime<chrono::Utc>,
 ) -> Result<DeployDetail, Problem> {
     let not_found = || Problem::not_found(format!("deploy {id} not found at {as_of}"));
-    let events = log::read_stream(&state.db, "Deploy", id, 0, i64::MAX).await?;
+    let events = log::read_stream(&state.db, Deploy::TYPE, id, 0, i64::MAX).await?;
     let folded = crate::read_model::fold::fold(events.iter().filter(|e| e.recorded_at <= as_of))
         .map_err(|e| Problem::internal(format!("folding deploy {id}: {e:#}")))?
         .ok_or_else(not_found)?;
@@ -499,7 +351,8 @@ pub async fn cancel(
     IdempotencyKey(key): IdempotencyKey,
     body: Bytes,
 ) -> Result<Response, Problem> {
-    let id = parse_deploy_id(&id)?.to_string();
+    let deploy_id = parse_deploy_id(&id)?;
+    let id = deploy_id.to_string();
     let map = json_object(&body, true)?;
     let mut errors = unknown_fields(&map, &["reason"]);
     let reason = match map.get("reason") {
@@ -540,24 +393,20 @@ pub async fn cancel(
         Begin::Replay(status, body) => return Ok(replay(status, body)),
         Begin::Run(held) => held,
     };
-    let command = DeployCommand::Cancel {
+    let result = deploys::cancel(
+        state.services(),
+        actor(&caller, &request_id),
+        &deploy_id,
         reason,
-        by: caller.principal.clone(),
-        at: crate::domain::time::now(),
-    };
-    let result = async {
-        let head = state
-            .commands
-            .deploy(&id, command, &meta(&caller, &request_id))
-            .await
-            .map_err(command_failure)?;
-        visible(&state, head, &id).await?;
-        Ok((
+    )
+    .await
+    .map(|()| {
+        (
             StatusCode::OK,
             json!(crate::api::docs::CancelResponse { success: true }),
-        ))
-    }
-    .await;
+        )
+    })
+    .map_err(Failure::from);
     Ok(answer(&state, held, result).await)
 }
 
@@ -609,7 +458,7 @@ pub async fn events(
     if fetch_row(&state, &caller, &id).await?.is_none() {
         return Err(Problem::not_found(format!("deploy {id} not found")));
     }
-    let events = log::read_stream(&state.db, "Deploy", &id, after, limit).await?;
+    let events = log::read_stream(&state.db, Deploy::TYPE, &id, after, limit).await?;
     Ok(Json(
         events
             .into_iter()

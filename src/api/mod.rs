@@ -89,6 +89,16 @@ impl AppState {
     pub fn new(inner: Inner) -> Self {
         Self(Arc::new(inner))
     }
+
+    /// What the use cases run on.
+    pub fn services(&self) -> crate::app::Services<'_> {
+        crate::app::Services {
+            db: &self.db,
+            commands: &self.commands,
+            signals: &self.signals,
+            projection_wait: self.settings.projection_wait,
+        }
+    }
 }
 
 /// Loads the key that signs list cursors (made by a migration).
@@ -158,7 +168,7 @@ async fn readyz(
     };
     (
         status,
-        axum::Json(serde_json::json!({
+        Json(serde_json::json!({
             "ready": ready,
             "engine": state.db.engine().as_str(),
             "database": database,

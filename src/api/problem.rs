@@ -14,6 +14,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::app::Refusal;
 pub use crate::domain::FieldError;
 use crate::read_model::list::ListError;
 
@@ -179,6 +180,26 @@ impl From<ListError> for Problem {
         match e {
             ListError::Invalid(errors) => Problem::invalid(errors),
             ListError::Database(e) => Problem::internal(e),
+        }
+    }
+}
+
+impl From<Refusal> for Problem {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::NotFound(detail) => Problem::not_found(detail),
+            Refusal::Unprocessable(detail) => Problem::unprocessable(detail),
+            Refusal::Conflict(detail) => Problem::conflict(detail),
+            Refusal::Behind { id } => {
+                let mut problem = Problem::unavailable(format!(
+                    "deploy {id} was recorded but the read model is behind; GET /api/deploys/{id} shortly"
+                ));
+                problem
+                    .headers
+                    .push((header::RETRY_AFTER, HeaderValue::from_static("1")));
+                problem
+            }
+            Refusal::Internal(error) => Problem::internal(format!("{error:#}")),
         }
     }
 }

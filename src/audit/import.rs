@@ -49,6 +49,8 @@
 //! the check, for a file that is known good but renders JSON in a way this
 //! check does not reproduce.
 
+use crate::domain::deploy::Deploy;
+use cqrs_es::Aggregate as _;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::PathBuf;
@@ -119,7 +121,7 @@ impl Line {
 
     /// The deploy's entity and number, for a `DeployCreated`.
     fn deploy_number(&self) -> Option<(String, i64)> {
-        if self.stream.aggregate_type != "Deploy" || self.event_type != "DeployCreated" {
+        if self.stream.aggregate_type != Deploy::TYPE || self.event_type != "DeployCreated" {
             return None;
         }
         let entity = self.data.get("entityId")?.as_str()?.to_string();
@@ -295,7 +297,7 @@ async fn check<R: AsyncBufRead + Unpin>(reader: R, verify: bool) -> anyhow::Resu
         if let (true, Some(claimed)) = (verify, claimed) {
             match predecessor {
                 Some(previous) if link_matches(&line, previous.as_ref(), &claimed) => {
-                    checked.verified += 1
+                    checked.verified += 1;
                 }
                 Some(_) if !produced_by_upcaster(&line) => anyhow::bail!(
                     "line {number}: {} sequence {}: the hash does not match the event \

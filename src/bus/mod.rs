@@ -21,6 +21,8 @@
 //!   (`Nats-Msg-Id` = event id). The saga worker reads the `DeployCreated`
 //!   ones through the durable pull consumer `<prefix>_worker`.
 
+use crate::domain::deploy::Deploy;
+use cqrs_es::Aggregate as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -234,7 +236,7 @@ impl Bus {
             Bus::Nats(nats) => nats.publish(events).await,
             Bus::Local(local) => {
                 for e in events {
-                    if e.aggregate_type == "Deploy" && e.event_type == "DeployCreated" {
+                    if e.aggregate_type == Deploy::TYPE && e.event_type == "DeployCreated" {
                         local.enqueue(e.body.clone(), false);
                     }
                 }

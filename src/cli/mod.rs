@@ -70,11 +70,11 @@ pub enum Command {
     #[command(subcommand)]
     Catalog(CatalogCommand),
     /// Talk to a deployd server: list, get, create, cancel, events.
-    Deploys(crate::cli::client::ClientArgs),
+    Deploys(client::ClientArgs),
     /// `replay`, `events export`, `events import`, `audit verify`
     /// (src/audit/cli.rs).
     #[command(flatten)]
-    Audit(crate::cli::audit::AuditCommands),
+    Audit(audit::AuditCommands),
 }
 
 #[derive(Debug, Args)]
@@ -282,8 +282,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             crate::startup::run_relay(args.settings(&globals)?, from, shutdown).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Deploys(args) => crate::cli::client::run(args).await,
-        Command::Audit(command) => crate::cli::audit::run(&globals, command).await,
+        Command::Deploys(args) => client::run(args).await,
+        Command::Audit(command) => audit::run(&globals, command).await,
         Command::Migrate => {
             let db = globals.open(&DbOptions::default()).await?;
             println!("migrations applied to {}", db.describe());

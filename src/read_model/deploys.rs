@@ -1,5 +1,7 @@
 //! The `deploys` projection: `deploys` and `deploy_steps` from Deploy events.
 
+use crate::domain::deploy::Deploy;
+use cqrs_es::Aggregate as _;
 use std::collections::HashMap;
 
 use serde::Deserialize;
@@ -84,7 +86,7 @@ impl Projection for DeploysProjection {
     }
 
     async fn apply(&self, tx: &mut Tx, event: &StoredEvent) -> anyhow::Result<()> {
-        if event.aggregate_type != "Deploy" {
+        if event.aggregate_type != Deploy::TYPE {
             return Ok(());
         }
         let id = event.aggregate_id.as_str();
@@ -146,7 +148,7 @@ impl Projection for DeploysProjection {
                 )?;
             }
             DeployEvent::StepStarted(e) => {
-                set_step(tx, id, &e.step, StepStatus::Running, Some(e.at), None, None).await?
+                set_step(tx, id, &e.step, StepStatus::Running, Some(e.at), None, None).await?;
             }
             DeployEvent::StepCompleted(e) => {
                 set_step(
@@ -158,11 +160,11 @@ impl Projection for DeploysProjection {
                     Some(e.at),
                     None,
                 )
-                .await?
+                .await?;
             }
             DeployEvent::StepFailed(e) => {
                 let error = Some(e.error.as_str());
-                set_step(tx, id, &e.step, StepStatus::Failed, None, Some(e.at), error).await?
+                set_step(tx, id, &e.step, StepStatus::Failed, None, Some(e.at), error).await?;
             }
             DeployEvent::StepDiscarded(e) => {
                 let error = e.error.as_deref();
@@ -175,7 +177,7 @@ impl Projection for DeploysProjection {
                     Some(e.at),
                     error,
                 )
-                .await?
+                .await?;
             }
             DeployEvent::DeployCompleted(e) => {
                 exec!(
@@ -377,7 +379,7 @@ pub(super) async fn rebuild(tx: &mut PgConnection, events: &[StoredEvent]) -> an
     let mut order: Vec<String> = Vec::new();
     let mut decoded: Vec<(&StoredEvent, DeployEvent)> = Vec::new();
     let mut seen = std::collections::HashSet::new();
-    for event in events.iter().filter(|e| e.aggregate_type == "Deploy") {
+    for event in events.iter().filter(|e| e.aggregate_type == Deploy::TYPE) {
         if seen.insert(event.aggregate_id.as_str()) {
             order.push(event.aggregate_id.clone());
         }

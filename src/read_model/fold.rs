@@ -7,7 +7,9 @@
 //! in `projections/deploys/`; the replay-equality test (the read model
 //! before a replay equals it after, byte for byte) holds the two together.
 
+use crate::domain::deploy::Deploy;
 use chrono::{DateTime, Utc};
+use cqrs_es::Aggregate as _;
 
 use crate::domain::deploy::DeployEvent;
 use crate::domain::{DeployStatus, StepStatus};
@@ -93,10 +95,10 @@ pub fn apply(
             row.started_at = Some(e.started_at);
         }
         DeployEvent::StepStarted(e) => {
-            set_step(d, &e.step, StepStatus::Running, Some(e.at), None, None)
+            set_step(d, &e.step, StepStatus::Running, Some(e.at), None, None);
         }
         DeployEvent::StepCompleted(e) => {
-            set_step(d, &e.step, StepStatus::Completed, None, Some(e.at), None)
+            set_step(d, &e.step, StepStatus::Completed, None, Some(e.at), None);
         }
         DeployEvent::StepFailed(e) => set_step(
             d,
@@ -171,7 +173,7 @@ pub fn fold<'a>(
 ) -> anyhow::Result<Option<FoldedDeploy>> {
     let mut state = None;
     for event in events {
-        if event.aggregate_type != "Deploy" {
+        if event.aggregate_type != Deploy::TYPE {
             continue;
         }
         let decoded: DeployEvent = serde_json::from_value(event.payload.clone())?;

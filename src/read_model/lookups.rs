@@ -6,16 +6,29 @@
 use chrono::{DateTime, Utc};
 use sqlx::FromRow;
 
+use crate::domain::ids::{BuildId, EntityId, VersionId, WorkspaceId};
 use crate::on_db;
 use crate::read_model::{DeployRow, StepRow, DEPLOY_COLUMNS};
 use crate::store::bind::{any_of, TextList};
 use crate::store::db::Db;
 
-/// A build as a create resolves it: id, workspace, entity, status, version.
-pub type BuildRef = (String, String, String, String, String);
+/// A build as a create resolves it.
+#[derive(Debug, Clone, FromRow)]
+pub struct BuildRef {
+    pub id: BuildId,
+    pub workspace_id: WorkspaceId,
+    pub entity_id: EntityId,
+    /// `succeeded` or `failed`.
+    pub status: String,
+    pub version_id: VersionId,
+}
 
 /// The build `id`, if it is in `scope`.
-pub async fn build_in_scope(db: &Db, id: &str, scope: &[String]) -> sqlx::Result<Option<BuildRef>> {
+pub async fn build_in_scope(
+    db: &Db,
+    id: &BuildId,
+    scope: &[String],
+) -> sqlx::Result<Option<BuildRef>> {
     let sql = format!(
         "SELECT id, workspace_id, entity_id, status, version_id FROM builds \
          WHERE id = $1 AND {}",
@@ -28,9 +41,9 @@ pub async fn build_in_scope(db: &Db, id: &str, scope: &[String]) -> sqlx::Result
 /// (`Some(None)`: it has none).
 pub async fn entity_default_version(
     db: &Db,
-    id: &str,
+    id: &EntityId,
     scope: &[String],
-) -> sqlx::Result<Option<Option<String>>> {
+) -> sqlx::Result<Option<Option<VersionId>>> {
     let sql = format!(
         "SELECT default_version_id FROM entities WHERE id = $1 AND {}",
         any_of(db.engine(), "workspace_id", 2)
@@ -41,8 +54,8 @@ pub async fn entity_default_version(
 /// The newest successful build of an entity's version, in `scope`.
 pub async fn latest_successful_build(
     db: &Db,
-    entity: &str,
-    version: &str,
+    entity: &EntityId,
+    version: &VersionId,
     scope: &[String],
 ) -> sqlx::Result<Option<BuildRef>> {
     let sql = format!(

@@ -117,5 +117,5 @@ pub async fn run(
     signals: LogSignals,
     shutdown: CancellationToken,
 ) {
-    runner::run(db, &Projector(projection), signals, shutdown).await
+    runner::run(db, &Projector(projection), signals, shutdown).await;
 }

@@ -168,5 +168,5 @@ pub async fn run(db: Db, bus: Bus, signals: LogSignals, shutdown: CancellationTo
             "relay: the events stream is not ready yet"
         );
     }
-    runner::run(db, &Relay(bus), signals, shutdown).await
+    runner::run(db, &Relay(bus), signals, shutdown).await;
 }

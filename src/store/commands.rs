@@ -181,7 +181,7 @@ impl Commands {
         let mut attempt = 0;
         let outcome = |o: &'static str| {
             metrics::counter!("deployd_commands_total", "aggregate" => A::TYPE, "outcome" => o)
-                .increment(1)
+                .increment(1);
         };
         loop {
             attempt += 1;

@@ -277,7 +277,7 @@ impl Db {
     }
 
     pub async fn close(&self) {
-        on_db!(self, pool => pool.close().await)
+        on_db!(self, pool => pool.close().await);
     }
 
     /// Where the database is, for logs (no password).

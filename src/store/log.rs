@@ -497,7 +497,7 @@ impl LogSignals {
                 };
                 match next {
                     Ok(Some(n)) if n.channel() == "deployd_events" => {
-                        events_tx.send_modify(|c| *c += 1)
+                        events_tx.send_modify(|c| *c += 1);
                     }
                     Ok(Some(_)) => checkpoints_tx.send_modify(|c| *c += 1),
                     Ok(None) => {

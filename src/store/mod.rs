@@ -16,6 +16,7 @@ pub mod bind;
 pub mod chain;
 pub mod commands;
 pub mod db;
+pub mod ids;
 pub mod lease;
 pub mod log;
 pub mod sqlite_fns;

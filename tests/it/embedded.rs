@@ -416,7 +416,7 @@ async fn an_embedded_store_moves_to_postgresql_with_everything() {
     // A changed line is refused by the check, with its number, before
     // anything is written.
     let (k, tampered) = changed(&export, "superseded", |line| {
-        *line = line.replace("superseded", "changed later")
+        *line = line.replace("superseded", "changed later");
     });
     let tampered_file = data.join("tampered.jsonl");
     std::fs::write(&tampered_file, tampered).unwrap();

@@ -92,7 +92,7 @@ async fn the_request_id_is_answered_and_carried_into_the_events() {
         .await
         .unwrap();
     assert_eq!(events[0]["requestId"], "req-from-the-client");
-    let metadata: serde_json::Value = deployd::on_db!(&app.db, pool => sqlx::query_scalar(
+    let metadata: Value = deployd::on_db!(&app.db, pool => sqlx::query_scalar(
         "SELECT metadata FROM events WHERE aggregate_id = $1 AND sequence = 1",
     )
     .bind(&id)

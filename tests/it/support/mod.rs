@@ -1,6 +1,6 @@
-//! What every integration-test binary shares: the PostgreSQL and NATS the
+//! What the integration tests share: the PostgreSQL and NATS the
 //! tests talk to, and a fresh database per test, so tests run in parallel
-//! and twice in a row. Included with `#[path = "support/mod.rs"] mod support;`.
+//! and twice in a row.
 //!
 //! Tests that hold for both engines are written once and listed in
 //! [`backend_tests!`], which runs each twice: `postgres::<name>` (PostgreSQL

@@ -1,0 +1,157 @@
+//! Creating and cancelling deploys.
+
+use cqrs_es::Aggregate;
+use serde_json::{Map, Value};
+
+use super::{Actor, Failed, Refusal, Services};
+use crate::domain::deploy::{CreateDeploy, Deploy, DeployCommand, DeployError};
+use crate::domain::ids::{BuildId, DeployId, EntityId};
+use crate::domain::Trigger;
+use crate::read_model::lookups::{self, BuildRef};
+use crate::read_model::{DeployRow, DeploysProjection};
+use crate::store::commands::CommandError;
+use crate::store::log::{self, LogPosition};
+
+/// What to deploy.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// This build.
+    Build(BuildId),
+    /// The latest successful build of the app's default version.
+    App(EntityId),
+}
+
+/// A deploy to create.
+#[derive(Debug, Clone)]
+pub struct NewDeploy {
+    /// Chosen by the caller of the use case (the API records it on the
+    /// idempotency key first, so a retry creates the same deploy).
+    pub id: DeployId,
+    pub source: Source,
+    pub metadata: Map<String, Value>,
+}
+
+/// Creates a deploy; answers its row as the read model shows it.
+pub async fn create(
+    s: Services<'_>,
+    actor: Actor<'_>,
+    new: NewDeploy,
+) -> Result<DeployRow, Failed> {
+    let build = resolve(s, actor, &new.source).await?;
+    let id = new.id.to_string();
+    let command = DeployCommand::Create(CreateDeploy {
+        deploy_id: new.id,
+        workspace_id: build.workspace_id,
+        entity_id: build.entity_id,
+        build_id: build.id,
+        version_id: Some(build.version_id),
+        trigger: Trigger::Manual,
+        source_event_id: None,
+        metadata: new.metadata,
+        created_by: actor.caller.principal.clone(),
+        at: crate::domain::time::now(),
+    });
+    let head = match s.commands.deploy(&id, command, &actor.meta()).await {
+        Ok(head) => head,
+        // A retry that took over an idempotency record: the deploy exists.
+        Err(CommandError::Domain(DeployError::AlreadyExists)) => {
+            log::stream_head(s.db, Deploy::TYPE, &id)
+                .await?
+                .unwrap_or(LogPosition::START)
+        }
+        Err(e) => return Err(refused(e).into()),
+    };
+    visible(s, head, &id).await?;
+    lookups::deploy_in_scope(s.db, &id, &actor.caller.workspace_strings())
+        .await
+        .map_err(Failed::after_commit)?
+        .map(|d| d.row)
+        .ok_or_else(|| Failed::after_commit(anyhow::anyhow!("deploy {id} projected but not found")))
+}
+
+/// Cancels a deploy that is not terminal yet.
+pub async fn cancel(
+    s: Services<'_>,
+    actor: Actor<'_>,
+    id: &DeployId,
+    reason: Option<String>,
+) -> Result<(), Failed> {
+    let id = id.to_string();
+    let command = DeployCommand::Cancel {
+        reason,
+        by: actor.caller.principal.clone(),
+        at: crate::domain::time::now(),
+    };
+    let head = s
+        .commands
+        .deploy(&id, command, &actor.meta())
+        .await
+        .map_err(refused)?;
+    visible(s, head, &id).await
+}
+
+/// The build `source` names, inside the caller's workspaces.
+async fn resolve(s: Services<'_>, actor: Actor<'_>, source: &Source) -> Result<BuildRef, Refusal> {
+    let scope = actor.caller.workspace_strings();
+    match source {
+        Source::Build(id) => {
+            let build = lookups::build_in_scope(s.db, id, &scope)
+                .await?
+                .ok_or_else(|| Refusal::NotFound(format!("build {id} not found")))?;
+            if build.status != "succeeded" {
+                return Err(Refusal::Unprocessable(format!(
+                    "build {id} did not succeed; only a successful build can be deployed"
+                )));
+            }
+            Ok(build)
+        }
+        Source::App(id) => {
+            let version = lookups::entity_default_version(s.db, id, &scope)
+                .await?
+                .ok_or_else(|| Refusal::NotFound(format!("app {id} not found")))?
+                .ok_or_else(|| {
+                    Refusal::Unprocessable(format!("app {id} has no default version"))
+                })?;
+            lookups::latest_successful_build(s.db, id, &version, &scope)
+                .await?
+                .ok_or_else(|| {
+                    Refusal::Unprocessable(format!(
+                        "app {id} has no successful build of its default version {version}"
+                    ))
+                })
+        }
+    }
+}
+
+/// Waits until the `deploys` projection shows `head` (read-your-writes).
+async fn visible(s: Services<'_>, head: LogPosition, id: &str) -> Result<(), Failed> {
+    let shown = log::wait_for_checkpoint(
+        s.db,
+        s.signals,
+        DeploysProjection::NAME,
+        head,
+        s.projection_wait,
+    )
+    .await
+    .map_err(Failed::after_commit)?;
+    if shown {
+        Ok(())
+    } else {
+        Err(Failed::after_commit(Refusal::Behind { id: id.to_string() }))
+    }
+}
+
+/// A refused deploy command, as the use case's refusal.
+fn refused(e: CommandError<DeployError>) -> Refusal {
+    match e {
+        CommandError::Domain(DeployError::NotFound) => Refusal::NotFound("deploy not found".into()),
+        CommandError::Domain(DeployError::Terminal(status)) => Refusal::Conflict(format!(
+            "the deploy is already {status}; nothing leaves that status"
+        )),
+        CommandError::Domain(other) => Refusal::Conflict(other.to_string()),
+        CommandError::Conflict => {
+            Refusal::Conflict(CommandError::<DeployError>::Conflict.to_string())
+        }
+        CommandError::Store(e) => Refusal::Internal(anyhow::anyhow!(e)),
+    }
+}
