@@ -22,4 +22,5 @@ mod ops;
 mod query_pagination;
 mod resilience;
 mod saga;
+mod schema_parity;
 mod schemas;
