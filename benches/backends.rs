@@ -841,7 +841,7 @@ async fn insert_baseline(db: &Db, connections: usize, secs: f64) -> anyhow::Resu
         "INSERT INTO bench_scratch (payload) VALUES ($1)",
         "INSERT INTO bench_scratch (payload) VALUES (?1)",
     );
-    deployd::on_db!(db, pool => sqlx::query(create).execute(pool).await.map(|_| ()))?;
+    deployd::on_writer!(db.writer().await, pool => sqlx::query(create).execute(pool).await.map(|_| ()))?;
     let payload = event_sized_payload();
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(secs);
@@ -850,7 +850,7 @@ async fn insert_baseline(db: &Db, connections: usize, secs: f64) -> anyhow::Resu
         let (db, payload) = (db.clone(), payload.clone());
         tasks.push(tokio::spawn(async move {
             let (mut rows, mut failed) = (0usize, 0usize);
-            deployd::on_db!(&db, pool => {
+            deployd::on_writer!(db.writer().await, pool => {
                 let mut conn = pool.acquire().await?;
                 while Instant::now() < deadline {
                     match sqlx::query(insert).bind(&payload).execute(&mut *conn).await {

@@ -1,8 +1,8 @@
 //! Bookkeeping that is not domain history: bearer tokens, idempotency
 //! records and the installation's secrets. Plain tables on either engine;
 //! times are the server's clock, bound as parameters, so the statements
-//! read the same on both. Writes outside a transaction take the embedded
-//! engine's write turn (`Db::write_turn`), as every other writer does.
+//! read the same on both. Writes outside a transaction go through
+//! `Db::writer` (on the embedded engine, this process's write turn).
 
 use chrono::{DateTime, Utc};
 
@@ -21,8 +21,7 @@ pub async fn insert_token(
     secret_sha256: &[u8],
     workspace_ids: &[String],
 ) -> sqlx::Result<()> {
-    let _turn = db.write_turn().await;
-    crate::on_db!(db, pool => sqlx::query(
+    crate::on_writer!(db.writer().await, pool => sqlx::query(
         "INSERT INTO api_tokens (id, name, secret_sha256, workspace_ids) VALUES ($1, $2, $3, $4)",
     )
     .bind(id)
@@ -140,8 +139,7 @@ pub async fn finish_idempotency_key(
     status: i16,
     body: &serde_json::Value,
 ) -> sqlx::Result<()> {
-    let _turn = db.write_turn().await;
-    crate::on_db!(db, pool => sqlx::query(
+    crate::on_writer!(db.writer().await, pool => sqlx::query(
         "UPDATE idempotency_keys SET status = $3, response = $4 WHERE principal = $1 AND key = $2",
     )
     .bind(principal)
@@ -154,8 +152,7 @@ pub async fn finish_idempotency_key(
 }
 
 pub async fn delete_idempotency_key(db: &Db, principal: &str, key: &str) -> sqlx::Result<()> {
-    let _turn = db.write_turn().await;
-    crate::on_db!(db, pool => sqlx::query("DELETE FROM idempotency_keys WHERE principal = $1 AND key = $2")
+    crate::on_writer!(db.writer().await, pool => sqlx::query("DELETE FROM idempotency_keys WHERE principal = $1 AND key = $2")
         .bind(principal)
         .bind(key)
         .execute(pool)
@@ -165,8 +162,7 @@ pub async fn delete_idempotency_key(db: &Db, principal: &str, key: &str) -> sqlx
 
 /// Deletes records made before `before`.
 pub async fn expire_idempotency_keys(db: &Db, before: DateTime<Utc>) -> sqlx::Result<u64> {
-    let _turn = db.write_turn().await;
-    crate::on_db!(db, pool => sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+    crate::on_writer!(db.writer().await, pool => sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
         .bind(before)
         .execute(pool)
         .await

@@ -128,7 +128,7 @@ impl Commands {
                 PostgresEventRepository::new(pool.clone())
             })),
             Db::Sqlite(embedded) => Engines::Sqlite(Frameworks::new(|| {
-                SqliteEventRepository::new(embedded.pool.clone())
+                SqliteEventRepository::new(embedded.event_store_pool())
             })),
         };
         Self { db, engines }

@@ -71,19 +71,28 @@ pub enum Db {
     Sqlite(Embedded),
 }
 
-/// The embedded engine: the pool on the file, and what PostgreSQL would
-/// otherwise provide across processes (notifications and advisory locks),
-/// in this process. The embedded mode is one process by design.
+/// The embedded engine: the file, and what PostgreSQL would otherwise
+/// provide across processes (notifications and advisory locks), in this
+/// process. The embedded mode is one process by design.
+///
+/// Reads and writes go through two pools. `pool` holds read-only
+/// connections: any number read at once, each from one WAL snapshot, and
+/// none can write. `writer` holds the one connection that writes, and is
+/// reachable only through a [`WriteTurn`]: this process's writers queue for
+/// the turn in order, instead of each polling SQLite's write lock through
+/// the busy handler (whose sleeps grow to 100 ms) while others take it. So
+/// a write that forgot its turn does not compile, and one sent through the
+/// read pool fails at once ("attempt to write a readonly database").
 #[derive(Clone, Debug)]
 pub struct Embedded {
+    /// Read-only connections.
     pub pool: SqlitePool,
     pub path: PathBuf,
     wake: Arc<Wake>,
     locks: Arc<Mutex<HashSet<String>>>,
-    /// This process's writers queue here before they take SQLite's write
-    /// lock: in order, instead of each polling the lock through the busy
-    /// handler (whose sleeps grow to 100 ms) while others take it.
-    writers: Arc<tokio::sync::Mutex<()>>,
+    /// The one writing connection (private: see [`WriteTurn::pool`]).
+    writer: SqlitePool,
+    turns: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// In-process stand-ins for `pg_notify`: counters that move when events
@@ -95,9 +104,19 @@ struct Wake {
 }
 
 impl Embedded {
-    /// Waits for this process's turn to write (see `writers`).
+    /// Waits for this process's turn to write.
     pub async fn write_turn(&self) -> WriteTurn {
-        WriteTurn(self.writers.clone().lock_owned().await)
+        WriteTurn {
+            _turn: self.turns.clone().lock_owned().await,
+            pool: self.writer.clone(),
+        }
+    }
+
+    /// The writing pool, for the event store's repository, which
+    /// `store::commands` only uses under a [`WriteTurn`] (cqrs-es takes a
+    /// pool, not a connection). Nothing outside `store` can reach it.
+    pub(super) fn event_store_pool(&self) -> SqlitePool {
+        self.writer.clone()
     }
 
     /// Receivers of (events appended, checkpoint moved).
@@ -125,9 +144,27 @@ impl Embedded {
     }
 }
 
-/// A writer's turn in this process, held until it drops.
+/// A writer's turn in this process, held until it drops: the only way to
+/// the embedded engine's writing connection.
 #[derive(Debug)]
-pub struct WriteTurn(#[allow(dead_code)] tokio::sync::OwnedMutexGuard<()>);
+pub struct WriteTurn {
+    _turn: tokio::sync::OwnedMutexGuard<()>,
+    pool: SqlitePool,
+}
+
+impl WriteTurn {
+    /// The writing pool (one connection), for as long as the turn is held.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+/// A pool that may write: PostgreSQL's, or the embedded writer under its
+/// turn. [`on_writer!`] runs a statement on it.
+pub enum Writer<'a> {
+    Postgres(&'a PgPool),
+    Sqlite(WriteTurn),
+}
 
 /// An embedded transaction's engine and, for a writer, its turn.
 #[derive(Debug)]
@@ -214,6 +251,21 @@ macro_rules! on_tx {
     };
 }
 
+/// Runs `$body` with `$pool` bound to the [`Writer`]'s pool (`&PgPool`, or
+/// the embedded writing pool under its turn).
+#[macro_export]
+macro_rules! on_writer {
+    ($writer:expr, $pool:ident => $body:expr) => {
+        match $writer {
+            $crate::store::db::Writer::Postgres($pool) => $body,
+            $crate::store::db::Writer::Sqlite(turn) => {
+                let $pool = turn.pool();
+                $body
+            }
+        }
+    };
+}
+
 impl Db {
     pub fn engine(&self) -> Engine {
         match self {
@@ -236,7 +288,7 @@ impl Db {
             Db::Sqlite(embedded) => {
                 let turn = embedded.write_turn().await;
                 Ok(Tx::Sqlite(
-                    embedded.pool.begin_with("BEGIN IMMEDIATE").await?,
+                    turn.pool().begin_with("BEGIN IMMEDIATE").await?,
                     SqliteTx {
                         embedded: embedded.clone(),
                         turn: Some(turn),
@@ -247,13 +299,21 @@ impl Db {
     }
 
     /// This process's turn to write on the embedded engine (PostgreSQL
-    /// needs none), for a write made outside [`Db::begin`]: a single
-    /// statement, or an append through sqlite-es. Hold it until the write
-    /// is committed.
+    /// needs none), for an append through sqlite-es. Hold it until the
+    /// write is committed.
     pub async fn write_turn(&self) -> Option<WriteTurn> {
         match self {
             Db::Postgres(_) => None,
             Db::Sqlite(embedded) => Some(embedded.write_turn().await),
+        }
+    }
+
+    /// A pool to write one statement with, outside a transaction (on the
+    /// embedded engine, under this process's turn until it drops).
+    pub async fn writer(&self) -> Writer<'_> {
+        match self {
+            Db::Postgres(pool) => Writer::Postgres(pool),
+            Db::Sqlite(embedded) => Writer::Sqlite(embedded.write_turn().await),
         }
     }
 
@@ -371,31 +431,34 @@ pub async fn open_sqlite(path: &Path, options: &DbOptions) -> anyhow::Result<Db>
     }
     let connect_options = SqliteConnectOptions::new()
         .filename(path)
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Full)
         .foreign_keys(true)
         // LIKE compares case as PostgreSQL's does
         .pragma("case_sensitive_like", "ON")
         .busy_timeout(Duration::from_secs(30));
-    let pool = SqlitePoolOptions::new()
-        .max_connections(options.max_connections.max(2))
+    let writer = SqlitePoolOptions::new()
+        .max_connections(1)
         .acquire_timeout(Duration::from_secs(30))
-        .after_connect(|conn, _| {
-            Box::pin(async move {
-                let mut handle = conn.lock_handle().await?;
-                // SAFETY: the locked handle is live and ours for the call.
-                unsafe { crate::store::sqlite_fns::register(handle.as_raw_handle()) }
-                    .map_err(|e| sqlx::Error::Configuration(e.into()))
-            })
-        })
-        .connect_with(connect_options)
+        .after_connect(register_functions)
+        .connect_with(
+            connect_options
+                .clone()
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full),
+        )
         .await
         .with_context(|| format!("opening {}", path.display()))?;
     SQLITE_MIGRATOR
-        .run(&pool)
+        .run(&writer)
         .await
         .context("applying the embedded database's migrations")?;
+    let pool = SqlitePoolOptions::new()
+        .max_connections(options.max_connections.max(2))
+        .acquire_timeout(Duration::from_secs(30))
+        .after_connect(register_functions)
+        .connect_with(connect_options.read_only(true))
+        .await
+        .with_context(|| format!("opening {} to read", path.display()))?;
     let (events, _) = watch::channel(0);
     let (checkpoints, _) = watch::channel(0);
     Ok(Db::Sqlite(Embedded {
@@ -406,8 +469,22 @@ pub async fn open_sqlite(path: &Path, options: &DbOptions) -> anyhow::Result<Db>
             checkpoints,
         }),
         locks: Arc::default(),
-        writers: Arc::default(),
+        writer,
+        turns: Arc::default(),
     }))
+}
+
+/// Registers deployd's SQL functions on a new embedded connection.
+fn register_functions(
+    conn: &mut sqlx::SqliteConnection,
+    _: sqlx::pool::PoolConnectionMetadata,
+) -> futures::future::BoxFuture<'_, sqlx::Result<()>> {
+    Box::pin(async move {
+        let mut handle = conn.lock_handle().await?;
+        // SAFETY: the locked handle is live and ours for the call.
+        unsafe { crate::store::sqlite_fns::register(handle.as_raw_handle()) }
+            .map_err(|e| sqlx::Error::Configuration(e.into()))
+    })
 }
 
 /// Creates the PostgreSQL database if needed, connects, and migrates.

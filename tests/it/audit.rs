@@ -601,7 +601,7 @@ async fn audit_verify_names_a_tampered_payload_and_a_deleted_event() {
         "UPDATE events SET payload = json_set(payload, '$.DeployCompleted.productionUrl', 'https://evil.example') \
          WHERE aggregate_id = $1 AND event_type = 'DeployCompleted'",
     );
-    deployd::on_db!(&app.db, pool => sqlx::query(tamper).bind(&ids[2]).execute(pool).await.unwrap()
+    deployd::on_writer!(app.db.writer().await, pool => sqlx::query(tamper).bind(&ids[2]).execute(pool).await.unwrap()
     .rows_affected());
     let completed_seq: i64 = deployd::on_db!(&app.db, pool => sqlx::query_scalar(
         "SELECT sequence FROM events WHERE aggregate_id = $1 AND event_type = 'DeployCompleted'",
@@ -611,7 +611,7 @@ async fn audit_verify_names_a_tampered_payload_and_a_deleted_event() {
     .await
     .unwrap());
     // Someone deletes an event from the middle of another stream.
-    deployd::on_db!(&app.db, pool => sqlx::query(
+    deployd::on_writer!(app.db.writer().await, pool => sqlx::query(
         "DELETE FROM events WHERE aggregate_id = $1 AND sequence = 2",
     )
     .bind(&ids[3])
@@ -650,7 +650,7 @@ async fn a_stored_v1_deploy_created_is_read_as_v2_everywhere() {
         "metadata": {}, "createdBy": "alice", "steps": ["prepare", "upload", "promote"],
         "createdAt": "2026-11-27T10:05:00Z"
     }});
-    deployd::on_db!(&app.db, pool => sqlx::query(
+    deployd::on_writer!(app.db.writer().await, pool => sqlx::query(
         "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
          VALUES ('Deploy', $1, 1, 'DeployCreated', '1', $2, '{\"actor\": \"alice\"}')",
     )

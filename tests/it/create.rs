@@ -249,7 +249,7 @@ async fn a_retry_while_the_first_request_is_in_flight_is_409() {
     let body = json!({"buildId": seeded.build});
     // The first request holds the key (as if it were still running).
     let fingerprint = deployd::api::idempotency::fingerprint("POST", "/api/deploys", &body);
-    deployd::on_db!(&app.db, pool => sqlx::query(
+    deployd::on_writer!(app.db.writer().await, pool => sqlx::query(
         "INSERT INTO idempotency_keys (principal, key, request_sha256, resource_id, lease_until) \
          VALUES ('alice', 'busy', $1, 'dep_01JDQ2V7C8X3ZJ8Q6Y0W6H4K5M', $2)",
     )
@@ -272,7 +272,7 @@ async fn a_retry_while_the_first_request_is_in_flight_is_409() {
 
     // Once its lease ran out (the server died), a retry takes over and
     // creates the deploy under the id the first request chose.
-    deployd::on_db!(&app.db, pool => sqlx::query("UPDATE idempotency_keys SET lease_until = $1")
+    deployd::on_writer!(app.db.writer().await, pool => sqlx::query("UPDATE idempotency_keys SET lease_until = $1")
         .bind(deployd::domain::time::now() - chrono::Duration::seconds(1))
         .execute(pool)
         .await

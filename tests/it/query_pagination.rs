@@ -315,14 +315,14 @@ fn world() -> impl Strategy<Value = World> {
 
 async fn load(pool: &Db, w: &World) {
     for table in ["deploy_steps", "deploys", "builds", "entities"] {
-        deployd::on_db!(pool, p => sqlx::query(&format!("DELETE FROM {table}"))
+        deployd::on_writer!(pool.writer().await, p => sqlx::query(&format!("DELETE FROM {table}"))
             .execute(p)
             .await
             .unwrap()
             .rows_affected());
     }
     for e in &w.entities {
-        deployd::on_db!(pool, p => sqlx::query("INSERT INTO entities VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+        deployd::on_writer!(pool.writer().await, p => sqlx::query("INSERT INTO entities VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
             .bind(&e.id)
             .bind(&e.workspace_id)
             .bind(&e.kind)
@@ -337,7 +337,7 @@ async fn load(pool: &Db, w: &World) {
             .rows_affected());
     }
     for b in &w.builds {
-        deployd::on_db!(pool, p => sqlx::query(
+        deployd::on_writer!(pool.writer().await, p => sqlx::query(
             "INSERT INTO builds (id, workspace_id, entity_id, version_id, status, artifact_dir,
                 commit_sha, branch, error, source_event_id, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'evt_x', $10)",
@@ -358,7 +358,7 @@ async fn load(pool: &Db, w: &World) {
             .rows_affected());
     }
     for d in &w.deploys {
-        deployd::on_db!(pool, p => sqlx::query(
+        deployd::on_writer!(pool.writer().await, p => sqlx::query(
             "INSERT INTO deploys (id, workspace_id, entity_id, sequence_number, build_id, status,
                 trigger, source_event_id, production_url, preview_url, error, metadata, created_by,
                 started_at, completed_at, created_at, event_sequence)
@@ -385,7 +385,7 @@ async fn load(pool: &Db, w: &World) {
         .unwrap()
             .rows_affected());
         for (i, s) in d.steps.iter().enumerate() {
-            deployd::on_db!(pool, p => sqlx::query("INSERT INTO deploy_steps VALUES ($1, $2, $3, $4, $5, $6, $7)")
+            deployd::on_writer!(pool.writer().await, p => sqlx::query("INSERT INTO deploy_steps VALUES ($1, $2, $3, $4, $5, $6, $7)")
                 .bind(&d.id)
                 .bind(i as i32)
                 .bind(&s.name)
