@@ -1,6 +1,6 @@
 //! The binary as a person runs it: `token create`, `catalog import` and
 //! `serve` (with a clean SIGTERM), on a fresh database. The embedded mode's
-//! runs of the binary are in `tests/embedded.rs`.
+//! runs of the binary are in `tests/it/embedded.rs`.
 
 use std::io::Write;
 use std::process::{Command, Stdio};

@@ -8,7 +8,7 @@
 //!   from one `REPEATABLE READ READ ONLY` transaction, and nothing outside the
 //!   caller's workspaces is returned, counted or matched through a relation.
 //! - [`page_sql`] and [`count_sql`] give the SQL `list_deploys` runs, for
-//!   `EXPLAIN` (`tests/list_indexes.rs`, `benches/list.rs`);
+//!   `EXPLAIN` (`tests/it/list_indexes.rs`, `benches/list.rs`);
 //!   [`ListRequest::cursor_for`] makes the cursor of a row found otherwise.
 //!
 //! Filter null semantics are SQL's three-valued logic; see [`filter`].
