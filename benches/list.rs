@@ -234,19 +234,19 @@ fn hand_page(
         Some(row) => match case.seek {
             Seek::CreatedAtDesc => {
                 args.push(Arg::Time(Some(row.created_at)));
-                args.push(Arg::Text(row.id.clone()));
+                args.push(Arg::Text(row.id.to_string()));
                 "AND (d.created_at, d.id) < ($2, $3)".to_owned()
             }
             Seek::SequenceDesc => {
                 args.push(Arg::Int(row.sequence_number));
-                args.push(Arg::Text(row.id.clone()));
+                args.push(Arg::Text(row.id.to_string()));
                 "AND (d.sequence_number, d.id) < ($2, $3)".to_owned()
             }
             Seek::ThreeKey => {
                 args.push(Arg::Time(row.completed_at));
                 args.push(Arg::Time(row.started_at));
                 args.push(Arg::Int(row.sequence_number));
-                args.push(Arg::Text(row.id.clone()));
+                args.push(Arg::Text(row.id.to_string()));
                 "AND (($2::timestamptz IS NOT NULL AND (d.completed_at < $2 OR d.completed_at IS NULL)) \
                  OR (d.completed_at IS NOT DISTINCT FROM $2 AND ( \
                    ($3::timestamptz IS NOT NULL AND (d.started_at > $3 OR d.started_at IS NULL)) \
@@ -612,8 +612,8 @@ async fn run(pool: &PgPool, knobs: &Knobs) -> Result<()> {
                     .iter()
                     .map(|r| r.get::<String, _>(0))
                     .collect();
-                let lib_ids: Vec<&String> = lib.data.iter().map(|r| &r.id).collect();
-                if lib_ids != hand.iter().take(LIMIT as usize).collect::<Vec<_>>() {
+                let lib_ids: Vec<String> = lib.data.iter().map(|r| r.id.to_string()).collect();
+                if lib_ids.iter().ne(hand.iter().take(LIMIT as usize)) {
                     bail!("{label} {page_name}: library and hand SQL pages differ");
                 }
                 if lib.page_info.total != total {

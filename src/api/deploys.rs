@@ -322,10 +322,7 @@ async fn detail_as_of(
     let folded = crate::read_model::fold::fold(events.iter().filter(|e| e.recorded_at <= as_of))
         .map_err(|e| Problem::internal(format!("folding deploy {id}: {e:#}")))?
         .ok_or_else(not_found)?;
-    if !caller
-        .workspace_strings()
-        .contains(&folded.row.workspace_id)
-    {
+    if !caller.workspaces.contains(&folded.row.workspace_id) {
         return Err(not_found());
     }
     let cancellation = match (folded.cancelled_at, folded.cancelled_by) {

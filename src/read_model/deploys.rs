@@ -254,7 +254,7 @@ async fn load(
         .into_iter()
         .map(|r| {
             (
-                r.row.id.clone(),
+                r.row.id.to_string(),
                 FoldedDeploy {
                     row: r.row,
                     steps: vec![],
@@ -313,16 +313,16 @@ async fn store(
          $14::timestamptz[], $15::timestamptz[], $16::timestamptz[], $17::text[], $18::text[], \
          $19::timestamptz[], $20::bigint[])"
     ))
-    .bind(col(&|d| Some(d.row.id.clone())))
-    .bind(col(&|d| Some(d.row.workspace_id.clone())))
-    .bind(col(&|d| Some(d.row.entity_id.clone())))
+    .bind(col(&|d| Some(d.row.id.to_string())))
+    .bind(col(&|d| Some(d.row.workspace_id.to_string())))
+    .bind(col(&|d| Some(d.row.entity_id.to_string())))
     .bind(
         deploys
             .iter()
             .map(|d| d.row.sequence_number)
             .collect::<Vec<_>>(),
     )
-    .bind(col(&|d| Some(d.row.build_id.clone())))
+    .bind(col(&|d| Some(d.row.build_id.to_string())))
     .bind(col(&|d| Some(d.row.status.0.as_str().to_string())))
     .bind(col(&|d| Some(d.row.trigger.0.as_str().to_string())))
     .bind(col(&|d| d.row.source_event_id.clone()))
@@ -346,13 +346,13 @@ async fn store(
     .execute(&mut *tx)
     .await?;
 
-    let steps: Vec<(&str, i32, &StepRow)> = deploys
+    let steps: Vec<(String, i32, &StepRow)> = deploys
         .iter()
         .flat_map(|d| {
             d.steps
                 .iter()
                 .enumerate()
-                .map(|(i, s)| (d.row.id.as_str(), i as i32 + 1, s))
+                .map(|(i, s)| (d.row.id.to_string(), i as i32 + 1, s))
         })
         .collect();
     sqlx::query(
@@ -360,7 +360,7 @@ async fn store(
          SELECT * FROM UNNEST($1::text[], $2::int[], $3::text[], $4::text[], $5::timestamptz[], \
                               $6::timestamptz[], $7::text[])",
     )
-    .bind(steps.iter().map(|s| s.0).collect::<Vec<_>>())
+    .bind(steps.iter().map(|s| s.0.clone()).collect::<Vec<_>>())
     .bind(steps.iter().map(|s| s.1).collect::<Vec<_>>())
     .bind(steps.iter().map(|s| s.2.name.as_str()).collect::<Vec<_>>())
     .bind(steps.iter().map(|s| s.2.status.0.as_str()).collect::<Vec<_>>())

@@ -44,11 +44,11 @@ pub fn apply(
         if state.is_none() {
             *state = Some(FoldedDeploy {
                 row: DeployRow {
-                    id: id.to_string(),
-                    workspace_id: c.workspace_id.to_string(),
-                    entity_id: c.entity_id.to_string(),
+                    id: id.parse()?,
+                    workspace_id: c.workspace_id,
+                    entity_id: c.entity_id,
                     sequence_number: i64::try_from(c.sequence_number)?,
-                    build_id: c.build_id.to_string(),
+                    build_id: c.build_id,
                     status: DeployStatusColumn(DeployStatus::Pending),
                     trigger: TriggerColumn(c.trigger),
                     source_event_id: c.source_event_id.map(|e| e.to_string()),

@@ -1,6 +1,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::domain::ids::{BuildId, DeployId, EntityId, WorkspaceId};
 use crate::domain::{DeployStatus, StepStatus, Trigger};
 
 /// The columns of `deploys` that make a [`DeployRow`], in a form that can be
@@ -28,15 +29,16 @@ pub const DEPLOY_COLUMNS: &[&str] = &[
 #[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
 pub struct DeployRow {
-    pub id: String,
-    pub workspace_id: String,
-    pub entity_id: String,
+    pub id: DeployId,
+    pub workspace_id: WorkspaceId,
+    pub entity_id: EntityId,
     pub sequence_number: i64,
-    pub build_id: String,
+    pub build_id: BuildId,
     #[sqlx(try_from = "String")]
     pub status: DeployStatusColumn,
     #[sqlx(try_from = "String")]
     pub trigger: TriggerColumn,
+    /// The upstream event an auto-deploy came from, as upstream named it.
     pub source_event_id: Option<String>,
     pub production_url: Option<String>,
     pub preview_url: Option<String>,

@@ -1035,7 +1035,7 @@ async fn page(
 }
 
 fn ids(p: &ListPage) -> Vec<String> {
-    p.data.iter().map(|r| r.id.clone()).collect()
+    p.data.iter().map(|r| r.id.to_string()).collect()
 }
 
 /// Walks `q` forward then backward, checking every page against `expected`.
@@ -1046,7 +1046,7 @@ async fn walk(pool: &Db, scope: &[WorkspaceId], key: &[u8], q: &Q, expected: &[S
         assert_eq!(p.page_info.total, total, "total");
         assert_eq!(got, expected[start..start + got.len()], "page at {start}");
         assert!(
-            p.data.iter().all(|r| r.workspace_id == ws_a()),
+            p.data.iter().all(|r| r.workspace_id.to_string() == ws_a()),
             "another workspace leaked"
         );
         if !got.is_empty() {

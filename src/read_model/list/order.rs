@@ -161,11 +161,11 @@ pub(crate) fn key_value(row: &DeployRow, field: SortField) -> KeyValue {
     let opt_text = |s: &Option<String>| s.as_deref().map_or(KeyValue::Null, text);
     let opt_time = |t: &Option<DateTime<Utc>>| t.map_or(KeyValue::Null, KeyValue::Time);
     match field {
-        SortField::Id => text(&row.id),
-        SortField::WorkspaceId => text(&row.workspace_id),
-        SortField::EntityId => text(&row.entity_id),
+        SortField::Id => KeyValue::Text(row.id.to_string()),
+        SortField::WorkspaceId => KeyValue::Text(row.workspace_id.to_string()),
+        SortField::EntityId => KeyValue::Text(row.entity_id.to_string()),
         SortField::SequenceNumber => KeyValue::Int(row.sequence_number),
-        SortField::BuildId => text(&row.build_id),
+        SortField::BuildId => KeyValue::Text(row.build_id.to_string()),
         SortField::Status => text(row.status.0.as_str()),
         SortField::Trigger => text(row.trigger.0.as_str()),
         SortField::SourceEventId => opt_text(&row.source_event_id),

@@ -457,11 +457,11 @@ fn schemas_have_no_null_alternatives() {
 #[test]
 fn cursor_for_encodes_the_rows_sort_keys_under_the_requests_binding() {
     let row = DeployRow {
-        id: "dep_01JDQ2V7C8X3ZJ8Q6Y0W6H4K5M".into(),
-        workspace_id: "ws_01JDQ2V7C8X3ZJ8Q6Y0W6H4K5M".into(),
-        entity_id: "app_01JDQ2V7C8X3ZJ8Q6Y0W6H4K5M".into(),
+        id: "dep_01JDQ2V7C8X3ZJ8Q6Y0W6H4K5M".parse().unwrap(),
+        workspace_id: "ws_01JDQ2V7C8X3ZJ8Q6Y0W6H4K5M".parse().unwrap(),
+        entity_id: "app_01JDQ2V7C8X3ZJ8Q6Y0W6H4K5M".parse().unwrap(),
         sequence_number: 7,
-        build_id: "bld_01JDQ2V7C8X3ZJ8Q6Y0W6H4K5M".into(),
+        build_id: "bld_01JDQ2V7C8X3ZJ8Q6Y0W6H4K5M".parse().unwrap(),
         status: String::from("running").try_into().unwrap(),
         trigger: String::from("auto").try_into().unwrap(),
         source_event_id: None,
@@ -485,7 +485,7 @@ fn cursor_for_encodes_the_rows_sort_keys_under_the_requests_binding() {
         Ok(vec![
             order::KeyValue::Null,
             order::KeyValue::Int(7),
-            order::KeyValue::Text(row.id.clone()),
+            order::KeyValue::Text(row.id.to_string()),
         ])
     );
     // bound to the request: another order refuses it
