@@ -307,10 +307,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                     .map_err(|e| anyhow::anyhow!("opening {file}: {e}"))?;
                 catalog::import(&feed, tokio::io::BufReader::new(f), std::io::stderr()).await?
             };
-            eprintln!(
-                "{} documents recorded, {} rejected",
-                report.recorded, report.rejected
-            );
+            eprintln!("{report}");
             Ok(if report.rejected == 0 {
                 ExitCode::SUCCESS
             } else {

@@ -82,7 +82,27 @@ async fn token_create_then_catalog_import_then_serve_on_a_fresh_database() {
     assert!(!out.status.success());
     assert!(stderr.contains("line 2:"), "{stderr}");
     assert!(
-        stderr.contains("2 documents recorded, 1 rejected"),
+        stderr.contains("2 documents recorded, 0 already recorded, 1 rejected"),
+        "{stderr}"
+    );
+
+    // The same documents again: nothing new, counted apart.
+    let mut again = deployd(&url)
+        .args(["catalog", "import", "-"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    again
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(documents.join("\n").as_bytes())
+        .unwrap();
+    let out = again.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("0 documents recorded, 2 already recorded, 1 rejected"),
         "{stderr}"
     );
 
