@@ -426,7 +426,9 @@ pub struct AuditEvent {
     pub sequence: i64,
     #[serde(rename = "type")]
     pub event_type: String,
-    pub version: String,
+    /// The event's version (`data` follows its schema of that version).
+    #[schemars(with = "u32")]
+    pub version: Value,
     pub recorded_at: String,
     pub actor: Option<String>,
     pub request_id: Option<String>,
@@ -464,6 +466,7 @@ pub async fn events(
             .into_iter()
             .map(|e| AuditEvent {
                 data: e.data().clone(),
+                version: e.version_json(),
                 actor: e
                     .metadata
                     .get("actor")
@@ -477,7 +480,6 @@ pub async fn events(
                 event_id: e.event_id,
                 sequence: e.sequence,
                 event_type: e.event_type,
-                version: e.event_version,
                 recorded_at: crate::domain::time::format(&e.recorded_at),
             })
             .collect(),

@@ -547,7 +547,7 @@ async fn export_writes_every_event_once_in_log_order_with_its_hash() {
         assert!(!first[field].is_null(), "{field} missing in {first}");
     }
     let created = lines.iter().find(|l| l["type"] == "DeployCreated").unwrap();
-    assert_eq!(created["version"], "2");
+    assert_eq!(created["version"], 2);
     assert_eq!(created["stream"]["type"], "Deploy");
     assert_eq!(created["metadata"]["actor"], "alice");
 
@@ -680,14 +680,14 @@ async fn a_stored_v1_deploy_created_is_read_as_v2_everywhere() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(found[0]["version"], "2");
+    assert_eq!(found[0]["version"], 2);
     assert_eq!(found[0]["data"]["versionId"], Value::Null);
     let line = export(&app, &[])
         .await
         .into_iter()
         .find(|l| l["stream"]["id"] == id.as_str())
         .unwrap();
-    assert_eq!(line["version"], "2");
+    assert_eq!(line["version"], 2);
     assert!(line["data"].as_object().unwrap().contains_key("versionId"));
 
     // The aggregate loads it through cqrs-es's upcaster and decides on it.
