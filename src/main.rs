@@ -1,4 +1,3 @@
-use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -14,7 +13,7 @@ async fn main() -> std::process::ExitCode {
     } else {
         builder.init();
     }
-    match deployd::cli::run(deployd::cli::Cli::parse()).await {
+    match deployd::cli::run(deployd::cli::Cli::parse_process_args()).await {
         Ok(code) => code,
         Err(error) => {
             eprintln!("deployd: {error:#}");

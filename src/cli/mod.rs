@@ -46,6 +46,31 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// Parses the process's arguments. `deploys` (the client) accepts the
+    /// global store flags like every command, but its help does not list
+    /// them: a client never opens the database.
+    pub fn parse_process_args() -> Self {
+        use clap::FromArgMatches;
+        let matches = Self::clap_command().get_matches();
+        Self::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
+
+    /// The clap command, as [`Cli::parse_process_args`] parses with it:
+    /// `deploys` gets hidden copies of the store flags, which clap then
+    /// propagates below it instead of the visible ones.
+    pub fn clap_command() -> clap::Command {
+        use clap::CommandFactory;
+        let command = Self::command();
+        let hidden: Vec<clap::Arg> = command
+            .get_arguments()
+            .filter(|a| ["database_url", "data_dir"].contains(&a.get_id().as_str()))
+            .map(|a| a.clone().hide(true))
+            .collect();
+        command.mut_subcommand("deploys", |deploys| deploys.args(hidden))
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the API, with the projectors, the relay, the catalog consumer
@@ -69,7 +94,8 @@ pub enum Command {
     /// Feed catalog documents (entities, builds).
     #[command(subcommand)]
     Catalog(CatalogCommand),
-    /// Talk to a deployd server: list, get, create, cancel, events.
+    /// Talk to a deployd server: list, get, create, cancel, events
+    /// (needs only DEPLOYD_URL and DEPLOYD_TOKEN).
     Deploys(client::ClientArgs),
     /// `replay`, `events export`, `events import`, `audit verify`
     /// (src/audit/cli.rs).

@@ -160,3 +160,47 @@ async fn token_create_then_catalog_import_then_serve_on_a_fresh_database() {
     }
     support::drop_database(&name).await;
 }
+
+#[test]
+fn the_client_s_help_lists_only_client_flags_and_the_server_s_lists_its_own() {
+    let help = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_deployd"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    for args in [
+        &["deploys", "--help"][..],
+        &["deploys", "list", "--help"],
+        &["deploys", "create", "--help"],
+    ] {
+        let text = help(args);
+        assert!(text.contains("--token"), "{args:?}: {text}");
+        for server_only in ["--database-url", "--data-dir", "DATABASE_URL"] {
+            assert!(
+                !text.contains(server_only),
+                "{args:?} lists {server_only}: {text}"
+            );
+        }
+    }
+    let text = help(&["deploys", "list", "--help"]);
+    for flag in [
+        "--before",
+        "--after",
+        "--trigger",
+        "--build",
+        "--created-by",
+        "--ids",
+        "--filter",
+        "--order-by",
+    ] {
+        assert!(text.contains(flag), "list --help lacks {flag}: {text}");
+    }
+    let text = help(&["serve", "--help"]);
+    assert!(
+        text.contains("--database-url") && text.contains("--data-dir"),
+        "{text}"
+    );
+}
