@@ -350,6 +350,25 @@ fn print(json_out: bool, value: &Value, text: impl FnOnce(&Value) -> String) {
     }
 }
 
+/// The last line of a deploy that did not complete: why, and for a
+/// cancelled one, who cancelled it.
+fn ending(id: &str, d: &Value) -> String {
+    let status = d["status"].as_str().unwrap_or("");
+    if status == "cancelled" {
+        let c = &d["cancellation"];
+        let reason = c["reason"]
+            .as_str()
+            .map(|r| format!(": {r}"))
+            .unwrap_or_else(|| " (no reason given)".into());
+        format!(
+            "deploy {id} cancelled by {}{reason}",
+            c["cancelledBy"].as_str().unwrap_or("someone unknown")
+        )
+    } else {
+        format!("deploy {id} {status}: {}", cell(&d["error"]))
+    }
+}
+
 /// Follows a deploy until it ends, printing each step as it moves.
 async fn follow(client: &Client, id: &str, json_out: bool) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
@@ -401,7 +420,7 @@ async fn follow(client: &Client, id: &str, json_out: bool) -> anyhow::Result<Exi
                 ExitCode::SUCCESS
             } else {
                 if !json_out {
-                    writeln!(stderr, "deploy {id} {now}: {}", cell(&d["error"]))?;
+                    writeln!(stderr, "{}", ending(id, &d))?;
                 }
                 ExitCode::FAILURE
             });
@@ -534,6 +553,24 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cancelled_deploy_ends_with_its_reason_and_who_cancelled_it() {
+        let d = json!({"status": "cancelled", "error": null,
+            "cancellation": {"reason": "wrong branch", "cancelledBy": "alice"}});
+        assert_eq!(
+            ending("dep_1", &d),
+            "deploy dep_1 cancelled by alice: wrong branch"
+        );
+        let d =
+            json!({"status": "cancelled", "cancellation": {"reason": null, "cancelledBy": "bob"}});
+        assert_eq!(
+            ending("dep_1", &d),
+            "deploy dep_1 cancelled by bob (no reason given)"
+        );
+        let d = json!({"status": "failed", "error": "prepare: boom"});
+        assert_eq!(ending("dep_1", &d), "deploy dep_1 failed: prepare: boom");
+    }
 
     #[test]
     fn the_next_page_command_keeps_every_filter_and_quotes_for_the_shell() {

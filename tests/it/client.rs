@@ -251,8 +251,61 @@ async fn list_flags_narrow_the_list_and_the_next_page_command_keeps_them() {
     app.stop().await;
 }
 
+async fn create_wait_on_a_cancelled_deploy_ends_with_the_reason_and_who_cancelled() {
+    // No worker: the deploy stays pending until it is cancelled.
+    let app = TestApp::spawn().await;
+    let seeded = app.seed_app(WS).await;
+    let waiting = {
+        let address = app.address.clone();
+        let token = app.token.clone();
+        let build = seeded.build.clone();
+        tokio::spawn(async move {
+            Command::new(env!("CARGO_BIN_EXE_deployd"))
+                .args(["deploys", "create", "--build", &build, "--wait"])
+                .env("DEPLOYD_URL", address)
+                .env("DEPLOYD_TOKEN", token)
+                .env("DEPLOYD_LOG", "warn")
+                .output()
+                .await
+                .unwrap()
+        })
+    };
+    let mut id = None;
+    for _ in 0..200 {
+        let page: Value = app
+            .get("/api/deploys", &app.token)
+            .await
+            .json()
+            .await
+            .unwrap();
+        if let Some(found) = page["data"][0]["id"].as_str() {
+            id = Some(found.to_string());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let id = id.expect("the client created a deploy");
+    let r = app
+        .post(
+            &format!("/api/deploys/{id}/cancel"),
+            &app.token,
+            serde_json::json!({"reason": "wrong branch"}),
+        )
+        .await;
+    assert_eq!(r.status(), reqwest::StatusCode::OK);
+    let out = waiting.await.unwrap();
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(&format!("deploy {id} cancelled by alice: wrong branch")),
+        "{stderr}"
+    );
+    app.stop().await;
+}
+
 crate::backend_tests!(
     create_wait_follows_a_deploy_to_completion_and_the_other_commands_show_it,
     create_wait_exits_non_zero_when_the_deploy_fails,
     list_flags_narrow_the_list_and_the_next_page_command_keeps_them,
+    create_wait_on_a_cancelled_deploy_ends_with_the_reason_and_who_cancelled,
 );
