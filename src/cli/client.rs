@@ -181,6 +181,12 @@ fn describe_problem(status: reqwest::StatusCode, body: &Value) -> String {
         body["title"].as_str().unwrap_or("error"),
         body["detail"].as_str().unwrap_or("")
     );
+    if status == reqwest::StatusCode::UNAUTHORIZED {
+        text.push_str(
+            "\n  DEPLOYD_TOKEN is not a token of this server: make one where its database is, \
+             with `deployd token create --workspace ws_… --name YOU`",
+        );
+    }
     let errors = body["errors"].as_array().cloned().unwrap_or_default();
     // One bad part is already the detail (`pointer: message`): say it once.
     let repeated = match errors.as_slice() {
@@ -430,9 +436,16 @@ async fn follow(client: &Client, id: &str, json_out: bool) -> anyhow::Result<Exi
 }
 
 pub async fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
-    let token = args.token.clone().ok_or_else(|| {
-        anyhow::anyhow!("set DEPLOYD_TOKEN (or --token) to a token from `deployd token create`")
-    })?;
+    let token = match args.token.as_deref().map(str::trim) {
+        Some(token) if !token.is_empty() => token.to_string(),
+        given => anyhow::bail!(
+            "no token: DEPLOYD_TOKEN (or --token) is {}. Every request needs a bearer token; \
+             make one where the server's database is with \
+             `deployd token create --workspace ws_… --name YOU`, then \
+             `export DEPLOYD_TOKEN=dpd_…`",
+            if given.is_some() { "empty" } else { "not set" }
+        ),
+    };
     let client = Client {
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(60))

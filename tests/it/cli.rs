@@ -204,3 +204,33 @@ fn the_client_s_help_lists_only_client_flags_and_the_server_s_lists_its_own() {
         "{text}"
     );
 }
+
+#[test]
+fn an_empty_token_says_what_is_missing_and_how_to_get_one() {
+    for token in [Some(""), Some("  "), None] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_deployd"));
+        cmd.args(["deploys", "list"])
+            .env("DEPLOYD_URL", "http://127.0.0.1:9")
+            .env_remove("DEPLOYD_TOKEN");
+        if let Some(token) = token {
+            cmd.env("DEPLOYD_TOKEN", token);
+        }
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        let what = if token.is_some() {
+            "is empty"
+        } else {
+            "is not set"
+        };
+        assert!(
+            stderr.contains(&format!("DEPLOYD_TOKEN (or --token) {what}")),
+            "{token:?}: {stderr}"
+        );
+        assert!(
+            stderr.contains("deployd token create --workspace"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("cannot reach"), "{stderr}");
+    }
+}
