@@ -24,6 +24,7 @@ use aide::transform::TransformOpenApi;
 use axum::http::{HeaderName, StatusCode};
 use axum::{Extension, Json, Router};
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId as TowerRequestId, SetRequestIdLayer,
@@ -324,6 +325,9 @@ pub fn router(state: AppState) -> Router {
             settings.request_timeout,
         ))
         .layer(CatchPanicLayer::new())
+        // gzip for clients that accept it (the sites, the JSON, the
+        // reference page); images and tiny bodies are sent as they are.
+        .layer(CompressionLayer::new())
         .layer(axum::middleware::from_fn(crate::telemetry::http_metrics))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(
