@@ -4,7 +4,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use cqrs_es::Aggregate;
@@ -119,14 +119,27 @@ async fn answer(
             return Problem::internal(e).into_response();
         }
     }
-    (status, Json(body)).into_response()
+    success(status, body)
+}
+
+/// A success answer; a 201 names the new deploy in `Location`.
+fn success(status: StatusCode, body: Value) -> Response {
+    let location = (status == StatusCode::CREATED)
+        .then(|| body["id"].as_str())
+        .flatten()
+        .and_then(|id| HeaderValue::from_str(&format!("/api/deploys/{id}")).ok());
+    let mut response = (status, Json(body)).into_response();
+    if let Some(location) = location {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
 }
 
 fn replay(status: StatusCode, body: Value) -> Response {
     if status.is_client_error() || status.is_server_error() {
         problem_response(status, &body)
     } else {
-        (status, Json(body)).into_response()
+        success(status, body)
     }
 }
 

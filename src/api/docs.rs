@@ -152,6 +152,31 @@ pub struct Readiness {
     nats: String,
 }
 
+/// A 201's `Location` header: where the new resource is.
+pub fn location<T>(
+    mut r: aide::transform::TransformResponse<'_, T>,
+) -> aide::transform::TransformResponse<'_, T> {
+    let json_schema = schemars::SchemaGenerator::default().subschema_for::<String>();
+    r.inner().headers.insert(
+        "Location".into(),
+        ReferenceOr::Item(aide::openapi::Header {
+            description: Some("The new deploy: `/api/deploys/{id}`.".into()),
+            style: HeaderStyle::Simple,
+            required: true,
+            deprecated: None,
+            format: ParameterSchemaOrContent::Schema(SchemaObject {
+                json_schema,
+                example: None,
+                external_docs: None,
+            }),
+            example: None,
+            examples: IndexMap::default(),
+            extensions: IndexMap::default(),
+        }),
+    );
+    r.description("Created: the deploy row; `Location` names it")
+}
+
 /// A route's summary, its bearer requirement and the errors every
 /// authenticated route can answer.
 pub fn op<'t>(

@@ -217,7 +217,7 @@ fn api_routes() -> ApiRouter<AppState> {
             .post_with(deploys::create, |t| {
                 op(t, "Create a deploy", "Deploy a build, or the latest successful build of an app's default version. Answers the deploy row once the read model shows it.")
                     .input::<Json<CreateDeployRequest>>()
-                    .response::<201, Json<crate::read_model::DeployRow>>()
+                    .response_with::<201, Json<crate::read_model::DeployRow>, _>(docs::location)
                     .response_with::<400, Problem, _>(|r| r.description("A bad body, named by pointer"))
                     .response_with::<404, Problem, _>(|r| r.description("The build or app is unknown or outside the caller's workspaces"))
                     .response_with::<409, Problem, _>(|r| r.description("The Idempotency-Key's first request is still in flight"))
