@@ -187,10 +187,7 @@ async fn openapi_json(Extension(api): Extension<Arc<OpenApi>>) -> axum::response
 fn describe_api(api: TransformOpenApi<'_>) -> TransformOpenApi<'_> {
     api.title("deployd")
         .version(env!("CARGO_PKG_VERSION"))
-        .description(
-            "Records and runs the deploys of a hosting platform. Errors are \
-             application/problem+json (RFC 9457); ids are prefixed ULIDs.",
-        )
+        .description(docs::API_DESCRIPTION)
         .security_scheme(
             "bearer",
             SecurityScheme::Http {
@@ -281,12 +278,7 @@ fn api_routes() -> ApiRouter<AppState> {
                     .response::<200, Json<serde_json::Value>>()
             }),
         )
-        .route(
-            "/api/docs",
-            aide::scalar::Scalar::new("/api/openapi.json")
-                .with_title("deployd API")
-                .axum_route(),
-        )
+        .route("/api/docs", axum::routing::get(docs::reference_page))
 }
 
 /// The OpenAPI document of [`router`], for tools and tests.
