@@ -280,8 +280,9 @@ fn parse_deploy_id(id: &str) -> Result<DeployId, Problem> {
 /// GET /api/deploys/{id}
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct DetailParams {
-    /// An RFC 3339 instant: the deploy as it stood then, folded from its
-    /// events (404 before it existed).
+    /// An RFC 3339 instant with an offset: the deploy as it stood then,
+    /// folded from its events (404 before it existed). Encode a `+` offset
+    /// as `%2B`; one sent bare arrives as a space and is read as `+`.
     #[serde(rename = "asOf")]
     as_of: Option<String>,
 }
@@ -294,11 +295,7 @@ pub async fn detail(
 ) -> Result<Json<DeployDetail>, Problem> {
     let id = parse_deploy_id(&id)?.to_string();
     if let Some(as_of) = params.as_of.as_deref() {
-        let as_of = chrono::DateTime::parse_from_rfc3339(as_of)
-            .map_err(|_| {
-                Problem::invalid_field("asOf", "expected an RFC 3339 timestamp with an offset")
-            })?
-            .with_timezone(&chrono::Utc);
+        let as_of = parse_as_of(as_of)?;
         return detail_as_of(&state, &caller, &id, as_of).await.map(Json);
     }
     // The row and its cancellation in one read.
@@ -320,6 +317,36 @@ pub async fn detail(
         steps,
         cancellation,
     }))
+}
+
+/// `asOf`: an RFC 3339 instant with an offset. A `+` offset sent without
+/// encoding arrives as a space (`…T10:05:00 01:00`: `+` means space in a
+/// query string); that is what the client meant, so it is read as `+`.
+/// Anything else unreadable is a 400 quoting what arrived.
+fn parse_as_of(raw: &str) -> Result<chrono::DateTime<chrono::Utc>, Problem> {
+    let parse = |text: &str| {
+        chrono::DateTime::parse_from_rfc3339(text)
+            .ok()
+            .map(|t| t.with_timezone(&chrono::Utc))
+    };
+    let space_for_plus = raw.rsplit_once(' ').and_then(|(instant, offset)| {
+        let b = offset.as_bytes();
+        let offset_like =
+            b.len() == 5 && b[2] == b':' && [0, 1, 3, 4].iter().all(|&i| b[i].is_ascii_digit());
+        offset_like.then(|| format!("{instant}+{offset}"))
+    });
+    parse(raw)
+        .or_else(|| space_for_plus.as_deref().and_then(parse))
+        .ok_or_else(|| {
+            Problem::invalid_field(
+                "asOf",
+                format!(
+                    "expected an RFC 3339 timestamp with an offset, such as \
+                     2026-11-27T10:05:00Z or 2026-11-27T10:05:00%2B01:00 (a + in a query \
+                     string must be sent as %2B); received {raw:?}"
+                ),
+            )
+        })
 }
 
 /// The deploy as it stood at `as_of`: its events recorded until then,
@@ -497,4 +524,29 @@ pub async fn events(
             })
             .collect(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn as_of_reads_a_plus_offset_that_arrived_as_a_space() {
+        let utc = parse_as_of("2026-11-27T10:05:00Z").unwrap();
+        assert_eq!(parse_as_of("2026-11-27T11:05:00+01:00").unwrap(), utc);
+        assert_eq!(parse_as_of("2026-11-27T11:05:00 01:00").unwrap(), utc);
+        assert_eq!(parse_as_of("2026-11-27T09:05:00-01:00").unwrap(), utc);
+    }
+
+    #[test]
+    fn a_bad_as_of_quotes_what_was_received() {
+        let problem = parse_as_of("2026-11-27T10:05:00 1h").unwrap_err();
+        assert_eq!(problem.errors[0].pointer, "asOf");
+        let message = &problem.errors[0].message;
+        assert!(
+            message.contains("received \"2026-11-27T10:05:00 1h\""),
+            "{message}"
+        );
+        assert!(message.contains("%2B"), "{message}");
+    }
 }

@@ -483,6 +483,36 @@ async fn as_of_answers_the_deploy_as_it_stood_at_each_instant() {
         .await;
     let body = problem(r, StatusCode::BAD_REQUEST).await;
     assert_eq!(pointers(&body), vec!["asOf"]);
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("received \"yesterday\""),
+        "{body}"
+    );
+
+    // A + offset typed into the URL unencoded arrives as a space: it is
+    // read as the + it was, the same instant as UTC.
+    let at = times[3];
+    let plus = (at + chrono::Duration::hours(2))
+        .format("%Y-%m-%dT%H:%M:%S%.6f+02:00")
+        .to_string();
+    let typed: Value = app
+        .get(
+            &format!("/api/deploys/{cancelled_running}?asOf={plus}"),
+            &app.token,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let encoded: Value = as_of(&app, cancelled_running, at)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(typed["status"], "cancelled", "{typed}");
+    assert_eq!(typed, encoded);
     app.stop().await;
 }
 
