@@ -234,3 +234,57 @@ fn an_empty_token_says_what_is_missing_and_how_to_get_one() {
         assert!(!stderr.contains("cannot reach"), "{stderr}");
     }
 }
+
+/// `deployd migrate` in an empty directory with debug logs; returns stderr.
+fn migrate_logs(dir: &std::path::Path, terminal: bool, no_color: bool) -> String {
+    let binary = env!("CARGO_BIN_EXE_deployd");
+    let mut cmd = if terminal {
+        // script(1) gives the command a terminal of its own.
+        let mut c = Command::new("script");
+        c.args(["-qec", &format!("'{binary}' migrate"), "/dev/null"]);
+        c
+    } else {
+        let mut c = Command::new(binary);
+        c.arg("migrate");
+        c
+    };
+    cmd.current_dir(dir)
+        .env_remove("DATABASE_URL")
+        .env_remove("DEPLOYD_DATA_DIR")
+        .env_remove("NO_COLOR")
+        .env("DEPLOYD_LOG", "debug");
+    if no_color {
+        cmd.env("NO_COLOR", "1");
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Under script(1) everything arrives on its stdout.
+    let mut text = String::from_utf8_lossy(&out.stderr).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stdout));
+    text
+}
+
+#[test]
+fn logs_are_coloured_on_a_terminal_only_and_never_with_no_color() {
+    let dir = tempfile::tempdir().unwrap();
+    let piped = migrate_logs(dir.path(), false, false);
+    assert!(piped.contains("DEBUG"), "{piped}");
+    assert!(!piped.contains('\u{1b}'), "colour in a pipe: {piped:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let terminal = migrate_logs(dir.path(), true, false);
+    assert!(terminal.contains("DEBUG"), "{terminal}");
+    assert!(terminal.contains("\u{1b}["), "no colour on a terminal");
+
+    let dir = tempfile::tempdir().unwrap();
+    let no_color = migrate_logs(dir.path(), true, true);
+    assert!(no_color.contains("DEBUG"), "{no_color}");
+    assert!(
+        !no_color.contains('\u{1b}'),
+        "colour despite NO_COLOR: {no_color:?}"
+    );
+}
