@@ -53,7 +53,15 @@ static REFERENCE_PAGE: std::sync::LazyLock<String> = std::sync::LazyLock::new(||
         configured, page,
         "aide's Scalar page changed its configuration block"
     );
-    configured.replace("https://fonts.scalar.com/", "/api/docs/fonts/")
+    configured
+        .replace("https://fonts.scalar.com/", "/api/docs/fonts/")
+        // The theme's font names a variable only Scalar's font sheet sets:
+        // name the system's sans-serif fonts instead.
+        .replacen(
+            "--scalar-font: \"Inter\", var(--system-fonts);",
+            "--scalar-font: system-ui, -apple-system, \"Segoe UI\", Roboto, \"Helvetica Neue\", Arial, sans-serif;",
+            1,
+        )
 });
 
 /// `GET /api/docs`
