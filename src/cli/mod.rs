@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod client;
 mod globals;
+pub mod ids;
 
 pub use globals::Globals;
 
@@ -47,9 +48,9 @@ pub struct Cli {
 }
 
 impl Cli {
-    /// Parses the process's arguments. `deploys` (the client) accepts the
-    /// global store flags like every command, but its help does not list
-    /// them: a client never opens the database.
+    /// Parses the process's arguments. `deploys` (the client) and `ids`
+    /// accept the global store flags like every command, but their help
+    /// does not list them: they never open the database.
     pub fn parse_process_args() -> Self {
         use clap::FromArgMatches;
         let matches = Self::clap_command().get_matches();
@@ -67,7 +68,11 @@ impl Cli {
             .filter(|a| ["database_url", "data_dir"].contains(&a.get_id().as_str()))
             .map(|a| a.clone().hide(true))
             .collect();
-        command.mut_subcommand("deploys", |deploys| deploys.args(hidden))
+        ["deploys", "ids"]
+            .into_iter()
+            .fold(command, |command, name| {
+                command.mut_subcommand(name, |c| c.args(hidden.clone()))
+            })
     }
 }
 
@@ -88,6 +93,9 @@ pub enum Command {
     },
     /// Apply the database migrations and exit.
     Migrate,
+    /// Print fresh ids (`deployd ids new app`), for catalog documents.
+    #[command(subcommand)]
+    Ids(ids::IdsCommand),
     /// Manage bearer tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -310,6 +318,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
         Command::Deploys(args) => client::run(args).await,
         Command::Audit(command) => audit::run(&globals, command).await,
+        Command::Ids(command) => {
+            ids::run(command);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Migrate => {
             let db = globals.open(&DbOptions::default()).await?;
             println!("migrations applied to {}", db.describe());
