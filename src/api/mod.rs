@@ -1,4 +1,4 @@
-//! The REST API (`spec/deploys-api.md` + `spec/extensions.md`).
+//! The REST API (the reference: `/api/docs`; the list language: `docs/filter.md`).
 //!
 //! - [`problem`]: the one error boundary (problem+json).
 //! - [`auth`]: bearer tokens → the caller and their workspaces.
