@@ -4,7 +4,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use cqrs_es::Aggregate;
@@ -119,14 +119,27 @@ async fn answer(
             return Problem::internal(e).into_response();
         }
     }
-    (status, Json(body)).into_response()
+    success(status, body)
+}
+
+/// A success answer; a 201 names the new deploy in `Location`.
+fn success(status: StatusCode, body: Value) -> Response {
+    let location = (status == StatusCode::CREATED)
+        .then(|| body["id"].as_str())
+        .flatten()
+        .and_then(|id| HeaderValue::from_str(&format!("/api/deploys/{id}")).ok());
+    let mut response = (status, Json(body)).into_response();
+    if let Some(location) = location {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
 }
 
 fn replay(status: StatusCode, body: Value) -> Response {
     if status.is_client_error() || status.is_server_error() {
         problem_response(status, &body)
     } else {
-        (status, Json(body)).into_response()
+        success(status, body)
     }
 }
 
@@ -267,8 +280,9 @@ fn parse_deploy_id(id: &str) -> Result<DeployId, Problem> {
 /// GET /api/deploys/{id}
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct DetailParams {
-    /// An RFC 3339 instant: the deploy as it stood then, folded from its
-    /// events (404 before it existed).
+    /// An RFC 3339 instant with an offset: the deploy as it stood then,
+    /// folded from its events (404 before it existed). Encode a `+` offset
+    /// as `%2B`; one sent bare arrives as a space and is read as `+`.
     #[serde(rename = "asOf")]
     as_of: Option<String>,
 }
@@ -281,11 +295,7 @@ pub async fn detail(
 ) -> Result<Json<DeployDetail>, Problem> {
     let id = parse_deploy_id(&id)?.to_string();
     if let Some(as_of) = params.as_of.as_deref() {
-        let as_of = chrono::DateTime::parse_from_rfc3339(as_of)
-            .map_err(|_| {
-                Problem::invalid_field("asOf", "expected an RFC 3339 timestamp with an offset")
-            })?
-            .with_timezone(&chrono::Utc);
+        let as_of = parse_as_of(as_of)?;
         return detail_as_of(&state, &caller, &id, as_of).await.map(Json);
     }
     // The row and its cancellation in one read.
@@ -307,6 +317,36 @@ pub async fn detail(
         steps,
         cancellation,
     }))
+}
+
+/// `asOf`: an RFC 3339 instant with an offset. A `+` offset sent without
+/// encoding arrives as a space (`…T10:05:00 01:00`: `+` means space in a
+/// query string); that is what the client meant, so it is read as `+`.
+/// Anything else unreadable is a 400 quoting what arrived.
+fn parse_as_of(raw: &str) -> Result<chrono::DateTime<chrono::Utc>, Problem> {
+    let parse = |text: &str| {
+        chrono::DateTime::parse_from_rfc3339(text)
+            .ok()
+            .map(|t| t.with_timezone(&chrono::Utc))
+    };
+    let space_for_plus = raw.rsplit_once(' ').and_then(|(instant, offset)| {
+        let b = offset.as_bytes();
+        let offset_like =
+            b.len() == 5 && b[2] == b':' && [0, 1, 3, 4].iter().all(|&i| b[i].is_ascii_digit());
+        offset_like.then(|| format!("{instant}+{offset}"))
+    });
+    parse(raw)
+        .or_else(|| space_for_plus.as_deref().and_then(parse))
+        .ok_or_else(|| {
+            Problem::invalid_field(
+                "asOf",
+                format!(
+                    "expected an RFC 3339 timestamp with an offset, such as \
+                     2026-11-27T10:05:00Z or 2026-11-27T10:05:00%2B01:00 (a + in a query \
+                     string must be sent as %2B); received {raw:?}"
+                ),
+            )
+        })
 }
 
 /// The deploy as it stood at `as_of`: its events recorded until then,
@@ -423,7 +463,9 @@ pub struct AuditEvent {
     pub sequence: i64,
     #[serde(rename = "type")]
     pub event_type: String,
-    pub version: String,
+    /// The event's version (`data` follows its schema of that version).
+    #[schemars(with = "u32")]
+    pub version: Value,
     pub recorded_at: String,
     pub actor: Option<String>,
     pub request_id: Option<String>,
@@ -461,6 +503,7 @@ pub async fn events(
             .into_iter()
             .map(|e| AuditEvent {
                 data: e.data().clone(),
+                version: e.version_json(),
                 actor: e
                     .metadata
                     .get("actor")
@@ -474,9 +517,33 @@ pub async fn events(
                 event_id: e.event_id,
                 sequence: e.sequence,
                 event_type: e.event_type,
-                version: e.event_version,
                 recorded_at: crate::domain::time::format(&e.recorded_at),
             })
             .collect(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn as_of_reads_a_plus_offset_that_arrived_as_a_space() {
+        let utc = parse_as_of("2026-11-27T10:05:00Z").unwrap();
+        assert_eq!(parse_as_of("2026-11-27T11:05:00+01:00").unwrap(), utc);
+        assert_eq!(parse_as_of("2026-11-27T11:05:00 01:00").unwrap(), utc);
+        assert_eq!(parse_as_of("2026-11-27T09:05:00-01:00").unwrap(), utc);
+    }
+
+    #[test]
+    fn a_bad_as_of_quotes_what_was_received() {
+        let problem = parse_as_of("2026-11-27T10:05:00 1h").unwrap_err();
+        assert_eq!(problem.errors[0].pointer, "asOf");
+        let message = &problem.errors[0].message;
+        assert!(
+            message.contains("received \"2026-11-27T10:05:00 1h\""),
+            "{message}"
+        );
+        assert!(message.contains("%2B"), "{message}");
+    }
 }

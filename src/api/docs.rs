@@ -24,6 +24,51 @@ use crate::api::auth::RequestId;
 use crate::api::problem::{FieldError, Problem};
 use crate::store::tokens::Caller;
 
+/// The document's description: what deployd is, then the list's query
+/// language (`docs/filter.md`), which the reference page shows as a
+/// section of its own.
+pub const API_DESCRIPTION: &str = concat!(
+    "Records and runs the deploys of a hosting platform. Errors are \
+     application/problem+json (RFC 9457); ids are prefixed ULIDs.\n\n",
+    include_str!("../../docs/filter.md")
+);
+
+/// The Scalar reference page, everything inline and nothing fetched from
+/// elsewhere: aide's page (the Scalar bundle compiled in) with Scalar's
+/// default fonts off, so it never asks `fonts.scalar.com` and uses the
+/// system's fonts. The bundle still holds those font URLs in the
+/// `@font-face` rules it would add with the default fonts on; they are
+/// pointed at this server, so even a Scalar that added them would not
+/// leave it.
+static REFERENCE_PAGE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let page = aide::scalar::Scalar::new("/api/openapi.json")
+        .with_title("deployd API")
+        .html();
+    let configured = page.replacen(
+        "theme: 'purple',",
+        "theme: 'purple',\n                    withDefaultFonts: false,",
+        1,
+    );
+    debug_assert_ne!(
+        configured, page,
+        "aide's Scalar page changed its configuration block"
+    );
+    configured
+        .replace("https://fonts.scalar.com/", "/api/docs/fonts/")
+        // The theme's font names a variable only Scalar's font sheet sets:
+        // name the system's sans-serif fonts instead.
+        .replacen(
+            "--scalar-font: \"Inter\", var(--system-fonts);",
+            "--scalar-font: system-ui, -apple-system, \"Segoe UI\", Roboto, \"Helvetica Neue\", Arial, sans-serif;",
+            1,
+        )
+});
+
+/// `GET /api/docs`
+pub async fn reference_page() -> axum::response::Html<&'static str> {
+    axum::response::Html(REFERENCE_PAGE.as_str())
+}
+
 /// The body of every error answer (RFC 9457).
 #[derive(Debug, schemars::JsonSchema)]
 #[allow(dead_code)] // only its schema is used
@@ -150,6 +195,31 @@ pub struct Readiness {
     ready: bool,
     database: String,
     nats: String,
+}
+
+/// A 201's `Location` header: where the new resource is.
+pub fn location<T>(
+    mut r: aide::transform::TransformResponse<'_, T>,
+) -> aide::transform::TransformResponse<'_, T> {
+    let json_schema = schemars::SchemaGenerator::default().subschema_for::<String>();
+    r.inner().headers.insert(
+        "Location".into(),
+        ReferenceOr::Item(aide::openapi::Header {
+            description: Some("The new deploy: `/api/deploys/{id}`.".into()),
+            style: HeaderStyle::Simple,
+            required: true,
+            deprecated: None,
+            format: ParameterSchemaOrContent::Schema(SchemaObject {
+                json_schema,
+                example: None,
+                external_docs: None,
+            }),
+            example: None,
+            examples: IndexMap::default(),
+            extensions: IndexMap::default(),
+        }),
+    );
+    r.description("Created: the deploy row; `Location` names it")
 }
 
 /// A route's summary, its bearer requirement and the errors every

@@ -1,4 +1,4 @@
-//! The REST API (`spec/deploys-api.md` + `spec/extensions.md`).
+//! The REST API (the reference: `/api/docs`; the list language: `docs/filter.md`).
 //!
 //! - [`problem`]: the one error boundary (problem+json).
 //! - [`auth`]: bearer tokens → the caller and their workspaces.
@@ -24,6 +24,7 @@ use aide::transform::TransformOpenApi;
 use axum::http::{HeaderName, StatusCode};
 use axum::{Extension, Json, Router};
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId as TowerRequestId, SetRequestIdLayer,
@@ -186,10 +187,7 @@ async fn openapi_json(Extension(api): Extension<Arc<OpenApi>>) -> axum::response
 fn describe_api(api: TransformOpenApi<'_>) -> TransformOpenApi<'_> {
     api.title("deployd")
         .version(env!("CARGO_PKG_VERSION"))
-        .description(
-            "Records and runs the deploys of a hosting platform. Errors are \
-             application/problem+json (RFC 9457); ids are prefixed ULIDs.",
-        )
+        .description(docs::API_DESCRIPTION)
         .security_scheme(
             "bearer",
             SecurityScheme::Http {
@@ -216,7 +214,7 @@ fn api_routes() -> ApiRouter<AppState> {
             .post_with(deploys::create, |t| {
                 op(t, "Create a deploy", "Deploy a build, or the latest successful build of an app's default version. Answers the deploy row once the read model shows it.")
                     .input::<Json<CreateDeployRequest>>()
-                    .response::<201, Json<crate::read_model::DeployRow>>()
+                    .response_with::<201, Json<crate::read_model::DeployRow>, _>(docs::location)
                     .response_with::<400, Problem, _>(|r| r.description("A bad body, named by pointer"))
                     .response_with::<404, Problem, _>(|r| r.description("The build or app is unknown or outside the caller's workspaces"))
                     .response_with::<409, Problem, _>(|r| r.description("The Idempotency-Key's first request is still in flight"))
@@ -280,12 +278,7 @@ fn api_routes() -> ApiRouter<AppState> {
                     .response::<200, Json<serde_json::Value>>()
             }),
         )
-        .route(
-            "/api/docs",
-            aide::scalar::Scalar::new("/api/openapi.json")
-                .with_title("deployd API")
-                .axum_route(),
-        )
+        .route("/api/docs", axum::routing::get(docs::reference_page))
 }
 
 /// The OpenAPI document of [`router`], for tools and tests.
@@ -324,6 +317,9 @@ pub fn router(state: AppState) -> Router {
             settings.request_timeout,
         ))
         .layer(CatchPanicLayer::new())
+        // gzip for clients that accept it (the sites, the JSON, the
+        // reference page); images and tiny bodies are sent as they are.
+        .layer(CompressionLayer::new())
         .layer(axum::middleware::from_fn(crate::telemetry::http_metrics))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(

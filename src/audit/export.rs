@@ -62,7 +62,7 @@ pub fn line(event: &StoredEvent, hash: Option<&[u8]>) -> Value {
         "stream": {"type": event.aggregate_type, "id": event.aggregate_id},
         "sequence": event.sequence,
         "type": event.event_type,
-        "version": event.event_version,
+        "version": event.version_json(),
         "recordedAt": event.recorded_at.to_rfc3339_opts(SecondsFormat::Micros, true),
         "metadata": event.metadata,
         "data": event.data(),

@@ -86,12 +86,30 @@ struct Line {
     sequence: i64,
     #[serde(rename = "type")]
     event_type: String,
+    /// A number (`2`) since exports write one; text (`"2"`), as older
+    /// exports wrote it, is read too.
+    #[serde(deserialize_with = "version_text")]
     version: String,
     recorded_at: DateTime<Utc>,
     metadata: Value,
     data: Value,
     #[serde(default)]
     hash: Option<String>,
+}
+
+/// An event version given as a number or as text, as the text cqrs-es
+/// stores.
+fn version_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Version {
+        Number(u64),
+        Text(String),
+    }
+    Ok(match Version::deserialize(d)? {
+        Version::Number(n) => n.to_string(),
+        Version::Text(t) => t,
+    })
 }
 
 #[derive(Debug, Deserialize, Clone, PartialEq, Eq, Hash)]
@@ -785,5 +803,19 @@ mod tests {
         assert_eq!(line.payload(), json!({"EntityUpserted": {"x": 1}}));
         assert_eq!(line.stream.to_string(), "Entity/app_1");
         assert_eq!(line.hash, None);
+    }
+
+    #[test]
+    fn a_line_s_version_is_read_as_a_number_or_as_older_exports_wrote_it() {
+        let line = |version: Value| -> Line {
+            serde_json::from_value(json!({
+                "eventId": "evt_1", "stream": {"type": "Deploy", "id": "dep_1"},
+                "sequence": 1, "type": "DeployCreated", "version": version,
+                "recordedAt": "2026-11-27T10:00:00Z", "metadata": {}, "data": {}
+            }))
+            .unwrap()
+        };
+        assert_eq!(line(json!(2)).version, "2");
+        assert_eq!(line(json!("2")).version, "2");
     }
 }

@@ -1,4 +1,4 @@
-//! The upstream catalog documents (`spec/catalog.md`), parsed strictly: a
+//! The upstream catalog documents (`docs/catalog.md`), parsed strictly: a
 //! bad document is refused with every complaint naming its field.
 
 use chrono::{DateTime, Utc};

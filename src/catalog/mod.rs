@@ -13,7 +13,11 @@ use std::time::Duration;
 use crate::store::Db;
 use anyhow::Context;
 
-use crate::domain::catalog::{BuildEvent, CatalogError, EntityEvent, RecordBuild, UpsertEntity};
+use cqrs_es::Aggregate;
+
+use crate::domain::catalog::{
+    Build, BuildEvent, CatalogError, Entity, EntityEvent, RecordBuild, UpsertEntity,
+};
 use crate::domain::deploy::{CreateDeploy, DeployCommand, DeployError};
 use crate::domain::ids::DeployId;
 use crate::domain::FieldError;
@@ -67,8 +71,31 @@ impl CatalogFeed {
 
     /// Parses and records one document; returns where its stream's head is.
     pub async fn handle_text(&self, text: &str, carrier: &str) -> Result<LogPosition, Rejection> {
+        Ok(self.handle_text_reporting(text, carrier).await?.head)
+    }
+
+    /// Parses and records one document, saying whether it wrote anything.
+    pub async fn handle_text_reporting(
+        &self,
+        text: &str,
+        carrier: &str,
+    ) -> Result<Handled, Rejection> {
         let document = document::parse(text).map_err(Rejection::Invalid)?;
-        self.handle(document, carrier).await
+        let (aggregate, id) = match &document {
+            CatalogDocument::Entity(e) => (Entity::TYPE, e.entity_id.to_string()),
+            CatalogDocument::Build(b) => (Build::TYPE, b.recorded().build_id.to_string()),
+        };
+        let before = crate::store::log::stream_head(self.db(), aggregate, &id)
+            .await
+            .map_err(|e| Rejection::Failed(e.into()))?;
+        let head = self.handle(document, carrier).await?;
+        let after = crate::store::log::stream_head(self.db(), aggregate, &id)
+            .await
+            .map_err(|e| Rejection::Failed(e.into()))?;
+        Ok(Handled {
+            head,
+            new: after != before,
+        })
     }
 
     /// Records one parsed document.
@@ -207,11 +234,34 @@ impl CatalogFeed {
     }
 }
 
+/// What handling one document did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Handled {
+    /// Where the document's stream's head is.
+    pub head: LogPosition,
+    /// Whether it recorded an event; `false` for a document already
+    /// recorded (the same `eventId`, identical content or an older one).
+    pub new: bool,
+}
+
 /// The outcome of an import.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct ImportReport {
+    /// Documents that recorded an event.
     pub recorded: usize,
+    /// Documents that were recorded before (a re-import): nothing written.
+    pub already_recorded: usize,
     pub rejected: usize,
+}
+
+impl std::fmt::Display for ImportReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} documents recorded, {} already recorded, {} rejected",
+            self.recorded, self.already_recorded, self.rejected
+        )
+    }
 }
 
 /// Imports documents, one per line; blank lines are skipped. Every bad line
@@ -231,10 +281,17 @@ pub async fn import(
         if line.trim().is_empty() {
             continue;
         }
-        match feed.handle_text(&line, &format!("import:{number}")).await {
-            Ok(at) => {
-                report.recorded += 1;
-                head = head.max(at);
+        match feed
+            .handle_text_reporting(&line, &format!("import:{number}"))
+            .await
+        {
+            Ok(handled) => {
+                if handled.new {
+                    report.recorded += 1;
+                } else {
+                    report.already_recorded += 1;
+                }
+                head = head.max(handled.head);
             }
             Err(Rejection::Invalid(problems)) => {
                 report.rejected += 1;

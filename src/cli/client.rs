@@ -31,26 +31,8 @@ pub struct ClientArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum DeploysCommand {
-    /// List deploys, newest first.
-    List {
-        #[arg(long)]
-        status: Option<String>,
-        #[arg(long)]
-        entity: Option<String>,
-        #[arg(long)]
-        workspace: Option<String>,
-        /// A DeployFilter, as JSON.
-        #[arg(long)]
-        filter: Option<String>,
-        /// A DeployOrderBy array, as JSON.
-        #[arg(long)]
-        order_by: Option<String>,
-        #[arg(long)]
-        limit: Option<u32>,
-        /// The `endCursor` of the previous page.
-        #[arg(long)]
-        after: Option<String>,
-    },
+    /// List deploys, newest first (or in `--order-by`).
+    List(ListArgs),
     /// Show one deploy with its steps.
     Get { id: String },
     /// Deploy an app's latest successful build, or a given build.
@@ -78,6 +60,113 @@ pub enum DeploysCommand {
     Events { id: String },
 }
 
+/// The list's parameters; each is the query parameter of the same meaning
+/// (`GET /api/deploys`, the filter language in docs/filter.md).
+#[derive(Debug, Clone, Default, Args)]
+pub struct ListArgs {
+    /// Only deploys in this status (pending, running, completed, failed,
+    /// cancelled).
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Only deploys of this app or function (`app_…`, `fn_…`).
+    #[arg(long)]
+    pub entity: Option<String>,
+    /// Only deploys of this workspace (`ws_…`).
+    #[arg(long)]
+    pub workspace: Option<String>,
+    /// Only deploys of this build (`bld_…`).
+    #[arg(long)]
+    pub build: Option<String>,
+    /// Only deploys with this trigger (manual, auto, rollback).
+    #[arg(long)]
+    pub trigger: Option<String>,
+    /// Only deploys created by this principal (a token's name).
+    #[arg(long)]
+    pub created_by: Option<String>,
+    /// Only these deploys: comma-separated ids (at most 100).
+    #[arg(long)]
+    pub ids: Option<String>,
+    /// A DeployFilter, as JSON: `{"status":{"in":["failed","cancelled"]}}`.
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// A DeployOrderBy array, as JSON: `[{"completedAt":"descNullsLast"}]`.
+    #[arg(long)]
+    pub order_by: Option<String>,
+    /// Page size, 1 to 100.
+    #[arg(long)]
+    pub limit: Option<u32>,
+    /// The page after this cursor (`endCursor` of the previous page).
+    #[arg(long, conflicts_with = "before")]
+    pub after: Option<String>,
+    /// The page before this cursor (`startCursor` of the next page).
+    #[arg(long)]
+    pub before: Option<String>,
+}
+
+impl ListArgs {
+    /// (flag, query parameter, value) of every parameter given, in a fixed
+    /// order, cursors left out.
+    fn given(&self) -> Vec<(&'static str, &'static str, String)> {
+        let mut out = Vec::new();
+        let mut add = |flag: &'static str, param: &'static str, v: &Option<String>| {
+            if let Some(v) = v {
+                out.push((flag, param, v.clone()));
+            }
+        };
+        add("--status", "status", &self.status);
+        add("--entity", "entity_id", &self.entity);
+        add("--workspace", "workspace_id", &self.workspace);
+        add("--build", "build_id", &self.build);
+        add("--trigger", "trigger", &self.trigger);
+        add("--created-by", "created_by", &self.created_by);
+        add("--ids", "ids", &self.ids);
+        add("--filter", "filter", &self.filter);
+        add("--order-by", "orderBy", &self.order_by);
+        add("--limit", "limit", &self.limit.map(|l| l.to_string()));
+        out
+    }
+
+    /// The query string of this request.
+    fn query(&self) -> Vec<(&'static str, String)> {
+        let mut query: Vec<(&'static str, String)> =
+            self.given().into_iter().map(|(_, p, v)| (p, v)).collect();
+        if let Some(after) = &self.after {
+            query.push(("after", after.clone()));
+        }
+        if let Some(before) = &self.before {
+            query.push(("before", before.clone()));
+        }
+        query
+    }
+
+    /// The command line that fetches the page at `cursor` (`--after` or
+    /// `--before`) with the same filters, order and size: the cursor is only
+    /// valid with them.
+    fn command_for(&self, side: &str, cursor: &str) -> String {
+        let mut words = vec!["deployd".to_string(), "deploys".into(), "list".into()];
+        for (flag, _, value) in self.given() {
+            words.push(flag.to_string());
+            words.push(shell_quote(&value));
+        }
+        words.push(side.to_string());
+        words.push(shell_quote(cursor));
+        words.join(" ")
+    }
+}
+
+/// `value` as one word for a POSIX shell (quoted only when it needs it).
+fn shell_quote(value: &str) -> String {
+    let plain = !value.is_empty()
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.,:/=@+".contains(c));
+    if plain {
+        value.to_string()
+    } else {
+        format!("'{}'", value.replace('\'', "'\\''"))
+    }
+}
+
 struct Client {
     http: reqwest::Client,
     url: String,
@@ -92,8 +181,27 @@ fn describe_problem(status: reqwest::StatusCode, body: &Value) -> String {
         body["title"].as_str().unwrap_or("error"),
         body["detail"].as_str().unwrap_or("")
     );
-    if let Some(errors) = body["errors"].as_array() {
-        for e in errors {
+    if status == reqwest::StatusCode::UNAUTHORIZED {
+        text.push_str(
+            "\n  DEPLOYD_TOKEN is not a token of this server: make one where its database is, \
+             with `deployd token create --workspace ws_… --name YOU`",
+        );
+    }
+    let errors = body["errors"].as_array().cloned().unwrap_or_default();
+    // One bad part is already the detail (`pointer: message`): say it once.
+    let repeated = match errors.as_slice() {
+        [one] => {
+            body["detail"].as_str()
+                == Some(&format!(
+                    "{}: {}",
+                    one["pointer"].as_str().unwrap_or(""),
+                    one["message"].as_str().unwrap_or("")
+                ))
+        }
+        _ => false,
+    };
+    if !repeated {
+        for e in &errors {
             text.push_str(&format!(
                 "\n  {}: {}",
                 e["pointer"].as_str().unwrap_or(""),
@@ -248,6 +356,25 @@ fn print(json_out: bool, value: &Value, text: impl FnOnce(&Value) -> String) {
     }
 }
 
+/// The last line of a deploy that did not complete: why, and for a
+/// cancelled one, who cancelled it.
+fn ending(id: &str, d: &Value) -> String {
+    let status = d["status"].as_str().unwrap_or("");
+    if status == "cancelled" {
+        let c = &d["cancellation"];
+        let reason = c["reason"]
+            .as_str()
+            .map(|r| format!(": {r}"))
+            .unwrap_or_else(|| " (no reason given)".into());
+        format!(
+            "deploy {id} cancelled by {}{reason}",
+            c["cancelledBy"].as_str().unwrap_or("someone unknown")
+        )
+    } else {
+        format!("deploy {id} {status}: {}", cell(&d["error"]))
+    }
+}
+
 /// Follows a deploy until it ends, printing each step as it moves.
 async fn follow(client: &Client, id: &str, json_out: bool) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
@@ -299,7 +426,7 @@ async fn follow(client: &Client, id: &str, json_out: bool) -> anyhow::Result<Exi
                 ExitCode::SUCCESS
             } else {
                 if !json_out {
-                    writeln!(stderr, "deploy {id} {now}: {}", cell(&d["error"]))?;
+                    writeln!(stderr, "{}", ending(id, &d))?;
                 }
                 ExitCode::FAILURE
             });
@@ -309,9 +436,16 @@ async fn follow(client: &Client, id: &str, json_out: bool) -> anyhow::Result<Exi
 }
 
 pub async fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
-    let token = args.token.clone().ok_or_else(|| {
-        anyhow::anyhow!("set DEPLOYD_TOKEN (or --token) to a token from `deployd token create`")
-    })?;
+    let token = match args.token.as_deref().map(str::trim) {
+        Some(token) if !token.is_empty() => token.to_string(),
+        given => anyhow::bail!(
+            "no token: DEPLOYD_TOKEN (or --token) is {}. Every request needs a bearer token; \
+             make one where the server's database is with \
+             `deployd token create --workspace ws_… --name YOU`, then \
+             `export DEPLOYD_TOKEN=dpd_…`",
+            if given.is_some() { "empty" } else { "not set" }
+        ),
+    };
     let client = Client {
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
@@ -321,29 +455,8 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
     };
     let json_out = args.json;
     match args.command {
-        DeploysCommand::List {
-            status,
-            entity,
-            workspace,
-            filter,
-            order_by,
-            limit,
-            after,
-        } => {
-            let mut query = Vec::new();
-            let mut add = |k: &'static str, v: Option<String>| {
-                if let Some(v) = v {
-                    query.push((k, v));
-                }
-            };
-            add("status", status);
-            add("entity_id", entity);
-            add("workspace_id", workspace);
-            add("filter", filter);
-            add("orderBy", order_by);
-            add("limit", limit.map(|l| l.to_string()));
-            add("after", after);
-            let page = client.get("/api/deploys", &query).await?;
+        DeploysCommand::List(list) => {
+            let page = client.get("/api/deploys", &list.query()).await?;
             print(json_out, &page, |p| {
                 let rows = p["data"].as_array().cloned().unwrap_or_default();
                 let info = &p["pageInfo"];
@@ -353,10 +466,21 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
                     rows.len(),
                     cell(&info["total"])
                 ));
-                if info["hasNextPage"] == true {
+                if let (true, Some(cursor)) =
+                    (info["hasNextPage"] == true, info["endCursor"].as_str())
+                {
                     out.push_str(&format!(
-                        "; next page: --after {}",
-                        cell(&info["endCursor"])
+                        "\nnext page:     {}",
+                        list.command_for("--after", cursor)
+                    ));
+                }
+                if let (true, Some(cursor)) = (
+                    info["hasPreviousPage"] == true,
+                    info["startCursor"].as_str(),
+                ) {
+                    out.push_str(&format!(
+                        "\nprevious page: {}",
+                        list.command_for("--before", cursor)
                     ));
                 }
                 out
@@ -442,6 +566,56 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cancelled_deploy_ends_with_its_reason_and_who_cancelled_it() {
+        let d = json!({"status": "cancelled", "error": null,
+            "cancellation": {"reason": "wrong branch", "cancelledBy": "alice"}});
+        assert_eq!(
+            ending("dep_1", &d),
+            "deploy dep_1 cancelled by alice: wrong branch"
+        );
+        let d =
+            json!({"status": "cancelled", "cancellation": {"reason": null, "cancelledBy": "bob"}});
+        assert_eq!(
+            ending("dep_1", &d),
+            "deploy dep_1 cancelled by bob (no reason given)"
+        );
+        let d = json!({"status": "failed", "error": "prepare: boom"});
+        assert_eq!(ending("dep_1", &d), "deploy dep_1 failed: prepare: boom");
+    }
+
+    #[test]
+    fn the_next_page_command_keeps_every_filter_and_quotes_for_the_shell() {
+        let list = ListArgs {
+            status: Some("failed".into()),
+            created_by: Some("alice".into()),
+            filter: Some(r#"{"build":{"branch":{"eq":"it's"}}}"#.into()),
+            limit: Some(2),
+            after: Some("old".into()),
+            ..ListArgs::default()
+        };
+        assert_eq!(
+            list.command_for("--after", "abc_DEF-1"),
+            r#"deployd deploys list --status failed --created-by alice --filter '{"build":{"branch":{"eq":"it'\''s"}}}' --limit 2 --after abc_DEF-1"#
+        );
+    }
+
+    #[test]
+    fn one_bad_part_is_said_once() {
+        let body = json!({"title": "Invalid request", "detail": "after: not a cursor",
+            "errors": [{"pointer": "after", "message": "not a cursor"}]});
+        assert_eq!(
+            describe_problem(reqwest::StatusCode::BAD_REQUEST, &body),
+            "400 Invalid request: after: not a cursor"
+        );
+        let body = json!({"title": "Invalid request", "detail": "2 parts of the request are invalid",
+            "errors": [{"pointer": "a", "message": "x"}, {"pointer": "b", "message": "y"}]});
+        assert_eq!(
+            describe_problem(reqwest::StatusCode::BAD_REQUEST, &body),
+            "400 Invalid request: 2 parts of the request are invalid\n  a: x\n  b: y"
+        );
+    }
 
     #[test]
     fn tables_align_their_columns() {

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod client;
 mod globals;
+pub mod ids;
 
 pub use globals::Globals;
 
@@ -46,6 +47,35 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// Parses the process's arguments. `deploys` (the client) and `ids`
+    /// accept the global store flags like every command, but their help
+    /// does not list them: they never open the database.
+    pub fn parse_process_args() -> Self {
+        use clap::FromArgMatches;
+        let matches = Self::clap_command().get_matches();
+        Self::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
+
+    /// The clap command, as [`Cli::parse_process_args`] parses with it:
+    /// `deploys` gets hidden copies of the store flags, which clap then
+    /// propagates below it instead of the visible ones.
+    pub fn clap_command() -> clap::Command {
+        use clap::CommandFactory;
+        let command = Self::command();
+        let hidden: Vec<clap::Arg> = command
+            .get_arguments()
+            .filter(|a| ["database_url", "data_dir"].contains(&a.get_id().as_str()))
+            .map(|a| a.clone().hide(true))
+            .collect();
+        ["deploys", "ids"]
+            .into_iter()
+            .fold(command, |command, name| {
+                command.mut_subcommand(name, |c| c.args(hidden.clone()))
+            })
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the API, with the projectors, the relay, the catalog consumer
@@ -63,13 +93,17 @@ pub enum Command {
     },
     /// Apply the database migrations and exit.
     Migrate,
+    /// Print fresh ids (`deployd ids new app`), for catalog documents.
+    #[command(subcommand)]
+    Ids(ids::IdsCommand),
     /// Manage bearer tokens.
     #[command(subcommand)]
     Token(TokenCommand),
     /// Feed catalog documents (entities, builds).
     #[command(subcommand)]
     Catalog(CatalogCommand),
-    /// Talk to a deployd server: list, get, create, cancel, events.
+    /// Talk to a deployd server: list, get, create, cancel, events
+    /// (needs only DEPLOYD_URL and DEPLOYD_TOKEN).
     Deploys(client::ClientArgs),
     /// `replay`, `events export`, `events import`, `audit verify`
     /// (src/audit/cli.rs).
@@ -284,6 +318,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
         Command::Deploys(args) => client::run(args).await,
         Command::Audit(command) => audit::run(&globals, command).await,
+        Command::Ids(command) => {
+            ids::run(command);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Migrate => {
             let db = globals.open(&DbOptions::default()).await?;
             println!("migrations applied to {}", db.describe());
@@ -307,10 +345,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                     .map_err(|e| anyhow::anyhow!("opening {file}: {e}"))?;
                 catalog::import(&feed, tokio::io::BufReader::new(f), std::io::stderr()).await?
             };
-            eprintln!(
-                "{} documents recorded, {} rejected",
-                report.recorded, report.rejected
-            );
+            eprintln!("{report}");
             Ok(if report.rejected == 0 {
                 ExitCode::SUCCESS
             } else {

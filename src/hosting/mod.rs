@@ -43,6 +43,56 @@ pub struct ManifestEntry {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
     pub files: BTreeMap<String, ManifestEntry>,
+    /// The build asks for the single-page-app fallback: its `_redirects`
+    /// (the Netlify and Cloudflare Pages file) holds `/* /index.html 200`,
+    /// so a path that names no file is answered with `index.html`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub spa_fallback: bool,
+}
+
+/// How a request path of a deploy is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route<'m> {
+    /// The file served.
+    pub key: &'m str,
+    pub entry: &'m ManifestEntry,
+    /// 200, or 404 when the file is the build's own `404.html`.
+    pub found: bool,
+}
+
+/// Files of a build that configure its hosting and are never served.
+const CONFIG_FILES: &[&str] = &["_redirects", "_headers"];
+
+/// Whether a `_redirects` file holds the single-page-app rule,
+/// `/* /index.html 200` (Netlify's and Cloudflare Pages' spelling).
+pub fn spa_rule(redirects: &str) -> bool {
+    redirects.lines().any(|line| {
+        let rule = line.split('#').next().unwrap_or("");
+        matches!(
+            rule.split_whitespace().collect::<Vec<_>>().as_slice(),
+            ["/*", "/index.html", "200" | "200!"]
+        )
+    })
+}
+
+/// Whether a file's name carries a hash of its content, as bundlers name
+/// assets (`app.3f9a1c7e.js`, `index-D8f3kL2q.css`): the stem's last `.`-
+/// or `-`-separated part is 8 or more letters and digits with at least one
+/// of each. Such a file never changes under its name, so it may be cached
+/// for good.
+pub fn content_hashed(key: &str) -> bool {
+    let name = key.rsplit('/').next().unwrap_or(key);
+    let Some((stem, _extension)) = name.rsplit_once('.') else {
+        return false;
+    };
+    let Some(part) = stem.rsplit(['.', '-']).next() else {
+        return false;
+    };
+    part.len() >= 8
+        && part.len() < stem.len()
+        && part.chars().all(|c| c.is_ascii_alphanumeric())
+        && part.chars().any(|c| c.is_ascii_digit())
+        && part.chars().any(|c| c.is_ascii_alphabetic())
 }
 
 impl Manifest {
@@ -84,7 +134,64 @@ impl Manifest {
                 },
             );
         }
-        Ok(Manifest { files })
+        let spa_fallback = match std::fs::read_to_string(dir.join("_redirects")) {
+            Ok(text) => spa_rule(&text),
+            Err(_) => false,
+        };
+        Ok(Manifest {
+            files,
+            spa_fallback,
+        })
+    }
+
+    /// How a request path is answered: the file it names (or its
+    /// directory's `index.html`); else, with the SPA fallback, the root
+    /// `index.html`; else the nearest `404.html` up the path (Cloudflare
+    /// Pages' rule; Netlify's root one is the last tried) with status 404.
+    /// `_redirects` and `_headers` are never served. `None`: a plain 404.
+    pub fn route(&self, request_path: &str) -> Option<Route<'_>> {
+        let path = normalize_request_path(request_path)?;
+        let direct = self
+            .resolve(&path)
+            .filter(|(key, _)| !CONFIG_FILES.contains(key));
+        if let Some((key, entry)) = direct {
+            return Some(Route {
+                key,
+                entry,
+                found: true,
+            });
+        }
+        if self.spa_fallback {
+            if let Some((key, entry)) = self.files.get_key_value("index.html") {
+                return Some(Route {
+                    key,
+                    entry,
+                    found: true,
+                });
+            }
+        }
+        let mut dir = path.trim_end_matches('/');
+        loop {
+            dir = match dir.rsplit_once('/') {
+                Some((parent, _)) => parent,
+                None => "",
+            };
+            let candidate = if dir.is_empty() {
+                "404.html".to_string()
+            } else {
+                format!("{dir}/404.html")
+            };
+            if let Some((key, entry)) = self.files.get_key_value(&candidate) {
+                return Some(Route {
+                    key,
+                    entry,
+                    found: false,
+                });
+            }
+            if dir.is_empty() {
+                return None;
+            }
+        }
     }
 
     /// The entry a request path names: the file itself, or `index.html`
@@ -259,5 +366,79 @@ mod tests {
         );
         assert_eq!(manifest.resolve("/app.js").unwrap().1.size, 1);
         assert!(manifest.resolve("/missing.css").is_none());
+    }
+
+    fn site(files: &[(&str, &str)]) -> Manifest {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, content) in files {
+            let path = dir.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, content).unwrap();
+        }
+        Manifest::scan(dir.path()).unwrap()
+    }
+
+    #[test]
+    fn a_missing_path_gets_the_nearest_404_html_with_status_404() {
+        let m = site(&[
+            ("index.html", "home"),
+            ("404.html", "root 404"),
+            ("docs/404.html", "docs 404"),
+            ("docs/a.html", "a"),
+        ]);
+        let route = m.route("/docs/deep/missing").unwrap();
+        assert_eq!((route.key, route.found), ("docs/404.html", false));
+        let route = m.route("/missing/").unwrap();
+        assert_eq!((route.key, route.found), ("404.html", false));
+        let route = m.route("/docs/a.html").unwrap();
+        assert_eq!((route.key, route.found), ("docs/a.html", true));
+        // No 404.html: a plain 404.
+        assert!(site(&[("index.html", "home")]).route("/x").is_none());
+        // A path that cannot be a file is never routed.
+        assert!(m.route("/../etc/passwd").is_none());
+    }
+
+    #[test]
+    fn the_spa_rule_of_redirects_serves_index_html_for_unknown_paths() {
+        let m = site(&[
+            ("index.html", "app"),
+            ("app.js", "js"),
+            ("404.html", "nope"),
+            ("_redirects", "# SPA\n/*    /index.html   200\n"),
+        ]);
+        assert!(m.spa_fallback);
+        let route = m.route("/settings/profile").unwrap();
+        assert_eq!((route.key, route.found), ("index.html", true));
+        assert_eq!(m.route("/app.js").unwrap().key, "app.js");
+        // The configuration file itself is not served.
+        assert_eq!(m.route("/_redirects").unwrap().key, "index.html");
+        let plain = site(&[("index.html", "x"), ("_redirects", "/old /new 301\n")]);
+        assert!(!plain.spa_fallback);
+        assert!(plain.route("/_redirects").is_none());
+        assert!(!spa_rule("/* /index.html 404"));
+        assert!(spa_rule("/*  /index.html  200!  # forced"));
+    }
+
+    #[test]
+    fn content_hashed_names_are_told_from_plain_ones() {
+        for hashed in [
+            "assets/site.3f9a1c7e.css",
+            "index-D8f3kL2q.js",
+            "_app/immutable/chunks/entry.a1b2c3d4e5.js",
+            "main.0123456789abcdef.js",
+        ] {
+            assert!(content_hashed(hashed), "{hashed}");
+        }
+        for plain in [
+            "index.html",
+            "bootstrap.min.css",
+            "jquery-3.7.1.js",
+            "report-20240101.pdf",
+            "a1b2c3d4e5.js",
+            "README",
+            "favicon.ico",
+        ] {
+            assert!(!content_hashed(plain), "{plain}");
+        }
     }
 }

@@ -42,7 +42,10 @@ pub struct PublishedEvent<'a> {
     pub sequence: i64,
     #[serde(rename = "type")]
     pub event_type: &'a str,
-    pub version: &'a str,
+    /// The event's version, a number (`data` follows
+    /// `event-schemas/events/<type>.v<version>.json`); the
+    /// `Deployd-Event-Version` header carries it as text.
+    pub version: serde_json::Value,
     pub recorded_at: String,
     pub metadata: &'a serde_json::Value,
     pub data: &'a serde_json::Value,
@@ -102,7 +105,7 @@ pub async fn step(db: &Db, bus: &Bus) -> anyhow::Result<usize> {
             aggregate_id: &e.aggregate_id,
             sequence: e.sequence,
             event_type: &e.event_type,
-            version: &e.event_version,
+            version: e.version_json(),
             recorded_at: crate::domain::time::format(&e.recorded_at),
             metadata: &e.metadata,
             data: e.data(),

@@ -68,6 +68,22 @@ impl StoredEvent {
     pub fn data(&self) -> &serde_json::Value {
         self.payload.get(&self.event_type).unwrap_or(&self.payload)
     }
+
+    /// The event's version as the outside sees it (the events endpoint,
+    /// `events export`, the NATS body): a JSON number, `2`. cqrs-es stores
+    /// it as text (`"2"`); a version that is not a number (none is) stays
+    /// text rather than being lost.
+    pub fn version_json(&self) -> serde_json::Value {
+        version_json(&self.event_version)
+    }
+}
+
+/// An event version as a JSON number (`"2"` → `2`), text if it is not one.
+pub fn version_json(version: &str) -> serde_json::Value {
+    version
+        .parse::<u64>()
+        .map(serde_json::Value::from)
+        .unwrap_or_else(|_| serde_json::Value::from(version))
 }
 
 /// A connection to run a statement on: the pool, or an open transaction.

@@ -483,6 +483,36 @@ async fn as_of_answers_the_deploy_as_it_stood_at_each_instant() {
         .await;
     let body = problem(r, StatusCode::BAD_REQUEST).await;
     assert_eq!(pointers(&body), vec!["asOf"]);
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("received \"yesterday\""),
+        "{body}"
+    );
+
+    // A + offset typed into the URL unencoded arrives as a space: it is
+    // read as the + it was, the same instant as UTC.
+    let at = times[3];
+    let plus = (at + chrono::Duration::hours(2))
+        .format("%Y-%m-%dT%H:%M:%S%.6f+02:00")
+        .to_string();
+    let typed: Value = app
+        .get(
+            &format!("/api/deploys/{cancelled_running}?asOf={plus}"),
+            &app.token,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let encoded: Value = as_of(&app, cancelled_running, at)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(typed["status"], "cancelled", "{typed}");
+    assert_eq!(typed, encoded);
     app.stop().await;
 }
 
@@ -547,7 +577,7 @@ async fn export_writes_every_event_once_in_log_order_with_its_hash() {
         assert!(!first[field].is_null(), "{field} missing in {first}");
     }
     let created = lines.iter().find(|l| l["type"] == "DeployCreated").unwrap();
-    assert_eq!(created["version"], "2");
+    assert_eq!(created["version"], 2);
     assert_eq!(created["stream"]["type"], "Deploy");
     assert_eq!(created["metadata"]["actor"], "alice");
 
@@ -680,14 +710,14 @@ async fn a_stored_v1_deploy_created_is_read_as_v2_everywhere() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(found[0]["version"], "2");
+    assert_eq!(found[0]["version"], 2);
     assert_eq!(found[0]["data"]["versionId"], Value::Null);
     let line = export(&app, &[])
         .await
         .into_iter()
         .find(|l| l["stream"]["id"] == id.as_str())
         .unwrap();
-    assert_eq!(line["version"], "2");
+    assert_eq!(line["version"], 2);
     assert!(line["data"].as_object().unwrap().contains_key("versionId"));
 
     // The aggregate loads it through cqrs-es's upcaster and decides on it.

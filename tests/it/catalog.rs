@@ -21,6 +21,7 @@ async fn an_import_records_the_good_lines_and_counts_the_bad_ones() {
         .await
         .unwrap();
     assert_eq!(report.recorded, 2);
+    assert_eq!(report.already_recorded, 0);
     assert_eq!(report.rejected, 2);
     let errors = String::from_utf8(errors).unwrap();
     assert!(errors.contains("line 2: not a JSON document"), "{errors}");
@@ -36,12 +37,22 @@ async fn an_import_records_the_good_lines_and_counts_the_bad_ones() {
     assert_eq!(builds, 1);
 
     // The same documents again write nothing (idempotent by eventId).
+    // The same documents again write nothing (idempotent by eventId), and
+    // the report says they were already recorded.
     let before = count(&app.db, "SELECT count(*) FROM events").await;
-    deployd::catalog::import(&feed, text.as_bytes(), std::io::sink())
+    let again = deployd::catalog::import(&feed, text.as_bytes(), std::io::sink())
         .await
         .unwrap();
     let after = count(&app.db, "SELECT count(*) FROM events").await;
     assert_eq!(before, after);
+    assert_eq!(
+        (again.recorded, again.already_recorded, again.rejected),
+        (0, 2, 2)
+    );
+    assert_eq!(
+        again.to_string(),
+        "0 documents recorded, 2 already recorded, 2 rejected"
+    );
     app.stop().await;
 }
 

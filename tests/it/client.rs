@@ -104,7 +104,208 @@ async fn create_wait_exits_non_zero_when_the_deploy_fails() {
     app.stop().await;
 }
 
+/// Runs a command line the client printed, as a person would paste it
+/// (`deployd` being this build's binary).
+async fn paste(app: &TestApp, line: &str) -> Output {
+    let line = line
+        .strip_prefix("deployd ")
+        .unwrap_or_else(|| panic!("not a deployd command: {line}"));
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("\"$DEPLOYD_BIN\" {line}"))
+        .env("DEPLOYD_BIN", env!("CARGO_BIN_EXE_deployd"))
+        .env("DEPLOYD_URL", &app.address)
+        .env("DEPLOYD_TOKEN", &app.token)
+        .env("DEPLOYD_LOG", "warn")
+        .output()
+        .await
+        .unwrap()
+}
+
+/// The command the list printed after `label` (`next page:`).
+fn hint(stdout: &str, label: &str) -> Option<String> {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(label).map(|c| c.trim().to_string()))
+}
+
+async fn list_flags_narrow_the_list_and_the_next_page_command_keeps_them() {
+    let app = TestApp::spawn().await;
+    let seeded = app.seed_app(WS).await;
+    let other = app.seed_app(WS).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(
+            app.create(&seeded.build).await["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    let elsewhere = app.create(&other.build).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Every shorthand flag is its query parameter.
+    let out = deployd(
+        &app,
+        &[
+            "list",
+            "--build",
+            &seeded.build,
+            "--trigger",
+            "manual",
+            "--created-by",
+            "alice",
+            "--status",
+            "pending",
+            "--json",
+        ],
+    )
+    .await;
+    let page: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(page["pageInfo"]["total"], 3, "{page}");
+    let out = deployd(&app, &["list", "--created-by", "bob", "--json"]).await;
+    let page: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(page["pageInfo"]["total"], 0, "{page}");
+    let out = deployd(
+        &app,
+        &[
+            "list",
+            "--ids",
+            &format!("{},{elsewhere}", ids[0]),
+            "--json",
+        ],
+    )
+    .await;
+    let page: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(page["pageInfo"]["total"], 2, "{page}");
+
+    // A filter and an order as JSON, one row a page: the next-page command
+    // carries them, and pasting it gives the next page, then the last.
+    let filter = format!(r#"{{"buildId":{{"eq":"{}"}}}}"#, seeded.build);
+    let out = deployd(
+        &app,
+        &[
+            "list",
+            "--filter",
+            &filter,
+            "--order-by",
+            r#"[{"sequenceNumber":"asc"}]"#,
+            "--limit",
+            "1",
+        ],
+    )
+    .await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(&ids[0]) && stdout.contains("1 of 3 deploys"),
+        "{stdout}"
+    );
+    let next = hint(&stdout, "next page:").unwrap_or_else(|| panic!("no next page in {stdout}"));
+    assert!(
+        next.contains("--filter") && next.contains("--order-by"),
+        "{next}"
+    );
+    assert!(
+        next.contains("--limit 1") && next.contains("--after"),
+        "{next}"
+    );
+    assert!(hint(&stdout, "previous page:").is_none(), "{stdout}");
+
+    let out = paste(&app, &next).await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{next}\n{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(&ids[1]) && !stdout.contains(&ids[0]),
+        "{stdout}"
+    );
+    let previous = hint(&stdout, "previous page:").unwrap();
+    let next = hint(&stdout, "next page:").unwrap();
+
+    let out = paste(&app, &next).await;
+    let (stdout, _) = text(&out);
+    assert!(stdout.contains(&ids[2]), "{stdout}");
+    assert!(hint(&stdout, "next page:").is_none(), "{stdout}");
+
+    // `--before` goes back.
+    let out = paste(&app, &previous).await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{previous}\n{stderr}");
+    assert!(
+        stdout.contains(&ids[0]) && !stdout.contains(&ids[1]),
+        "{stdout}"
+    );
+
+    // A cursor used without the filter it was made under is refused, and
+    // the reason is said once.
+    let cursor = next.rsplit(' ').next().unwrap();
+    let out = deployd(&app, &["list", "--limit", "1", "--after", cursor]).await;
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(stderr.contains("400 Invalid request: after:"), "{stderr}");
+    let said = stderr.lines().filter(|l| l.contains("after")).count();
+    assert_eq!(said, 1, "{stderr}");
+    app.stop().await;
+}
+
+async fn create_wait_on_a_cancelled_deploy_ends_with_the_reason_and_who_cancelled() {
+    // No worker: the deploy stays pending until it is cancelled.
+    let app = TestApp::spawn().await;
+    let seeded = app.seed_app(WS).await;
+    let waiting = {
+        let address = app.address.clone();
+        let token = app.token.clone();
+        let build = seeded.build.clone();
+        tokio::spawn(async move {
+            Command::new(env!("CARGO_BIN_EXE_deployd"))
+                .args(["deploys", "create", "--build", &build, "--wait"])
+                .env("DEPLOYD_URL", address)
+                .env("DEPLOYD_TOKEN", token)
+                .env("DEPLOYD_LOG", "warn")
+                .output()
+                .await
+                .unwrap()
+        })
+    };
+    let mut id = None;
+    for _ in 0..200 {
+        let page: Value = app
+            .get("/api/deploys", &app.token)
+            .await
+            .json()
+            .await
+            .unwrap();
+        if let Some(found) = page["data"][0]["id"].as_str() {
+            id = Some(found.to_string());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let id = id.expect("the client created a deploy");
+    let r = app
+        .post(
+            &format!("/api/deploys/{id}/cancel"),
+            &app.token,
+            serde_json::json!({"reason": "wrong branch"}),
+        )
+        .await;
+    assert_eq!(r.status(), reqwest::StatusCode::OK);
+    let out = waiting.await.unwrap();
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(&format!("deploy {id} cancelled by alice: wrong branch")),
+        "{stderr}"
+    );
+    app.stop().await;
+}
+
 crate::backend_tests!(
     create_wait_follows_a_deploy_to_completion_and_the_other_commands_show_it,
     create_wait_exits_non_zero_when_the_deploy_fails,
+    list_flags_narrow_the_list_and_the_next_page_command_keeps_them,
+    create_wait_on_a_cancelled_deploy_ends_with_the_reason_and_who_cancelled,
 );

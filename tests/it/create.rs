@@ -14,8 +14,16 @@ async fn create_by_build_answers_201_with_the_projected_row() {
         )
         .await;
     assert_eq!(response.status(), StatusCode::CREATED);
+    let location = response.headers()["location"].to_str().unwrap().to_string();
     let row: Value = response.json().await.unwrap();
     assert!(row["id"].as_str().unwrap().starts_with("dep_"));
+    // Location names the new deploy, and following it finds it.
+    assert_eq!(
+        location,
+        format!("/api/deploys/{}", row["id"].as_str().unwrap())
+    );
+    let found = app.get(&location, &app.token).await;
+    assert_eq!(found.status(), StatusCode::OK);
     assert_eq!(row["workspaceId"], WS);
     assert_eq!(row["entityId"], seeded.app);
     assert_eq!(row["buildId"], seeded.build);
@@ -211,6 +219,11 @@ async fn an_idempotent_retry_replays_the_first_answer_and_creates_nothing_more()
     let first: Value = first.json().await.unwrap();
     let again = send(json!({"buildId": seeded.build}), "k-1").await.unwrap();
     assert_eq!(again.status(), StatusCode::CREATED);
+    // The replay names the deploy too.
+    assert_eq!(
+        again.headers()["location"].to_str().unwrap(),
+        format!("/api/deploys/{}", first["id"].as_str().unwrap())
+    );
     assert_eq!(again.json::<Value>().await.unwrap(), first);
 
     let other_body = send(json!({"appId": seeded.app}), "k-1").await.unwrap();

@@ -381,10 +381,21 @@ async fn an_embedded_store_moves_to_postgresql_with_everything() {
     );
 
     // And back: PostgreSQL's export (its own hashes, jsonb's rendering)
-    // checks and imports into a fresh embedded store with the same events.
+    // checks and imports into a fresh embedded store with the same events,
+    // written as exports before versions were numbers (`"version": "2"`):
+    // older exports still import.
     let out = run(deployd(pg.path(), Some(&url)).args(["events", "export"]));
     let pg_export = String::from_utf8(out.stdout).unwrap();
     assert_eq!(portable(&pg_export), portable(&export));
+    let pg_export: String = pg_export
+        .lines()
+        .map(|line| {
+            let mut v: Value = serde_json::from_str(line).unwrap();
+            assert!(v["version"].is_u64(), "{line}");
+            v["version"] = json!(v["version"].to_string());
+            format!("{v}\n")
+        })
+        .collect();
     let back = tempfile::tempdir().unwrap();
     let mut import_back = deployd(back.path(), None)
         .args(["events", "import", "-"])
@@ -590,4 +601,80 @@ async fn the_embedded_server_killed_mid_deploy_resumes_it_and_completes_no_step_
         .unwrap();
     assert_eq!(last, "web 19999");
     second.stop().await;
+}
+
+/// The README's quick start, run as written in an empty directory with
+/// this build's binary first on the PATH (for `cargo install --path .`),
+/// on a free port instead of 8080, and `deployd serve &` followed by a wait
+/// until it answers.
+#[tokio::test]
+async fn the_readme_quick_start_runs_as_written() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(repo.join("README.md")).unwrap();
+    let block = readme
+        .split("## Quick start")
+        .nth(1)
+        .and_then(|rest| rest.split("```sh\n").nth(1))
+        .and_then(|rest| rest.split("```").next())
+        .expect("a quick start block in README.md");
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("serve.pid");
+    let mut script = String::from("set -eu\n");
+    for line in block.lines() {
+        let command = line.split("  #").next().unwrap().trim_end();
+        if command.starts_with("cargo install") {
+            continue;
+        }
+        if command == "deployd serve &" {
+            script.push_str(&format!(
+                "deployd serve > serve.log 2>&1 & echo $! > '{}'\n\
+                 until curl -sf http://127.0.0.1:{port}/healthz >/dev/null; do sleep 0.1; done\n",
+                pid_file.display()
+            ));
+            continue;
+        }
+        script.push_str(&command.replace("127.0.0.1:8080", &format!("127.0.0.1:{port}")));
+        script.push('\n');
+    }
+    assert!(script.contains("deployd deploys create"), "{script}");
+    // The checkout's examples, as the quick start is run from a checkout.
+    std::os::unix::fs::symlink(repo.join("examples"), dir.path().join("examples")).unwrap();
+    let bin = Path::new(env!("CARGO_BIN_EXE_deployd")).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let run = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .current_dir(dir.path())
+        .env("PATH", path)
+        .env_remove("DATABASE_URL")
+        .env_remove("NATS_URL")
+        .env_remove("DEPLOYD_DATA_DIR")
+        .env_remove("DEPLOYD_TOKEN")
+        .env("DEPLOYD_LISTEN", format!("127.0.0.1:{port}"))
+        .env("DEPLOYD_URL", format!("http://127.0.0.1:{port}"))
+        .env("DEPLOYD_LOG", "warn")
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(120), run).await;
+    if let Ok(pid) = std::fs::read_to_string(&pid_file) {
+        let _ = Command::new("kill").args(["-TERM", pid.trim()]).status();
+    }
+    let out = out
+        .unwrap_or_else(|_| panic!("the quick start did not finish in 120 s:\n{script}"))
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{script}\n{stdout}\n{stderr}");
+    assert!(stderr.contains("2 documents recorded"), "{stderr}");
+    assert!(stderr.contains("deploy completed"), "{stderr}");
+    let index = std::fs::read_to_string(repo.join("examples/site/index.html")).unwrap();
+    assert!(
+        stdout.ends_with(&index),
+        "the live site is not the example: {stdout}"
+    );
 }

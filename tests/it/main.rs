@@ -24,3 +24,4 @@ mod resilience;
 mod saga;
 mod schema_parity;
 mod schemas;
+mod sites;

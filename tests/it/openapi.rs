@@ -128,6 +128,111 @@ async fn the_api_reference_page_works_offline() {
         assert!(!link.contains("http"), "something is loaded: <link{link}>");
     }
     assert!(html.len() > 100_000, "the reference app is inline");
+    // Scalar's default fonts are off, and the page names no font host: it
+    // uses the system's fonts and fetches nothing from the internet.
+    assert!(html.contains("withDefaultFonts: false"));
+    assert!(!html.contains("fonts.scalar.com"));
+    // The page's own markup, before the inline bundle, loads nothing
+    // (the bundle holds links to its documentation, which it only shows).
+    let markup = html.split("<script").next().unwrap();
+    for quoted in ["src=", "href=", "url(", "@import"] {
+        assert!(
+            !markup.contains(quoted),
+            "the page loads something: {quoted}"
+        );
+    }
+    app.stop().await;
+}
+
+async fn each_list_parameter_has_its_own_schema_and_the_filter_language_its_own_section() {
+    let app = TestApp::spawn().await;
+    let doc = document(&app).await;
+    let parameters = doc["paths"]["/api/deploys"]["get"]["parameters"]
+        .as_array()
+        .unwrap();
+    let param = |name: &str| -> Value {
+        parameters
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("no parameter {name}"))
+            .clone()
+    };
+    for p in parameters {
+        let description = p["description"].as_str().unwrap_or("");
+        assert!(description.len() > 10, "{} undescribed: {p}", p["name"]);
+        assert_eq!(p["required"], Value::Null, "{p}");
+    }
+    let limit = &param("limit")["schema"];
+    assert_eq!(
+        (&limit["type"], &limit["minimum"], &limit["maximum"]),
+        (&json!("integer"), &json!(1), &json!(100))
+    );
+    assert_eq!(
+        param("status")["schema"]["enum"],
+        json!(["pending", "running", "completed", "failed", "cancelled"])
+    );
+    assert_eq!(
+        param("trigger")["schema"]["enum"],
+        json!(["auto", "manual", "rollback"])
+    );
+    assert!(param("workspace_id")["schema"]["pattern"]
+        .as_str()
+        .unwrap()
+        .starts_with("^ws_"));
+    assert!(param("build_id")["schema"]["pattern"]
+        .as_str()
+        .unwrap()
+        .starts_with("^bld_"));
+    assert!(param("ids")["schema"]["pattern"]
+        .as_str()
+        .unwrap()
+        .starts_with("^dep_"));
+    let filter = &param("filter")["schema"];
+    assert_eq!(filter["contentMediaType"], "application/json");
+    assert_eq!(
+        filter["contentSchema"]["$ref"],
+        "#/components/schemas/DeployFilter"
+    );
+    assert!(doc["components"]["schemas"]["DeployFilter"].is_object());
+    assert_eq!(
+        param("orderBy")["schema"]["contentMediaType"],
+        "application/json"
+    );
+    // No two parameters share one schema, but the free-text ones (the two
+    // cursors and createdBy).
+    let mut schemas: Vec<(String, String)> = parameters
+        .iter()
+        .map(|p| {
+            let mut schema = p["schema"].clone();
+            schema.as_object_mut().unwrap().remove("description");
+            (p["name"].as_str().unwrap().to_string(), schema.to_string())
+        })
+        .collect();
+    schemas.retain(|(name, _)| !["after", "before", "created_by"].contains(&name.as_str()));
+    for (i, (name, schema)) in schemas.iter().enumerate() {
+        for (other, same) in &schemas[i + 1..] {
+            assert!(schema != same, "{name} and {other} share {schema}");
+        }
+    }
+
+    // The filter language is a section of the reference.
+    let description = doc["info"]["description"].as_str().unwrap();
+    for heading in [
+        "# The list's query language",
+        "## Filter",
+        "### Comparators",
+        "## Order",
+        "## Pages",
+    ] {
+        assert!(
+            description.contains(heading),
+            "no {heading:?} in the description"
+        );
+    }
+
+    // A 201 says where the new deploy is.
+    let created = &doc["paths"]["/api/deploys"]["post"]["responses"]["201"];
+    assert!(created["headers"]["Location"].is_object(), "{created}");
     app.stop().await;
 }
 
@@ -135,4 +240,5 @@ crate::backend_tests!(
     every_documented_operation_is_live_and_answers_only_documented_statuses,
     the_documented_deploy_schema_is_the_shape_the_server_sends,
     the_api_reference_page_works_offline,
+    each_list_parameter_has_its_own_schema_and_the_filter_language_its_own_section,
 );

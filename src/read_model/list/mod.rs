@@ -59,33 +59,146 @@ pub const MAX_LIMIT: u32 = 100;
 pub const MAX_IDS: usize = 100;
 
 /// Raw query-string parameters of GET /api/deploys, all as received.
+/// Each documents its own schema (`params`), the one the parser enforces;
+/// the filter language is the reference's section "The list's query
+/// language" (`docs/filter.md`).
 #[derive(Debug, Default, Clone, serde::Deserialize, schemars::JsonSchema)]
 pub struct RawListParams {
     /// Page size, 1 to 100 (default 100).
+    #[serde(default)]
+    #[schemars(schema_with = "params::limit")]
     pub limit: Option<String>,
-    /// The page after this cursor (`pageInfo.endCursor`).
+    /// The page after this cursor: the previous page's
+    /// `pageInfo.endCursor`, with the same `filter`, `orderBy` and
+    /// shorthands. Not with `before`.
+    #[serde(default)]
+    #[schemars(schema_with = "params::cursor")]
     pub after: Option<String>,
-    /// The page before this cursor (`pageInfo.startCursor`).
+    /// The page before this cursor: the next page's
+    /// `pageInfo.startCursor`, with the same `filter`, `orderBy` and
+    /// shorthands. Not with `after`.
+    #[serde(default)]
+    #[schemars(schema_with = "params::cursor")]
     pub before: Option<String>,
-    /// Comma-separated deploy ids (at most 100), within the caller's scope.
+    /// Only these deploys: comma-separated ids, at most 100 (ids outside
+    /// the caller's workspaces match nothing).
+    #[serde(default)]
+    #[schemars(schema_with = "params::ids")]
     pub ids: Option<String>,
-    /// A `DeployFilter`, as JSON (see event-schemas/query/DeployFilter.json).
+    /// A `DeployFilter` as JSON, URL-encoded:
+    /// `{"status":{"in":["failed","cancelled"]},"build":{"branch":{"eq":"main"}}}`.
+    /// See "The list's query language".
+    #[serde(default)]
+    #[schemars(schema_with = "params::filter")]
     pub filter: Option<String>,
-    /// A `DeployOrderBy` array, as JSON: `[{"createdAt": "desc"}]`.
-    #[serde(rename = "orderBy")]
+    /// A `DeployOrderBy` array as JSON, URL-encoded, at most 5 keys:
+    /// `[{"completedAt":"descNullsLast"},{"sequenceNumber":"asc"}]`
+    /// (default `[{"createdAt":"desc"}]`).
+    #[serde(default, rename = "orderBy")]
+    #[schemars(schema_with = "params::order_by")]
     pub order_by: Option<String>,
-    /// Only this workspace.
+    /// Only deploys of this workspace (`ws_…`).
+    #[serde(default)]
+    #[schemars(schema_with = "params::workspace_id")]
     pub workspace_id: Option<String>,
-    /// Only deploys of this entity.
+    /// Only deploys of this app or function (`app_…`, `fn_…`).
+    #[serde(default)]
+    #[schemars(schema_with = "params::entity_id")]
     pub entity_id: Option<String>,
-    /// Only deploys of this build.
+    /// Only deploys of this build (`bld_…`).
+    #[serde(default)]
+    #[schemars(schema_with = "params::build_id")]
     pub build_id: Option<String>,
     /// Only deploys in this status.
+    #[serde(default)]
+    #[schemars(schema_with = "params::status")]
     pub status: Option<String>,
     /// Only deploys with this trigger.
+    #[serde(default)]
+    #[schemars(schema_with = "params::trigger")]
     pub trigger: Option<String>,
-    /// Only deploys created by this principal.
+    /// Only deploys created by this principal (a token's name, or
+    /// `system` for automatic deploys).
+    #[serde(default)]
+    #[schemars(schema_with = "params::created_by")]
     pub created_by: Option<String>,
+}
+
+/// The OpenAPI schema of each list parameter: what the parser accepts.
+mod params {
+    use schemars::{json_schema, Schema, SchemaGenerator};
+
+    const ULID: &str = "[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}";
+
+    fn id(prefix: &str) -> Schema {
+        json_schema!({"type": "string", "pattern": format!("^{prefix}{ULID}$")})
+    }
+
+    pub fn limit(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": "integer", "minimum": 1, "maximum": super::MAX_LIMIT, "default": super::MAX_LIMIT})
+    }
+
+    pub fn cursor(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": "string", "minLength": 1})
+    }
+
+    pub fn ids(_: &mut SchemaGenerator) -> Schema {
+        let one = format!("dep_{ULID}");
+        json_schema!({
+            "type": "string",
+            "pattern": format!("^{one}(,{one}){{0,{}}}$", super::MAX_IDS - 1),
+        })
+    }
+
+    pub fn filter(generator: &mut SchemaGenerator) -> Schema {
+        let filter = generator.subschema_for::<super::DeployFilter>();
+        json_schema!({
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": filter,
+        })
+    }
+
+    pub fn order_by(generator: &mut SchemaGenerator) -> Schema {
+        let order = generator.subschema_for::<Vec<super::DeployOrderBy>>();
+        json_schema!({
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": order,
+        })
+    }
+
+    pub fn workspace_id(_: &mut SchemaGenerator) -> Schema {
+        id("ws_")
+    }
+
+    pub fn entity_id(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": "string", "pattern": format!("^(app|fn)_{ULID}$")})
+    }
+
+    pub fn build_id(_: &mut SchemaGenerator) -> Schema {
+        id("bld_")
+    }
+
+    pub fn status(_: &mut SchemaGenerator) -> Schema {
+        let values: Vec<&str> = crate::domain::DeployStatus::ALL
+            .iter()
+            .map(|s| s.as_str())
+            .collect();
+        json_schema!({"type": "string", "enum": values})
+    }
+
+    pub fn trigger(_: &mut SchemaGenerator) -> Schema {
+        let values: Vec<&str> = crate::domain::Trigger::ALL
+            .iter()
+            .map(|t| t.as_str())
+            .collect();
+        json_schema!({"type": "string", "enum": values})
+    }
+
+    pub fn created_by(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": "string", "minLength": 1})
+    }
 }
 
 /// Which way a cursor points.
