@@ -132,8 +132,9 @@ async fn a_deploy_waits_for_the_running_one_of_its_entity_and_a_pending_cancel_s
     app.wait_status(&running, "running").await;
     let waiting = app.create(&small).await["id"].as_str().unwrap().to_string();
     let third = app.create(&small).await["id"].as_str().unwrap().to_string();
-    // It waits its turn: pending while the first runs.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // It waits its turn: still pending while the first runs, so the cancel
+    // finds it pending (its events below show it never started). The cancel
+    // comes at once: the first deploy's 5,000 files are the only window.
     assert_eq!(app.detail(&waiting).await["status"], "pending");
     let cancel = app
         .post(
