@@ -4,6 +4,7 @@
 //! - [`auth`]: bearer tokens → the caller and their workspaces.
 //! - [`deploys`]: create, detail, cancel, events; [`list`]: the list.
 //! - [`idempotency`]: `Idempotency-Key` records.
+//! - [`ui`]: the web dashboard at `/ui/`.
 
 pub mod auth;
 pub mod deploys;
@@ -13,6 +14,7 @@ pub mod list;
 pub mod problem;
 pub mod ratelimit;
 pub mod sites;
+pub mod ui;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -307,6 +309,7 @@ pub fn router(state: AppState) -> Router {
         .route("/live/{entity}", axum::routing::get(sites::add_slash))
         .route("/live/{entity}/", axum::routing::get(sites::live_root))
         .route("/live/{entity}/{*path}", axum::routing::get(sites::live))
+        .merge(ui::routes())
         .layer(Extension(Arc::new(api)))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

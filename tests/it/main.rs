@@ -12,6 +12,7 @@ mod cli;
 mod client;
 mod cloudflare;
 mod create;
+mod dashboard;
 mod deploys;
 mod embedded;
 mod list;
