@@ -175,7 +175,7 @@ function liveUpdates(path, refresh, note, { pollMs = 3000, until } = {}) {
     const tick = async () => {
       if (stopped) return;
       await refresh();
-      if (until && until()) { note.textContent = "Finished"; return; }
+      if (until && until()) { note.textContent = "Finished"; note.dataset.mode = "done"; return; }
       timer = setTimeout(tick, pollMs);
     };
     timer = setTimeout(tick, pollMs);
