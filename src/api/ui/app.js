@@ -91,7 +91,8 @@ function fieldErrors(form, err) {
   const errors = (err.problem && err.problem.errors) || [];
   const unplaced = [];
   for (const e of errors) {
-    const key = String(e.pointer || "").replace(/^#?\//, "").split("/")[0];
+    // pointers name a query parameter (`entity_id`) or a body member (`body/url`)
+    const key = String(e.pointer || "").replace(/^#?\//, "").replace(/^body\//, "").split("/")[0];
     const control = form.querySelector(`[data-param="${CSS.escape(key)}"]`) || form.querySelector(`[data-api="${CSS.escape(key)}"]`);
     if (control) {
       control.setAttribute("aria-invalid", "true");
