@@ -529,6 +529,28 @@ async fn a_deploy_is_cancelled_from_its_page_with_a_confirmation_and_a_reason() 
         .click()
         .await
         .unwrap();
+    // It follows the deploy: by its SSE stream where the server streams
+    // (it then offers GET /api/events too), else by polling, and says which.
+    let paths: Value = app
+        .get("/api/openapi.json", &app.token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let streams = paths["paths"].get("/api/events").is_some();
+    browser
+        .until(
+            "the page saying how it follows the deploy",
+            "['live', 'poll'].includes(document.getElementById('live-note').dataset.mode)",
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        browser
+            .eval("document.getElementById('live-note').dataset.mode")
+            .await,
+        if streams { "live" } else { "poll" }
+    );
     browser.css("#cancel").await.click().await.unwrap();
     let reason = browser.css("#dlg-reason").await;
     reason.send_keys("wrong branch").await.unwrap();
