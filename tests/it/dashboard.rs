@@ -202,7 +202,9 @@ impl Browser {
     async fn until(&self, what: &str, expression: &str) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if self.eval(expression).await == Value::Bool(true) {
+            // An element not drawn yet is "not yet", not a failure.
+            let guarded = format!("(() => {{ try {{ return ({expression}) === true; }} catch (_) {{ return false; }} }})()");
+            if self.eval(&guarded).await == Value::Bool(true) {
                 return;
             }
             if Instant::now() > deadline {
