@@ -519,7 +519,7 @@ async function appsView() {
         h("tbody", {}, page.data.map((e) => h("tr", {},
           h("td", {}, link(`/ui/apps/${e.id}`, e.name || e.id)), h("td", {}, e.kind),
           h("td", {}, e.live ? link(`/ui/deploys/${e.live.deployId}`, short(e.live.deployId), "mono") : "none"),
-          h("td", {}, e.pinned ? h("span", { class: "badge s-pinned" }, "📌 pinned by ", short(e.pinnedBy)) : "follows deploys"),
+          h("td", {}, e.pinned ? h("span", { class: "badge s-pinned" }, h("span", { "aria-hidden": "true" }, "⚑"), " pinned by ", short(e.pinnedBy)) : "follows deploys"),
           h("td", {}, e.productionUrl ? h("a", { href: e.productionUrl }, e.productionUrl) : "—"),
           h("td", {}, e.kind === "app" ? deployLatest(e.id, errBox) : null)))))));
   } catch (e) { if (e.status !== 401) problemBox(e, errBox); }
