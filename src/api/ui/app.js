@@ -590,15 +590,15 @@ async function webhooksView() {
   const deliveries = async (w, where) => {
     try {
       const page = await api("GET", `/api/webhooks/${w.id}/deliveries?limit=20`);
-      where.replaceChildren(h("table", { class: "list" }, h("caption", { class: "sr-only" }, `Deliveries of ${w.url}`),
+      where.replaceChildren(h("div", { class: "table-wrap" }, h("table", { class: "list" }, h("caption", { class: "sr-only" }, `Deliveries of ${w.url}`),
         h("thead", {}, h("tr", {}, ["Status", "Event", "Attempt", "Response", "Duration", "When", ""].map((c) => h("th", { scope: "col" }, c)))),
         h("tbody", {}, (page.data || []).map((x) => h("tr", {},
           h("td", {}, badge(x.status)), h("td", {}, x.type), h("td", { class: "num" }, x.attempt),
-          h("td", {}, x.responseStatus ?? x.error ?? "—"), h("td", { class: "num" }, x.durationMs != null ? `${x.durationMs} ms` : "—"),
+          h("td", { class: "wrap" }, x.responseStatus ?? x.error ?? "—"), h("td", { class: "num" }, x.durationMs != null ? `${x.durationMs} ms` : "—"),
           h("td", {}, ago(x.createdAt)),
           h("td", {}, h("button", { type: "button", class: "ghost small", onclick: async () => {
             try { await api("POST", `/api/webhooks/${w.id}/deliveries/${x.id}/retry`); await deliveries(w, where); } catch (e) { if (e.status !== 401) problemBox(e, where); }
-          } }, "Retry")))))));
+          } }, "Retry"))))))));
       if (!(page.data || []).length) where.replaceChildren(h("p", { class: "muted" }, "No deliveries yet."));
     } catch (e) { if (e.status !== 401) problemBox(e, where); }
   };
