@@ -66,9 +66,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use deployd::api::ApiSettings;
-use deployd::domain::deploy::{CreateDeploy, DeployCommand};
+use deployd::domain::deploy::{CreateDeploy, DeployCommand, Origin};
 use deployd::domain::ids::DeployId;
-use deployd::domain::Trigger;
+use deployd::domain::{Target, Trigger};
 use deployd::startup::{Application, Settings, TargetSettings};
 use deployd::store::commands::{CommandMeta, Commands};
 use deployd::store::db::{self, Db, DbOptions, Location};
@@ -622,6 +622,9 @@ async fn serve_phase(
                     build_id: s.build.parse().map_err(parse)?,
                     version_id: Some(s.version.parse().map_err(parse)?),
                     trigger: Trigger::Manual,
+                    target: Target::Production,
+                    origin: Origin::Build,
+                    reason: None,
                     source_event_id: None,
                     metadata: serde_json::Map::new(),
                     created_by: "bench".into(),

@@ -37,14 +37,17 @@ fn with_required(mut schema: Schema, field: &str) -> Schema {
 pub fn all() -> Vec<(String, Schema)> {
     let event = |name: &str, schema: Schema| (format!("events/{name}.v1.json"), schema);
     let mut out = vec![
-        // v2 (`versionId`); `DeployCreated.v1.json` stays on disk for
-        // readers of old events.
+        // v3 (`target`, `rollbackOf`, `promotedFrom`, `reason`; v2 added
+        // `versionId`); the older files stay on disk for readers of old
+        // events.
         (
-            "events/DeployCreated.v2.json".to_string(),
-            with_required(
-                titled::<DeployCreated>("DeployCreated v2", "A deploy was asked for."),
-                "versionId",
-            ),
+            "events/DeployCreated.v3.json".to_string(),
+            ["versionId", "rollbackOf", "promotedFrom", "reason"]
+                .into_iter()
+                .fold(
+                    titled::<DeployCreated>("DeployCreated v3", "A deploy was asked for."),
+                    with_required,
+                ),
         ),
         event(
             "DeployStarted",
@@ -69,11 +72,15 @@ pub fn all() -> Vec<(String, Schema)> {
                 "A step in flight at cancel finished; its result is discarded.",
             ),
         ),
-        event(
-            "DeployCompleted",
-            titled::<DeployCompleted>(
-                "DeployCompleted v1",
-                "Every step completed: the deploy is live.",
+        // v2 (`release`); `DeployCompleted.v1.json` stays on disk.
+        (
+            "events/DeployCompleted.v2.json".to_string(),
+            with_required(
+                titled::<DeployCompleted>(
+                    "DeployCompleted v2",
+                    "Every step completed; `release` says what it did to the entity's production.",
+                ),
+                "release",
             ),
         ),
         event(
@@ -84,10 +91,11 @@ pub fn all() -> Vec<(String, Schema)> {
             "DeployCancelled",
             titled::<DeployCancelled>("DeployCancelled v1", "The deploy was cancelled."),
         ),
-        event(
-            "EntityUpserted",
+        // v2 (`deployPolicy`); `EntityUpserted.v1.json` stays on disk.
+        (
+            "events/EntityUpserted.v2.json".to_string(),
             titled::<EntityUpserted>(
-                "EntityUpserted v1",
+                "EntityUpserted v2",
                 "An entity as upstream last described it.",
             ),
         ),

@@ -19,6 +19,7 @@ use crate::api::AppState;
 use crate::app::{deploys, Actor, Failed};
 use crate::domain::deploy::Deploy;
 use crate::domain::ids::DeployId;
+use crate::domain::Target;
 use crate::read_model::{lookups, DeployRow, StepRow};
 use crate::store::log;
 use crate::store::tokens::Caller;
@@ -173,10 +174,28 @@ fn unknown_fields(map: &Map<String, Value>, known: &[&str]) -> Vec<FieldError> {
 struct CreateRequest {
     source: deploys::Source,
     metadata: Map<String, Value>,
+    target: Option<Target>,
 }
 
 fn parse_create(map: &Map<String, Value>) -> Result<CreateRequest, Problem> {
-    let mut errors = unknown_fields(map, &["buildId", "appId", "metadata"]);
+    let mut errors = unknown_fields(map, &["buildId", "appId", "metadata", "target"]);
+    let target = match map.get("target") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(t)) => match t.parse::<Target>() {
+            Ok(t) => Some(t),
+            Err(e) => {
+                errors.push(FieldError::new("body/target", e));
+                None
+            }
+        },
+        Some(_) => {
+            errors.push(FieldError::new(
+                "body/target",
+                "expected \"production\" or \"preview\"",
+            ));
+            None
+        }
+    };
     let id_field = |name: &str| -> Option<Result<String, FieldError>> {
         map.get(name).filter(|v| !v.is_null()).map(|v| {
             v.as_str()
@@ -218,7 +237,11 @@ fn parse_create(map: &Map<String, Value>) -> Result<CreateRequest, Problem> {
         Some(_) => Err(FieldError::new("body/metadata", "expected a JSON object")),
     };
     match (source, metadata) {
-        (Ok(source), Ok(metadata)) if errors.is_empty() => Ok(CreateRequest { source, metadata }),
+        (Ok(source), Ok(metadata)) if errors.is_empty() => Ok(CreateRequest {
+            source,
+            metadata,
+            target,
+        }),
         (source, metadata) => {
             errors.extend(source.err());
             errors.extend(metadata.err());
@@ -256,6 +279,7 @@ pub async fn create(
             .map_err(|e| Problem::internal(format!("deploy id: {e}")))?,
         source: request.source,
         metadata: request.metadata,
+        target: request.target,
     };
     let result = deploys::create(state.services(), actor(&caller, &request_id), new)
         .await

@@ -4,9 +4,9 @@ use cqrs_es::Aggregate;
 use serde_json::{Map, Value};
 
 use super::{Actor, Failed, Refusal, Services};
-use crate::domain::deploy::{CreateDeploy, Deploy, DeployCommand, DeployError};
+use crate::domain::deploy::{CreateDeploy, Deploy, DeployCommand, DeployError, Origin};
 use crate::domain::ids::{BuildId, DeployId, EntityId};
-use crate::domain::Trigger;
+use crate::domain::{Target, Trigger};
 use crate::read_model::lookups::{self, BuildRef};
 use crate::read_model::{DeployRow, DeploysProjection};
 use crate::store::commands::CommandError;
@@ -29,6 +29,9 @@ pub struct NewDeploy {
     pub id: DeployId,
     pub source: Source,
     pub metadata: Map<String, Value>,
+    /// `None`: production when the build is of its entity's default
+    /// version, else preview.
+    pub target: Option<Target>,
 }
 
 /// Creates a deploy; answers its row as the read model shows it.
@@ -38,6 +41,17 @@ pub async fn create(
     new: NewDeploy,
 ) -> Result<DeployRow, Failed> {
     let build = resolve(s, actor, &new.source).await?;
+    let scope = actor.caller.workspace_strings();
+    let default_version = lookups::entity_default_version(s.db, &build.entity_id, &scope)
+        .await?
+        .flatten();
+    let target = new
+        .target
+        .unwrap_or(if default_version == Some(build.version_id) {
+            Target::Production
+        } else {
+            Target::Preview
+        });
     let id = new.id.to_string();
     let command = DeployCommand::Create(CreateDeploy {
         deploy_id: new.id,
@@ -46,6 +60,9 @@ pub async fn create(
         build_id: build.id,
         version_id: Some(build.version_id),
         trigger: Trigger::Manual,
+        target,
+        origin: Origin::Build,
+        reason: None,
         source_event_id: None,
         metadata: new.metadata,
         created_by: actor.caller.principal.clone(),

@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use crate::domain::catalog::{BuildEvent, BuildRecorded, EntityUpserted};
 use crate::domain::ids::{BuildId, EntityId, EntityKind, EventId, VersionId, WorkspaceId};
+use crate::domain::DeployPolicy;
 use crate::domain::FieldError;
 
 /// `entity.upserted`
@@ -32,6 +33,9 @@ pub struct EntityDoc {
     pub default_version_id: Option<VersionId>,
     #[serde(default)]
     pub auto_deploy: bool,
+    /// `queue` (the default) or `latest` (`spec/releases.md`).
+    #[serde(default)]
+    pub deploy_policy: DeployPolicy,
 }
 
 /// `build.succeeded` and `build.failed`
@@ -139,6 +143,7 @@ pub fn parse(text: &str) -> Result<CatalogDocument, Vec<FieldError>> {
                 name: doc.entity.name,
                 default_version_id: doc.entity.default_version_id,
                 auto_deploy: doc.entity.auto_deploy,
+                deploy_policy: doc.entity.deploy_policy,
                 source_event_id: doc.event_id,
                 occurred_at: doc.occurred_at,
             })

@@ -18,10 +18,10 @@ use cqrs_es::Aggregate;
 use crate::domain::catalog::{
     Build, BuildEvent, CatalogError, Entity, EntityEvent, RecordBuild, UpsertEntity,
 };
-use crate::domain::deploy::{CreateDeploy, DeployCommand, DeployError};
+use crate::domain::deploy::{CreateDeploy, DeployCommand, DeployError, Origin};
 use crate::domain::ids::DeployId;
 use crate::domain::FieldError;
-use crate::domain::Trigger;
+use crate::domain::{Target, Trigger};
 use crate::read_model::CatalogProjection;
 use crate::readers::projector;
 use crate::store::commands::{CommandError, CommandMeta, Commands};
@@ -182,6 +182,10 @@ impl CatalogFeed {
             build_id: build.build_id,
             version_id: Some(build.version_id),
             trigger: Trigger::Auto,
+            // a build of the default version, so production
+            target: Target::Production,
+            origin: Origin::Build,
+            reason: None,
             source_event_id: Some(build.source_event_id),
             metadata: serde_json::Map::new(),
             created_by: "system".into(),

@@ -12,6 +12,7 @@ use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::ids::{BuildId, EntityId, EntityKind, EventId, VersionId, WorkspaceId};
+use crate::domain::DeployPolicy;
 
 /// An entity as upstream describes it, with the upstream event that said so.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -23,6 +24,8 @@ pub struct EntityUpserted {
     pub name: String,
     pub default_version_id: Option<VersionId>,
     pub auto_deploy: bool,
+    /// Since v2 (a v1 event reads as `queue`).
+    pub deploy_policy: DeployPolicy,
     pub source_event_id: EventId,
     #[serde(with = "crate::domain::time::rfc3339")]
     #[schemars(with = "String")]
@@ -39,7 +42,8 @@ impl DomainEvent for EntityEvent {
         "EntityUpserted".into()
     }
     fn event_version(&self) -> String {
-        "1".into()
+        // v2: `deployPolicy` (see `store::upcast`)
+        "2".into()
     }
 }
 
@@ -80,7 +84,8 @@ impl Entity {
         let same_content = last.kind == doc.kind
             && last.name == doc.name
             && last.default_version_id == doc.default_version_id
-            && last.auto_deploy == doc.auto_deploy;
+            && last.auto_deploy == doc.auto_deploy
+            && last.deploy_policy == doc.deploy_policy;
         let stale = doc.occurred_at < last.occurred_at;
         if last.source_event_id == doc.source_event_id || same_content || stale {
             return Ok(vec![]);
@@ -233,6 +238,7 @@ mod tests {
             name: name.into(),
             default_version_id: None,
             auto_deploy: false,
+            deploy_policy: DeployPolicy::Queue,
             source_event_id: event.parse().unwrap(),
             occurred_at: t(at),
         }

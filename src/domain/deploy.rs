@@ -13,7 +13,7 @@ use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::ids::{BuildId, DeployId, EntityId, EventId, VersionId, WorkspaceId};
-use crate::domain::{DeployStatus, StepStatus, Trigger};
+use crate::domain::{DeployStatus, StepStatus, Target, Trigger};
 
 /// The steps of every deploy, in execution order.
 pub const STEPS: &[&str] = &["prepare", "upload", "promote"];
@@ -25,6 +25,13 @@ pub enum DeployCommand {
     Cancel {
         reason: Option<String>,
         by: String,
+        at: DateTime<Utc>,
+    },
+    /// A newer deploy of the same entity and target was created under the
+    /// `latest` policy: a pending deploy is cancelled by `system`; one that
+    /// already runs (or ended) is left alone.
+    Supersede {
+        by: DeployId,
         at: DateTime<Utc>,
     },
     Start {
@@ -49,6 +56,10 @@ pub enum DeployCommand {
     Complete {
         production_url: Option<String>,
         preview_url: Option<String>,
+        /// The deploy that pins the entity's production now, as the worker
+        /// found it (under the entity's lease): what decides whether a
+        /// production deploy goes live ([`Deploy::release`]).
+        pinned_by: Option<DeployId>,
         at: DateTime<Utc>,
     },
     Fail {
@@ -67,10 +78,52 @@ pub struct CreateDeploy {
     /// The version of the entity the build belongs to.
     pub version_id: Option<VersionId>,
     pub trigger: Trigger,
+    /// Production or preview (a rollback or promotion is production
+    /// whatever this says).
+    pub target: Target,
+    pub origin: Origin,
+    /// Why (a rollback's or promotion's reason).
+    pub reason: Option<String>,
     pub source_event_id: Option<EventId>,
     pub metadata: serde_json::Map<String, serde_json::Value>,
     pub created_by: String,
     pub at: DateTime<Utc>,
+}
+
+/// Where a new deploy comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Origin {
+    /// A build, deployed as such (create, auto-deploy).
+    Build,
+    /// Back to an earlier production deploy (`POST …/rollback`).
+    Rollback(SourceDeploy),
+    /// A finished deploy made the production one (`POST …/promote`).
+    Promotion(SourceDeploy),
+}
+
+/// The deploy a rollback or a promotion starts from, as it stands now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceDeploy {
+    pub id: DeployId,
+    pub status: DeployStatus,
+    pub target: Target,
+    /// Whether its entity's production URL serves it now.
+    pub live: bool,
+}
+
+/// Why a deploy cannot be rolled back to or promoted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Ineligible {
+    #[error("deploy {id} is {status}; only a completed deploy can be {action}")]
+    NotCompleted {
+        id: DeployId,
+        status: DeployStatus,
+        action: &'static str,
+    },
+    #[error("deploy {0} is a preview deploy; a rollback goes back to an earlier production deploy (promote a preview instead)")]
+    NotProduction(DeployId),
+    #[error("deploy {0} is live already; there is nothing to {1}")]
+    AlreadyLive(DeployId, &'static str),
 }
 
 /// What happened to a deploy. Stored as `{"<Variant>": {...}}` with the
@@ -97,7 +150,9 @@ pub enum DeployEvent {
 /// next number); the stored event always carries the assigned number.
 ///
 /// Version 2 added `versionId`; a stored v1 event reads as v2 with
-/// `versionId: null` (`store::upcast`).
+/// `versionId: null` (`store::upcast`). Version 3 added `target`,
+/// `rollbackOf`, `promotedFrom` and `reason`; a stored v2 reads as a
+/// `production` deploy with the three others null.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeployCreated {
@@ -110,6 +165,15 @@ pub struct DeployCreated {
     /// v2; null when a v1 event is read (v1 did not record it).
     pub version_id: Option<VersionId>,
     pub trigger: Trigger,
+    /// Production (the entity's URL serves it once it completes, unless
+    /// production is pinned) or preview (its own URL only).
+    pub target: Target,
+    /// A rollback: the earlier production deploy whose build it deploys again.
+    pub rollback_of: Option<DeployId>,
+    /// A promotion: the finished deploy whose build it makes production.
+    pub promoted_from: Option<DeployId>,
+    /// Why it was asked for (a rollback's or promotion's reason).
+    pub reason: Option<String>,
     pub source_event_id: Option<EventId>,
     pub metadata: serde_json::Map<String, serde_json::Value>,
     pub created_by: String,
@@ -118,6 +182,30 @@ pub struct DeployCreated {
     #[serde(with = "crate::domain::time::rfc3339")]
     #[schemars(with = "String")]
     pub created_at: DateTime<Utc>,
+}
+
+impl DeployCreated {
+    /// What completing this deploy does to its entity's production (see
+    /// [`Deploy::release`]).
+    pub fn release(&self, pinned_by: Option<DeployId>) -> Option<Release> {
+        if self.target != Target::Production {
+            return None;
+        }
+        Some(match self.trigger {
+            Trigger::Rollback => Release {
+                live: true,
+                pinned_by: Some(self.deploy_id),
+            },
+            Trigger::Manual => Release {
+                live: true,
+                pinned_by: None,
+            },
+            Trigger::Auto => Release {
+                live: pinned_by.is_none(),
+                pinned_by,
+            },
+        })
+    }
 }
 
 /// A worker began the deploy.
@@ -176,15 +264,33 @@ pub struct StepDiscarded {
     pub at: DateTime<Utc>,
 }
 
-/// Every step completed: the deploy is live.
+/// Every step completed. Version 2 added `release`; a stored v1 reads as
+/// v2 with `release: {live: true, pinnedBy: null}` when it had a
+/// production URL (then, the latest completed production deploy was live),
+/// else null.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeployCompleted {
     pub production_url: Option<String>,
     pub preview_url: Option<String>,
+    /// What the completion did to the entity's production; null for a
+    /// preview deploy.
+    pub release: Option<Release>,
     #[serde(with = "crate::domain::time::rfc3339")]
     #[schemars(with = "String")]
     pub completed_at: DateTime<Utc>,
+}
+
+/// What a completed production deploy did to its entity's production URL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Release {
+    /// The deploy became live (the one live deploy of its entity, from
+    /// this instant); false when production was pinned by a rollback.
+    pub live: bool,
+    /// The rollback that pins production after this completion (null: not
+    /// pinned).
+    pub pinned_by: Option<DeployId>,
 }
 
 /// The deploy failed; steps not yet run are skipped.
@@ -206,6 +312,10 @@ pub struct DeployCancelled {
     pub cancelled_by: String,
     /// The status the deploy had when it was cancelled.
     pub previous_status: DeployStatus,
+    /// The newer deploy that superseded this one (the `latest` policy;
+    /// `cancelledBy` is then `system`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub superseded_by: Option<DeployId>,
     #[serde(with = "crate::domain::time::rfc3339")]
     #[schemars(with = "String")]
     pub cancelled_at: DateTime<Utc>,
@@ -229,8 +339,11 @@ impl DomainEvent for DeployEvent {
 
     fn event_version(&self) -> String {
         match self {
-            // v2: `versionId` (see `store::upcast`)
-            DeployEvent::DeployCreated(_) => "2",
+            // v2: `versionId`; v3: `target`, `rollbackOf`, `promotedFrom`,
+            // `reason` (see `store::upcast`)
+            DeployEvent::DeployCreated(_) => "3",
+            // v2: `release`
+            DeployEvent::DeployCompleted(_) => "2",
             _ => "1",
         }
         .to_string()
@@ -258,6 +371,8 @@ pub enum DeployError {
     },
     #[error("not every step has completed")]
     StepsIncomplete,
+    #[error(transparent)]
+    Ineligible(#[from] Ineligible),
 }
 
 /// What a step reported.
@@ -355,36 +470,100 @@ impl Deploy {
         }
     }
 
+    /// A new deploy. A rollback or a promotion must start from a completed
+    /// deploy that is not live (a rollback: a production one); both are
+    /// production deploys of the same build, a rollback with trigger
+    /// `rollback`, a promotion `manual`.
+    fn create(c: CreateDeploy) -> Result<Vec<DeployEvent>, DeployError> {
+        let (trigger, target, rollback_of, promoted_from) = match &c.origin {
+            Origin::Build => (c.trigger, c.target, None, None),
+            Origin::Rollback(source) => {
+                Self::eligible(source, "rolled back to", "roll back to")?;
+                if source.target != Target::Production {
+                    return Err(Ineligible::NotProduction(source.id).into());
+                }
+                (Trigger::Rollback, Target::Production, Some(source.id), None)
+            }
+            Origin::Promotion(source) => {
+                Self::eligible(source, "promoted", "promote")?;
+                (Trigger::Manual, Target::Production, None, Some(source.id))
+            }
+        };
+        Ok(vec![DeployEvent::DeployCreated(DeployCreated {
+            deploy_id: c.deploy_id,
+            workspace_id: c.workspace_id,
+            entity_id: c.entity_id,
+            sequence_number: 0,
+            build_id: c.build_id,
+            version_id: c.version_id,
+            trigger,
+            target,
+            rollback_of,
+            promoted_from,
+            reason: c.reason,
+            source_event_id: c.source_event_id,
+            metadata: c.metadata,
+            created_by: c.created_by,
+            steps: STEPS.iter().map(|s| s.to_string()).collect(),
+            created_at: c.at,
+        })])
+    }
+
+    fn eligible(
+        source: &SourceDeploy,
+        done: &'static str,
+        verb: &'static str,
+    ) -> Result<(), Ineligible> {
+        if source.status != DeployStatus::Completed {
+            return Err(Ineligible::NotCompleted {
+                id: source.id,
+                status: source.status,
+                action: done,
+            });
+        }
+        if source.live {
+            return Err(Ineligible::AlreadyLive(source.id, verb));
+        }
+        Ok(())
+    }
+
+    /// What completing this deploy does to its entity's production, given
+    /// the deploy that pins it now: a preview changes nothing; a rollback
+    /// goes live and pins; a `manual` production deploy (a promotion
+    /// among them) goes live and unpins; an `auto` one goes live unless
+    /// production is pinned, and then completes without going live.
+    pub fn release(&self, pinned_by: Option<DeployId>) -> Option<Release> {
+        self.created.as_ref()?.release(pinned_by)
+    }
+
     fn decide(&self, command: DeployCommand) -> Result<Vec<DeployEvent>, DeployError> {
         use DeployCommand as C;
         use DeployStatus as S;
         let Some(status) = self.status else {
             return match command {
-                C::Create(c) => Ok(vec![DeployEvent::DeployCreated(DeployCreated {
-                    deploy_id: c.deploy_id,
-                    workspace_id: c.workspace_id,
-                    entity_id: c.entity_id,
-                    sequence_number: 0,
-                    build_id: c.build_id,
-                    version_id: c.version_id,
-                    trigger: c.trigger,
-                    source_event_id: c.source_event_id,
-                    metadata: c.metadata,
-                    created_by: c.created_by,
-                    steps: STEPS.iter().map(|s| s.to_string()).collect(),
-                    created_at: c.at,
-                })]),
+                C::Create(c) => Self::create(c),
                 _ => Err(DeployError::NotFound),
             };
         };
         match command {
             C::Create(_) => Err(DeployError::AlreadyExists),
+            C::Supersede { by, at } => match status {
+                S::Pending => Ok(vec![DeployEvent::DeployCancelled(DeployCancelled {
+                    reason: Some(format!("superseded by {by}")),
+                    cancelled_by: "system".into(),
+                    previous_status: status,
+                    superseded_by: Some(by),
+                    cancelled_at: at,
+                })]),
+                _ => Ok(vec![]),
+            },
             C::Cancel { reason, by, at } => match status {
                 S::Pending | S::Running => {
                     Ok(vec![DeployEvent::DeployCancelled(DeployCancelled {
                         reason,
                         cancelled_by: by,
                         previous_status: status,
+                        superseded_by: None,
                         cancelled_at: at,
                     })])
                 }
@@ -424,6 +603,7 @@ impl Deploy {
             C::Complete {
                 production_url,
                 preview_url,
+                pinned_by,
                 at,
             } => match status {
                 S::Completed => Ok(vec![]),
@@ -431,6 +611,7 @@ impl Deploy {
                     Ok(vec![DeployEvent::DeployCompleted(DeployCompleted {
                         production_url,
                         preview_url,
+                        release: self.release(pinned_by),
                         completed_at: at,
                     })])
                 }
@@ -540,6 +721,9 @@ mod tests {
             build_id: "bld_01JDQ2V7C8X3ZJ8Q6Y0W6H4K5M".parse().unwrap(),
             version_id: None,
             trigger: Trigger::Manual,
+            target: Target::Production,
+            origin: Origin::Build,
+            reason: None,
             source_event_id: None,
             metadata: serde_json::Map::new(),
             created_by: "alice".into(),
@@ -557,6 +741,10 @@ mod tests {
             build_id: c.build_id,
             version_id: None,
             trigger: c.trigger,
+            target: c.target,
+            rollback_of: None,
+            promoted_from: None,
+            reason: None,
             source_event_id: None,
             metadata: c.metadata,
             created_by: c.created_by,
@@ -589,6 +777,7 @@ mod tests {
             reason: Some("wrong build".into()),
             cancelled_by: "bob".into(),
             previous_status: previous,
+            superseded_by: None,
             cancelled_at: t(5),
         })
     }
@@ -660,6 +849,7 @@ mod tests {
         done.push(DeployEvent::DeployCompleted(DeployCompleted {
             production_url: None,
             preview_url: None,
+            release: None,
             completed_at: t(9),
         }));
         Given::with(())
@@ -782,6 +972,7 @@ mod tests {
             .when(DeployCommand::Complete {
                 production_url: None,
                 preview_url: None,
+                pinned_by: None,
                 at: t(9),
             })
             .then_expect_error(DeployError::StepsIncomplete);
@@ -790,11 +981,16 @@ mod tests {
             .when(DeployCommand::Complete {
                 production_url: Some("http://x/".into()),
                 preview_url: Some("http://y/".into()),
+                pinned_by: None,
                 at: t(9),
             })
             .then_expect_events(vec![DeployEvent::DeployCompleted(DeployCompleted {
                 production_url: Some("http://x/".into()),
                 preview_url: Some("http://y/".into()),
+                release: Some(Release {
+                    live: true,
+                    pinned_by: None,
+                }),
                 completed_at: t(9),
             })]);
     }
@@ -824,5 +1020,242 @@ mod tests {
             failed_at: t(7),
         }));
         assert!(deploy.steps.iter().all(|s| s.status == StepStatus::Skipped));
+    }
+
+    const SOURCE: &str = "dep_01JDQ2V7C8X3ZJ8Q6Y0W6H4K50";
+    const PIN: &str = "dep_01JDQ2V7C8X3ZJ8Q6Y0W6H4K5P";
+
+    fn source(status: DeployStatus, target: Target, live: bool) -> SourceDeploy {
+        SourceDeploy {
+            id: SOURCE.parse().unwrap(),
+            status,
+            target,
+            live,
+        }
+    }
+
+    fn with_origin(origin: Origin, target: Target, trigger: Trigger) -> DeployCommand {
+        DeployCommand::Create(CreateDeploy {
+            origin,
+            target,
+            trigger,
+            reason: Some("bad release".into()),
+            ..create()
+        })
+    }
+
+    fn created_as(
+        trigger: Trigger,
+        target: Target,
+        rollback_of: Option<&str>,
+        promoted_from: Option<&str>,
+        reason: Option<&str>,
+    ) -> DeployEvent {
+        let DeployEvent::DeployCreated(c) = created() else {
+            unreachable!()
+        };
+        DeployEvent::DeployCreated(DeployCreated {
+            trigger,
+            target,
+            rollback_of: rollback_of.map(|s| s.parse().unwrap()),
+            promoted_from: promoted_from.map(|s| s.parse().unwrap()),
+            reason: reason.map(Into::into),
+            ..c
+        })
+    }
+
+    #[test]
+    fn a_rollback_to_a_completed_production_deploy_that_is_not_live_is_a_production_rollback() {
+        let origin = Origin::Rollback(source(DeployStatus::Completed, Target::Production, false));
+        Given::with(())
+            .given_no_previous_events()
+            .when(with_origin(origin, Target::Preview, Trigger::Manual))
+            .then_expect_events(vec![created_as(
+                Trigger::Rollback,
+                Target::Production,
+                Some(SOURCE),
+                None,
+                Some("bad release"),
+            )]);
+    }
+
+    #[test]
+    fn a_rollback_is_refused_for_a_deploy_not_completed_a_preview_or_the_live_one() {
+        let refused = |s: SourceDeploy, why: Ineligible| {
+            Given::with(())
+                .given_no_previous_events()
+                .when(with_origin(
+                    Origin::Rollback(s),
+                    Target::Production,
+                    Trigger::Rollback,
+                ))
+                .then_expect_error(DeployError::Ineligible(why));
+        };
+        let id: DeployId = SOURCE.parse().unwrap();
+        refused(
+            source(DeployStatus::Running, Target::Production, false),
+            Ineligible::NotCompleted {
+                id,
+                status: DeployStatus::Running,
+                action: "rolled back to",
+            },
+        );
+        refused(
+            source(DeployStatus::Completed, Target::Preview, false),
+            Ineligible::NotProduction(id),
+        );
+        refused(
+            source(DeployStatus::Completed, Target::Production, true),
+            Ineligible::AlreadyLive(id, "roll back to"),
+        );
+    }
+
+    #[test]
+    fn a_promotion_of_any_completed_deploy_not_live_is_a_manual_production_deploy() {
+        let origin = Origin::Promotion(source(DeployStatus::Completed, Target::Preview, false));
+        Given::with(())
+            .given_no_previous_events()
+            .when(with_origin(origin, Target::Preview, Trigger::Auto))
+            .then_expect_events(vec![created_as(
+                Trigger::Manual,
+                Target::Production,
+                None,
+                Some(SOURCE),
+                Some("bad release"),
+            )]);
+        let live = Origin::Promotion(source(DeployStatus::Completed, Target::Production, true));
+        Given::with(())
+            .given_no_previous_events()
+            .when(with_origin(live, Target::Production, Trigger::Manual))
+            .then_expect_error(DeployError::Ineligible(Ineligible::AlreadyLive(
+                SOURCE.parse().unwrap(),
+                "promote",
+            )));
+        let failed = Origin::Promotion(source(DeployStatus::Failed, Target::Preview, false));
+        Given::with(())
+            .given_no_previous_events()
+            .when(with_origin(failed, Target::Production, Trigger::Manual))
+            .then_expect_error(DeployError::Ineligible(Ineligible::NotCompleted {
+                id: SOURCE.parse().unwrap(),
+                status: DeployStatus::Failed,
+                action: "promoted",
+            }));
+    }
+
+    /// Completes a deploy created as `created`, with production pinned by
+    /// `pinned_by`, and expects `release`.
+    fn completes_with(created: DeployEvent, pinned_by: Option<&str>, release: Option<Release>) {
+        let mut given = all_steps_done();
+        given[0] = created;
+        Given::with(())
+            .given(given)
+            .when(DeployCommand::Complete {
+                production_url: None,
+                preview_url: None,
+                pinned_by: pinned_by.map(|p| p.parse().unwrap()),
+                at: t(9),
+            })
+            .then_expect_events(vec![DeployEvent::DeployCompleted(DeployCompleted {
+                production_url: None,
+                preview_url: None,
+                release,
+                completed_at: t(9),
+            })]);
+    }
+
+    #[test]
+    fn a_completed_rollback_goes_live_and_pins_production() {
+        let rollback = created_as(
+            Trigger::Rollback,
+            Target::Production,
+            Some(SOURCE),
+            None,
+            None,
+        );
+        completes_with(
+            rollback,
+            None,
+            Some(Release {
+                live: true,
+                pinned_by: Some(create().deploy_id),
+            }),
+        );
+    }
+
+    #[test]
+    fn an_auto_deploy_completing_while_pinned_does_not_go_live_and_the_pin_stays() {
+        let auto = created_as(Trigger::Auto, Target::Production, None, None, None);
+        completes_with(
+            auto.clone(),
+            Some(PIN),
+            Some(Release {
+                live: false,
+                pinned_by: Some(PIN.parse().unwrap()),
+            }),
+        );
+        completes_with(
+            auto,
+            None,
+            Some(Release {
+                live: true,
+                pinned_by: None,
+            }),
+        );
+    }
+
+    #[test]
+    fn a_completed_promotion_or_manual_production_deploy_goes_live_and_unpins() {
+        let promotion = created_as(
+            Trigger::Manual,
+            Target::Production,
+            None,
+            Some(SOURCE),
+            None,
+        );
+        let unpinned = Some(Release {
+            live: true,
+            pinned_by: None,
+        });
+        completes_with(promotion, Some(PIN), unpinned.clone());
+        let manual = created_as(Trigger::Manual, Target::Production, None, None, None);
+        completes_with(manual, Some(PIN), unpinned);
+    }
+
+    #[test]
+    fn a_completed_preview_changes_nothing_in_production() {
+        let preview = created_as(Trigger::Manual, Target::Preview, None, None, None);
+        completes_with(preview, Some(PIN), None);
+    }
+
+    #[test]
+    fn supersede_cancels_a_pending_deploy_by_system_and_leaves_a_running_or_ended_one() {
+        let newer: DeployId = PIN.parse().unwrap();
+        Given::with(())
+            .given(vec![created()])
+            .when(DeployCommand::Supersede {
+                by: newer,
+                at: t(4),
+            })
+            .then_expect_events(vec![DeployEvent::DeployCancelled(DeployCancelled {
+                reason: Some(format!("superseded by {PIN}")),
+                cancelled_by: "system".into(),
+                previous_status: DeployStatus::Pending,
+                superseded_by: Some(newer),
+                cancelled_at: t(4),
+            })]);
+        Given::with(())
+            .given(vec![created(), started()])
+            .when(DeployCommand::Supersede {
+                by: newer,
+                at: t(4),
+            })
+            .then_expect_events(vec![]);
+        Given::with(())
+            .given(vec![created(), cancelled(DeployStatus::Pending)])
+            .when(DeployCommand::Supersede {
+                by: newer,
+                at: t(4),
+            })
+            .then_expect_events(vec![]);
     }
 }

@@ -97,6 +97,31 @@ string_enum!(
 );
 
 string_enum!(
+    /// Where a deploy goes: the entity's production URL, or a preview of
+    /// its own only.
+    Target {
+        Production => "production",
+        Preview => "preview",
+    }
+);
+
+string_enum!(
+    /// What happens when deploys of one entity pile up: `queue` runs them
+    /// all, oldest first; `latest` cancels the older pending deploys of the
+    /// same target when a new one is created.
+    DeployPolicy {
+        Queue => "queue",
+        Latest => "latest",
+    }
+);
+
+impl Default for DeployPolicy {
+    fn default() -> Self {
+        DeployPolicy::Queue
+    }
+}
+
+string_enum!(
     /// Where one step of a deploy is.
     StepStatus {
         Pending => "pending",

@@ -798,8 +798,13 @@ impl DeployTarget for CloudflarePages {
     }
 
     /// Creates the Pages deployment: on the project's production branch
-    /// (`main`) for a production deploy, else on the deploy's own preview
-    /// branch ([`preview_branch`]). Its commit message names the deploy.
+    /// (`main`) for a deploy that goes live, else on the deploy's own
+    /// branch ([`preview_branch`]): a preview, and a production deploy
+    /// completing while a rollback pins production, which must not change
+    /// what `<project>.pages.dev` serves. A rollback is a new deployment of
+    /// the earlier files on `main` (their assets are all there already,
+    /// so nothing is uploaded again), and Pages serves them again. Its
+    /// commit message names the deploy.
     ///
     /// Idempotent as far as Cloudflare allows: first the project's recent
     /// deployments of that environment are searched for one tagged with
@@ -823,7 +828,7 @@ impl DeployTarget for CloudflarePages {
         let project = self.project(&ctx.entity_id).await?;
         let production_url = ctx.production.then(|| project.production_url());
         if let Some(existing) = self
-            .recent_deployments(&project.name, ctx.production)
+            .recent_deployments(&project.name, ctx.live)
             .await?
             .into_iter()
             .find(|d| d.is_for(&ctx.deploy_id))
@@ -840,7 +845,7 @@ impl DeployTarget for CloudflarePages {
             .iter()
             .map(|a| (format!("/{}", a.path), a.hash.as_str()))
             .collect();
-        let branch = if ctx.production {
+        let branch = if ctx.live {
             project.production_branch().to_string()
         } else {
             preview_branch(&ctx.deploy_id)

@@ -275,9 +275,14 @@ pub struct StepContext {
     pub deploy_id: DeployId,
     pub entity_id: EntityId,
     pub artifact_dir: PathBuf,
-    /// Whether this deploy becomes the entity's production deploy when it
-    /// completes (its build is of the entity's default version).
+    /// Whether this is a production deploy (its URLs include the entity's
+    /// production URL).
     pub production: bool,
+    /// Whether it becomes the entity's live deploy when it completes: a
+    /// production deploy while production is not pinned by a rollback
+    /// (`Deploy::release`). A target must not change what the production
+    /// URL serves for a deploy that does not.
+    pub live: bool,
 }
 
 /// The URLs a completed deploy is served at.

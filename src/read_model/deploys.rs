@@ -9,7 +9,7 @@ use sqlx::PgConnection;
 
 use crate::store::db::Tx;
 
-use crate::domain::deploy::DeployEvent;
+use crate::domain::deploy::{DeployEvent, Release};
 use crate::domain::StepStatus;
 use crate::read_model::fold::{self, FoldedDeploy};
 use crate::read_model::{DeployRow, StepRow};
@@ -62,6 +62,36 @@ async fn skip_pending_steps(tx: &mut Tx, deploy: &str) -> sqlx::Result<()> {
     .map(drop)
 }
 
+/// A production deploy completed: when it went live, `live` moves to it
+/// (off the entity's previous live deploy first, in this transaction), and
+/// the entity's release row says what is live and what pins production.
+async fn apply_release(
+    tx: &mut Tx,
+    deploy: &str,
+    release: &Release,
+    at: chrono::DateTime<chrono::Utc>,
+) -> sqlx::Result<()> {
+    if release.live {
+        exec!(
+            &mut *tx,
+            sqlx::query(include_str!("../../projections/deploys/live_off.sql")).bind(deploy)
+        )?;
+        exec!(
+            &mut *tx,
+            sqlx::query(include_str!("../../projections/deploys/live_on.sql")).bind(deploy)
+        )?;
+    }
+    exec!(
+        &mut *tx,
+        sqlx::query(include_str!("../../projections/deploys/release.sql"))
+            .bind(deploy)
+            .bind(release.live)
+            .bind(at)
+            .bind(release.pinned_by.map(|d| d.to_string()))
+    )
+    .map(drop)
+}
+
 #[async_trait::async_trait]
 impl Projection for DeploysProjection {
     fn name(&self) -> &'static str {
@@ -69,7 +99,7 @@ impl Projection for DeploysProjection {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["deploys", "deploy_steps"]
+        &["deploys", "deploy_steps", "releases"]
     }
 
     async fn rebuild(&self, tx: &mut Tx, events: &[StoredEvent]) -> anyhow::Result<()> {
@@ -107,6 +137,9 @@ impl Projection for DeploysProjection {
                     .bind(&c.created_by)
                     .bind(c.created_at)
                     .bind(event.sequence)
+                    .bind(c.target.as_str())
+                    .bind(c.rollback_of.map(|d| d.to_string()))
+                    .bind(c.promoted_from.map(|d| d.to_string()))
             )?;
             match tx {
                 Tx::Postgres(t) => {
@@ -188,6 +221,9 @@ impl Projection for DeploysProjection {
                         .bind(&e.production_url)
                         .bind(&e.preview_url)
                 )?;
+                if let Some(release) = &e.release {
+                    apply_release(tx, id, release, e.completed_at).await?;
+                }
             }
             DeployEvent::DeployFailed(e) => {
                 exec!(
@@ -207,6 +243,7 @@ impl Projection for DeploysProjection {
                         .bind(e.cancelled_at)
                         .bind(&e.reason)
                         .bind(&e.cancelled_by)
+                        .bind(e.superseded_by.map(|d| d.to_string()))
                 )?;
                 skip_pending_steps(tx, id).await?;
             }
@@ -220,7 +257,7 @@ impl Projection for DeploysProjection {
 const ROW_COLUMNS: &str = "id, workspace_id, entity_id, sequence_number, build_id, status, \
      trigger, source_event_id, production_url, preview_url, error, metadata, created_by, \
      started_at, completed_at, created_at, cancel_reason, cancelled_by, cancelled_at, \
-     event_sequence";
+     event_sequence, target, live, rollback_of, promoted_from, superseded_by";
 
 #[derive(sqlx::FromRow)]
 struct StoredRow {
@@ -311,7 +348,8 @@ async fn store(
          $1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], \
          $8::text[], $9::text[], $10::text[], $11::text[], $12::jsonb[], $13::text[], \
          $14::timestamptz[], $15::timestamptz[], $16::timestamptz[], $17::text[], $18::text[], \
-         $19::timestamptz[], $20::bigint[])"
+         $19::timestamptz[], $20::bigint[], $21::text[], $22::bool[], $23::text[], $24::text[], \
+         $25::text[])"
     ))
     .bind(col(&|d| Some(d.row.id.to_string())))
     .bind(col(&|d| Some(d.row.workspace_id.to_string())))
@@ -343,6 +381,11 @@ async fn store(
     .bind(col(&|d| d.cancelled_by.clone()))
     .bind(time(&|d| d.cancelled_at))
     .bind(deploys.iter().map(|d| d.event_sequence).collect::<Vec<_>>())
+    .bind(col(&|d| Some(d.row.target.0.as_str().to_string())))
+    .bind(deploys.iter().map(|d| d.row.live).collect::<Vec<_>>())
+    .bind(col(&|d| d.row.rollback_of.clone()))
+    .bind(col(&|d| d.row.promoted_from.clone()))
+    .bind(col(&|d| d.row.superseded_by.clone()))
     .execute(&mut *tx)
     .await?;
 
@@ -392,13 +435,101 @@ pub(super) async fn rebuild(tx: &mut PgConnection, events: &[StoredEvent]) -> an
     let replace: Vec<String> = existing.keys().cloned().collect();
     let mut states: HashMap<String, Option<FoldedDeploy>> =
         existing.into_iter().map(|(k, v)| (k, Some(v))).collect();
+    // Each entity's release as the batch leaves it, in first-seen order.
+    let mut releases: Vec<(String, ReleaseRow)> = Vec::new();
     for (event, e) in &decoded {
         let state = states.entry(event.aggregate_id.clone()).or_default();
+        let before = state.as_ref().map(|d| d.event_sequence);
         fold::apply(state, &event.aggregate_id, event.sequence, e)?;
+        let applied = state.as_ref().map(|d| d.event_sequence) != before;
+        let (DeployEvent::DeployCompleted(done), Some(d), true) = (e, state.as_ref(), applied)
+        else {
+            continue;
+        };
+        let Some(release) = &done.release else {
+            continue;
+        };
+        let entity_id = d.row.entity_id.clone();
+        let entity = entity_id.to_string();
+        let at = match releases.iter().position(|(id, _)| *id == entity) {
+            Some(at) => at,
+            None => {
+                releases.push((
+                    entity.clone(),
+                    ReleaseRow {
+                        workspace_id: d.row.workspace_id.to_string(),
+                        live: None,
+                        pinned_by: None,
+                    },
+                ));
+                releases.len() - 1
+            }
+        };
+        let row = &mut releases[at].1;
+        row.pinned_by = release.pinned_by.map(|p| p.to_string());
+        if release.live {
+            row.live = Some((
+                d.row.id.to_string(),
+                d.row.build_id.to_string(),
+                done.completed_at,
+            ));
+            let live_id = d.row.id.clone();
+            for other in states.values_mut().flatten() {
+                if other.row.entity_id == entity_id && other.row.id != live_id {
+                    other.row.live = false;
+                }
+            }
+        }
     }
     let out: Vec<&FoldedDeploy> = order
         .iter()
         .filter_map(|id| states.get(id).and_then(Option::as_ref))
         .collect();
-    store(tx, &replace, &out).await
+    let switched: Vec<String> = releases
+        .iter()
+        .filter(|(_, r)| r.live.is_some())
+        .map(|(entity, _)| entity.clone())
+        .collect();
+    if !switched.is_empty() {
+        // Rows of earlier batches stop being live before the batch's rows
+        // (with their one live deploy per entity) are written.
+        sqlx::query("UPDATE deploys SET live = false WHERE entity_id = ANY($1) AND live")
+            .bind(&switched)
+            .execute(&mut *tx)
+            .await?;
+    }
+    store(tx, &replace, &out).await?;
+    for (entity, r) in &releases {
+        let (deploy, build, since) = match &r.live {
+            Some((d, b, t)) => (Some(d), Some(b), Some(*t)),
+            None => (None, None, None),
+        };
+        sqlx::query(
+            "INSERT INTO releases (entity_id, workspace_id, live_deploy_id, live_build_id, \
+                                   live_since, pinned_by) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (entity_id) DO UPDATE \
+             SET live_deploy_id = COALESCE(EXCLUDED.live_deploy_id, releases.live_deploy_id), \
+                 live_build_id = COALESCE(EXCLUDED.live_build_id, releases.live_build_id), \
+                 live_since = COALESCE(EXCLUDED.live_since, releases.live_since), \
+                 pinned_by = EXCLUDED.pinned_by",
+        )
+        .bind(entity)
+        .bind(&r.workspace_id)
+        .bind(deploy)
+        .bind(build)
+        .bind(since)
+        .bind(&r.pinned_by)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// One entity's `releases` row as a rebuild batch leaves it: the deploy
+/// that went live last (with its build and when), and the pin.
+struct ReleaseRow {
+    workspace_id: String,
+    live: Option<(String, String, chrono::DateTime<chrono::Utc>)>,
+    pinned_by: Option<String>,
 }

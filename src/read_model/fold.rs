@@ -13,7 +13,7 @@ use cqrs_es::Aggregate as _;
 
 use crate::domain::deploy::DeployEvent;
 use crate::domain::{DeployStatus, StepStatus};
-use crate::read_model::row::{DeployStatusColumn, StepStatusColumn, TriggerColumn};
+use crate::read_model::row::{DeployStatusColumn, StepStatusColumn, TargetColumn, TriggerColumn};
 use crate::read_model::{DeployRow, StepRow};
 use crate::store::log::StoredEvent;
 
@@ -60,6 +60,11 @@ pub fn apply(
                     started_at: None,
                     completed_at: None,
                     created_at: c.created_at,
+                    target: TargetColumn(c.target),
+                    live: false,
+                    rollback_of: c.rollback_of.map(|d| d.to_string()),
+                    promoted_from: c.promoted_from.map(|d| d.to_string()),
+                    superseded_by: None,
                 },
                 steps: c
                     .steps
@@ -121,6 +126,10 @@ pub fn apply(
             row.completed_at = Some(e.completed_at);
             row.production_url = e.production_url.clone();
             row.preview_url = e.preview_url.clone();
+            // Whether it is still live depends on its entity's later
+            // completions: the caller that folds several deploys moves
+            // `live` (`DeploysProjection::rebuild`, `release_as_of`).
+            row.live = e.release.as_ref().is_some_and(|r| r.live);
         }
         DeployEvent::DeployFailed(e) => {
             row.status = DeployStatusColumn(DeployStatus::Failed);
@@ -134,6 +143,7 @@ pub fn apply(
             d.cancelled_at = Some(e.cancelled_at);
             d.cancel_reason = e.reason.clone();
             d.cancelled_by = Some(e.cancelled_by.clone());
+            d.row.superseded_by = e.superseded_by.map(|s| s.to_string());
             skip_pending(d);
         }
     }

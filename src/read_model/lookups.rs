@@ -117,16 +117,25 @@ pub async fn deploy_completed(db: &Db, id: &str) -> sqlx::Result<bool> {
     .await)
 }
 
-/// The entity's live deploy: its newest completed production deploy.
+/// The entity's live deploy.
 pub async fn live_deploy(db: &Db, entity: &str) -> sqlx::Result<Option<String>> {
     on_db!(db, pool => sqlx::query_scalar(
-        "SELECT id FROM deploys WHERE entity_id = $1 AND status = 'completed' \
-           AND production_url IS NOT NULL \
-         ORDER BY completed_at DESC, sequence_number DESC LIMIT 1",
+        "SELECT id FROM deploys WHERE entity_id = $1 AND live",
     )
     .bind(entity)
     .fetch_optional(pool)
     .await)
+}
+
+/// The rollback that pins the entity's production, if any.
+pub async fn pinned_by(db: &Db, entity: &str) -> sqlx::Result<Option<String>> {
+    on_db!(db, pool => sqlx::query_scalar::<_, Option<String>>(
+        "SELECT pinned_by FROM releases WHERE entity_id = $1",
+    )
+    .bind(entity)
+    .fetch_optional(pool)
+    .await)
+    .map(Option::flatten)
 }
 
 /// The workspace of entity `id`, if it is known.

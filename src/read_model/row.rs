@@ -2,7 +2,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::domain::ids::{BuildId, DeployId, EntityId, WorkspaceId};
-use crate::domain::{DeployStatus, StepStatus, Trigger};
+use crate::domain::{DeployStatus, StepStatus, Target, Trigger};
 
 /// The columns of `deploys` that make a [`DeployRow`], in a form that can be
 /// put after `SELECT` (qualified by the table name).
@@ -23,6 +23,11 @@ pub const DEPLOY_COLUMNS: &[&str] = &[
     "started_at",
     "completed_at",
     "created_at",
+    "target",
+    "live",
+    "rollback_of",
+    "promoted_from",
+    "superseded_by",
 ];
 
 /// A deploy as the list and the detail show it.
@@ -54,6 +59,17 @@ pub struct DeployRow {
     #[serde(with = "crate::domain::time::rfc3339")]
     #[schemars(with = "String")]
     pub created_at: DateTime<Utc>,
+    #[sqlx(try_from = "String")]
+    pub target: TargetColumn,
+    /// Whether the entity's production URL serves this deploy now (true
+    /// for exactly one deploy of an entity once one went live).
+    pub live: bool,
+    /// A rollback: the deploy it went back to.
+    pub rollback_of: Option<String>,
+    /// A promotion: the deploy it promoted.
+    pub promoted_from: Option<String>,
+    /// Cancelled by the `latest` policy: the newer deploy that superseded it.
+    pub superseded_by: Option<String>,
 }
 
 macro_rules! enum_column {
@@ -74,6 +90,7 @@ macro_rules! enum_column {
 
 enum_column!(DeployStatusColumn, DeployStatus);
 enum_column!(TriggerColumn, Trigger);
+enum_column!(TargetColumn, Target);
 enum_column!(StepStatusColumn, StepStatus);
 
 /// One step of a deploy, in execution order.

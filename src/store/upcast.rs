@@ -22,16 +22,60 @@ pub struct Upcaster {
 
 /// Every upcaster, oldest first. A stored event runs through each that
 /// matches its (type, version) in turn, so v1 → v2 → v3 chains.
-pub const UPCASTERS: &[Upcaster] = &[Upcaster {
-    event_type: "DeployCreated",
-    from: "1",
-    to: "2",
-    // v2 records the build's version (`versionId`); a v1 event did not know
-    // it, and the log alone cannot tell, so it reads as null.
-    upcast: |data| {
-        data.entry("versionId").or_insert(Value::Null);
+pub const UPCASTERS: &[Upcaster] = &[
+    Upcaster {
+        event_type: "DeployCreated",
+        from: "1",
+        to: "2",
+        // v2 records the build's version (`versionId`); a v1 event did not know
+        // it, and the log alone cannot tell, so it reads as null.
+        upcast: |data| {
+            data.entry("versionId").or_insert(Value::Null);
+        },
     },
-}];
+    Upcaster {
+        event_type: "DeployCreated",
+        from: "2",
+        to: "3",
+        // v3 records the `target`. Before it, a deploy went to production
+        // when its build was of the entity's default version, which the
+        // event alone cannot tell: it reads as `production` (what every
+        // create by app and every auto-deploy was). Whether it went live is
+        // on its `DeployCompleted` (v1 → v2 below), so `live` stays exact.
+        upcast: |data| {
+            data.entry("target").or_insert(Value::from("production"));
+            for field in ["rollbackOf", "promotedFrom", "reason"] {
+                data.entry(field).or_insert(Value::Null);
+            }
+        },
+    },
+    Upcaster {
+        event_type: "DeployCompleted",
+        from: "1",
+        to: "2",
+        // v2 records what the completion did to production. Before it, the
+        // entity's newest completed deploy with a production URL was live,
+        // and nothing pinned production.
+        upcast: |data| {
+            let production = data.get("productionUrl").is_some_and(|url| !url.is_null());
+            let release = if production {
+                serde_json::json!({"live": true, "pinnedBy": null})
+            } else {
+                Value::Null
+            };
+            data.entry("release").or_insert(release);
+        },
+    },
+    Upcaster {
+        event_type: "EntityUpserted",
+        from: "1",
+        to: "2",
+        // v2 records the `deployPolicy`; before it every entity queued.
+        upcast: |data| {
+            data.entry("deployPolicy").or_insert(Value::from("queue"));
+        },
+    },
+];
 
 /// Brings a stored `(version, payload)` of `event_type` to the current
 /// version, in place. `payload` is the stored `{"<Type>": data}` envelope.
@@ -77,23 +121,51 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn a_v1_deploy_created_reads_as_v2_with_a_null_version_id() {
+    fn a_v1_deploy_created_reads_as_v3_with_a_null_version_id_and_production() {
         let mut version = "1".to_string();
         let mut payload = json!({"DeployCreated": {"deployId": "dep_x"}});
         upcast("DeployCreated", &mut version, &mut payload);
-        assert_eq!(version, "2");
+        assert_eq!(version, "3");
         assert_eq!(
             payload,
-            json!({"DeployCreated": {"deployId": "dep_x", "versionId": null}})
+            json!({"DeployCreated": {"deployId": "dep_x", "versionId": null,
+                "target": "production", "rollbackOf": null, "promotedFrom": null, "reason": null}})
         );
     }
 
     #[test]
+    fn a_v1_deploy_completed_with_a_production_url_reads_as_live_and_without_as_no_release() {
+        let mut version = "1".to_string();
+        let mut payload =
+            json!({"DeployCompleted": {"productionUrl": "http://x/", "previewUrl": null}});
+        upcast("DeployCompleted", &mut version, &mut payload);
+        assert_eq!(version, "2");
+        assert_eq!(
+            payload["DeployCompleted"]["release"],
+            json!({"live": true, "pinnedBy": null})
+        );
+        let mut version = "1".to_string();
+        let mut payload =
+            json!({"DeployCompleted": {"productionUrl": null, "previewUrl": "http://y/"}});
+        upcast("DeployCompleted", &mut version, &mut payload);
+        assert_eq!(payload["DeployCompleted"]["release"], Value::Null);
+    }
+
+    #[test]
+    fn a_v1_entity_upserted_reads_as_queueing() {
+        let mut version = "1".to_string();
+        let mut payload = json!({"EntityUpserted": {"name": "web"}});
+        upcast("EntityUpserted", &mut version, &mut payload);
+        assert_eq!(version, "2");
+        assert_eq!(payload["EntityUpserted"]["deployPolicy"], "queue");
+    }
+
+    #[test]
     fn a_current_event_is_left_alone() {
-        let mut version = "2".to_string();
+        let mut version = "3".to_string();
         let mut payload = json!({"DeployCreated": {"versionId": "ver_1"}});
         upcast("DeployCreated", &mut version, &mut payload);
-        assert_eq!(version, "2");
+        assert_eq!(version, "3");
         assert_eq!(payload, json!({"DeployCreated": {"versionId": "ver_1"}}));
     }
 
@@ -102,7 +174,8 @@ mod tests {
         let upcasters = for_cqrs();
         let u = &upcasters[0];
         assert!(u.can_upcast("DeployCreated", "1"));
-        assert!(!u.can_upcast("DeployCreated", "2"));
+        assert!(u.can_upcast("DeployCreated", "2"));
+        assert!(!u.can_upcast("DeployCreated", "3"));
         assert!(!u.can_upcast("DeployStarted", "1"));
         let event = SerializedEvent::new(
             "dep_x".into(),
@@ -114,7 +187,8 @@ mod tests {
             json!({}),
         );
         let event = u.upcast(event);
-        assert_eq!(event.event_version, "2");
+        assert_eq!(event.event_version, "3");
         assert_eq!(event.payload["DeployCreated"]["versionId"], Value::Null);
+        assert_eq!(event.payload["DeployCreated"]["target"], "production");
     }
 }

@@ -283,6 +283,7 @@ impl Worker {
                 } => DeployCommand::Complete {
                     production_url,
                     preview_url,
+                    pinned_by: self.pinned_by(&created).await?,
                     at: now,
                 },
             };

@@ -6,7 +6,8 @@ use serde_json::{json, Value};
 
 use super::Worker;
 use crate::domain::deploy::DeployCreated;
-use crate::domain::StepName;
+use crate::domain::ids::DeployId;
+use crate::domain::{StepName, Target};
 use crate::hosting::manifests::{load_manifest, save_manifest};
 use crate::hosting::{Manifest, StepContext, StepError};
 use crate::read_model::lookups;
@@ -17,7 +18,7 @@ impl Worker {
         let row = lookups::build_context(&self.db, &created.build_id.to_string())
             .await
             .map_err(|e| StepError::transient(format!("reading the build: {e}")))?;
-        let (artifact_dir, version, default_version) = row.ok_or_else(|| {
+        let (artifact_dir, _, _) = row.ok_or_else(|| {
             StepError::permanent(format!("build {} is not in the catalog", created.build_id))
         })?;
         let artifact_dir = artifact_dir.ok_or_else(|| {
@@ -26,12 +27,32 @@ impl Worker {
                 created.build_id
             ))
         })?;
+        let pinned_by = self
+            .pinned_by(created)
+            .await
+            .map_err(|e| StepError::transient(format!("reading the release: {e:#}")))?;
         Ok(StepContext {
             deploy_id: created.deploy_id,
             entity_id: created.entity_id,
             artifact_dir: artifact_dir.into(),
-            production: default_version.as_deref() == Some(version.as_str()),
+            production: created.target == Target::Production,
+            live: created.release(pinned_by).is_some_and(|r| r.live),
         })
+    }
+
+    /// The rollback that pins the entity's production now (read under the
+    /// entity's lease, so no other deploy of it completes meanwhile).
+    pub(super) async fn pinned_by(
+        &self,
+        created: &DeployCreated,
+    ) -> anyhow::Result<Option<DeployId>> {
+        lookups::pinned_by(&self.db, &created.entity_id.to_string())
+            .await?
+            .map(|p| {
+                p.parse()
+                    .map_err(|e| anyhow::anyhow!("stored pin {p}: {e}"))
+            })
+            .transpose()
     }
 
     /// The deploy's manifest as `prepare` saved it, or scanned again when

@@ -115,6 +115,7 @@ async fn histories(app: &TestApp) -> Vec<String> {
     all.push(DeployCommand::Complete {
         production_url: Some("https://prod.example".into()),
         preview_url: None,
+        pinned_by: None,
         at: now(),
     });
     drive(app, &ids[2], all).await;
@@ -577,7 +578,7 @@ async fn export_writes_every_event_once_in_log_order_with_its_hash() {
         assert!(!first[field].is_null(), "{field} missing in {first}");
     }
     let created = lines.iter().find(|l| l["type"] == "DeployCreated").unwrap();
-    assert_eq!(created["version"], 2);
+    assert_eq!(created["version"], 3);
     assert_eq!(created["stream"]["type"], "Deploy");
     assert_eq!(created["metadata"]["actor"], "alice");
 
@@ -669,7 +670,7 @@ async fn audit_verify_names_a_tampered_payload_and_a_deleted_event() {
     app.stop().await;
 }
 
-async fn a_stored_v1_deploy_created_is_read_as_v2_everywhere() {
+async fn a_stored_v1_deploy_created_is_read_as_the_current_version_everywhere() {
     let app = TestApp::spawn().await;
     let seeded = app.seed_app(WS).await;
     let id = format!("dep_{}", ulid::Ulid::generate());
@@ -691,12 +692,15 @@ async fn a_stored_v1_deploy_created_is_read_as_v2_everywhere() {
     .unwrap()
     .rows_affected());
 
-    // The log reader (projection, replay, export, asOf) sees v2.
+    // The log reader (projection, replay, export, asOf) sees v3: v1 → v2
+    // (`versionId`) → v3 (`target` and the release fields).
     let events = log::read_stream(&app.db, "Deploy", &id, 0, 10)
         .await
         .unwrap();
-    assert_eq!(events[0].event_version, "2");
+    assert_eq!(events[0].event_version, "3");
     assert_eq!(events[0].data()["versionId"], Value::Null);
+    assert_eq!(events[0].data()["target"], "production");
+    assert_eq!(events[0].data()["rollbackOf"], Value::Null);
     assert_eq!(events[0].data()["buildId"], seeded.build);
     // The API's audit view and the export too.
     let mut found = Value::Null;
@@ -710,14 +714,14 @@ async fn a_stored_v1_deploy_created_is_read_as_v2_everywhere() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(found[0]["version"], 2);
+    assert_eq!(found[0]["version"], 3);
     assert_eq!(found[0]["data"]["versionId"], Value::Null);
     let line = export(&app, &[])
         .await
         .into_iter()
         .find(|l| l["stream"]["id"] == id.as_str())
         .unwrap();
-    assert_eq!(line["version"], 2);
+    assert_eq!(line["version"], 3);
     assert!(line["data"].as_object().unwrap().contains_key("versionId"));
 
     // The aggregate loads it through cqrs-es's upcaster and decides on it.
@@ -733,6 +737,8 @@ async fn a_stored_v1_deploy_created_is_read_as_v2_everywhere() {
         .unwrap();
     assert_eq!(d["status"], "cancelled");
     assert_eq!(d["sequenceNumber"], 1);
+    assert_eq!(d["target"], "production");
+    assert_eq!(d["live"], false);
 
     // Stored bytes are untouched: still v1, and the chain holds.
     let stored: String = deployd::on_db!(&app.db, pool => sqlx::query_scalar(
@@ -754,5 +760,5 @@ crate::backend_tests!(
     as_of_answers_the_deploy_as_it_stood_at_each_instant,
     export_writes_every_event_once_in_log_order_with_its_hash,
     audit_verify_names_a_tampered_payload_and_a_deleted_event,
-    a_stored_v1_deploy_created_is_read_as_v2_everywhere,
+    a_stored_v1_deploy_created_is_read_as_the_current_version_everywhere,
 );

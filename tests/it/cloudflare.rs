@@ -520,6 +520,7 @@ fn context(entity: EntityId, dir: &Path, production: bool) -> StepContext {
         entity_id: entity,
         artifact_dir: dir.to_path_buf(),
         production,
+        live: production,
     }
 }
 

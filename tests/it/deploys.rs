@@ -190,7 +190,7 @@ async fn the_events_of_a_deploy_explain_its_row() {
     let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert_eq!(types, vec!["DeployCreated", "DeployCancelled"]);
     assert_eq!(events[0]["sequence"], 1);
-    assert_eq!(events[0]["version"], 2);
+    assert_eq!(events[0]["version"], 3);
     assert_eq!(events[0]["data"]["versionId"], seeded.version);
     assert_eq!(events[0]["actor"], "alice");
     assert_eq!(events[0]["data"]["sequenceNumber"], 1);

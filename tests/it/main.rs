@@ -21,6 +21,7 @@ mod log;
 mod openapi;
 mod ops;
 mod query_pagination;
+mod releases;
 mod resilience;
 mod saga;
 mod schema_parity;

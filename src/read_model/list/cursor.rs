@@ -40,6 +40,7 @@ pub(crate) fn encode(key: &[u8], binding: &str, values: &[KeyValue]) -> String {
             KeyValue::Null => Value::Null,
             KeyValue::Text(s) => Value::String(s.clone()),
             KeyValue::Int(i) => json!(i),
+            KeyValue::Bool(b) => json!(b),
             KeyValue::Time(t) => json!(t.timestamp_micros()),
         })
         .collect();
@@ -84,6 +85,7 @@ pub(crate) fn decode(
             (_, Value::Null) => Ok(KeyValue::Null),
             (KeyKind::Text, Value::String(s)) => Ok(KeyValue::Text(s.clone())),
             (KeyKind::Int, v) => v.as_i64().map(KeyValue::Int).ok_or(MISMATCH),
+            (KeyKind::Bool, Value::Bool(b)) => Ok(KeyValue::Bool(*b)),
             (KeyKind::Time, v) => v
                 .as_i64()
                 .and_then(DateTime::from_timestamp_micros)

@@ -30,7 +30,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::domain::ids::EntityKind;
-use crate::domain::{DeployStatus, StepStatus, Trigger};
+use crate::domain::{DeployStatus, StepStatus, Target, Trigger};
 
 /// The deepest a filter may nest: the top object is level 1, each
 /// `and`/`or`/`not` element or relation filter one more.
@@ -173,6 +173,12 @@ filter_struct!(
         started_at: Comparator<DateTime<Utc>>,
         completed_at: Comparator<DateTime<Utc>>,
         created_at: Comparator<DateTime<Utc>>,
+        target: Comparator<Target>,
+        /// Whether it is its entity's live deploy now.
+        live: Comparator<bool>,
+        rollback_of: StringComparator,
+        promoted_from: StringComparator,
+        superseded_by: StringComparator,
         /// The deploy's build matches.
         build: BuildFilter,
         /// The deploy's entity matches.
@@ -314,6 +320,7 @@ enum_value!(DeployStatus, [
 enum_value!(Trigger, [
     Trigger::Auto => "auto", Trigger::Manual => "manual", Trigger::Rollback => "rollback"
 ]);
+enum_value!(Target, [Target::Production => "production", Target::Preview => "preview"]);
 enum_value!(StepStatus, [
     StepStatus::Pending => "pending", StepStatus::Running => "running",
     StepStatus::Completed => "completed", StepStatus::Failed => "failed",

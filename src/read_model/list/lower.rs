@@ -178,6 +178,11 @@ impl Lower for DeployFilter {
             lower_base started_at => "started_at",
             lower_base completed_at => "completed_at",
             lower_base created_at => "created_at",
+            lower_base target => "target",
+            lower_base live => "live",
+            lower_string rollback_of => "rollback_of",
+            lower_string promoted_from => "promoted_from",
+            lower_string superseded_by => "superseded_by",
         );
         if let Some(m) = &self.metadata {
             if let Some(obj) = &m.contains {

@@ -49,7 +49,7 @@ pub use run::{count_sql, list_deploys, page_sql};
 
 use crate::domain::ids::{BuildId, DeployId, EntityId, WorkspaceId};
 use crate::domain::FieldError;
-use crate::domain::{DeployStatus, Trigger};
+use crate::domain::{DeployStatus, Target, Trigger};
 use crate::read_model::DeployRow;
 use lower::{CmpOp, Lower, Node, Test};
 
@@ -122,6 +122,8 @@ pub struct RawListParams {
     #[serde(default)]
     #[schemars(schema_with = "params::created_by")]
     pub created_by: Option<String>,
+    /// Only deploys of this target (`production`, `preview`).
+    pub target: Option<String>,
 }
 
 /// The OpenAPI schema of each list parameter: what the parser accepts.
@@ -229,6 +231,8 @@ struct Shorthands {
     status: Option<DeployStatus>,
     trigger: Option<Trigger>,
     created_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target: Option<Target>,
 }
 
 /// A validated list request.
@@ -434,6 +438,7 @@ fn parse_shorthands(raw: &RawListParams, errors: &mut Vec<FieldError>) -> Shorth
     let build_id = one::<BuildId>(&raw.build_id, "build_id", errors);
     let status = one(&raw.status, "status", errors);
     let trigger = one(&raw.trigger, "trigger", errors);
+    let target = one(&raw.target, "target", errors);
     let created_by = match raw.created_by.as_deref() {
         Some("") => {
             errors.push(FieldError::new("created_by", "must not be empty"));
@@ -448,6 +453,7 @@ fn parse_shorthands(raw: &RawListParams, errors: &mut Vec<FieldError>) -> Shorth
         status,
         trigger,
         created_by,
+        target,
     }
 }
 
@@ -463,6 +469,7 @@ fn shorthand_nodes(s: &Shorthands) -> Vec<Node> {
     out.extend(s.status.map(|v| eq("status", v.as_str().into())));
     out.extend(s.trigger.map(|v| eq("trigger", v.as_str().into())));
     out.extend(s.created_by.clone().map(|v| eq("created_by", v.into())));
+    out.extend(s.target.map(|v| eq("target", v.as_str().into())));
     out
 }
 

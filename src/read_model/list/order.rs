@@ -105,6 +105,8 @@ sort_fields! {
     StartedAt => "startedAt", "started_at", Time;
     CompletedAt => "completedAt", "completed_at", Time;
     CreatedAt => "createdAt", "created_at", Time;
+    Target => "target", "target", Text;
+    Live => "live", "live", Bool;
 }
 
 /// The type of a sort key's values.
@@ -113,6 +115,7 @@ pub(crate) enum KeyKind {
     Text,
     Int,
     Time,
+    Bool,
 }
 
 /// One sort key, resolved: which column, which way, where nulls go.
@@ -142,6 +145,7 @@ pub(crate) enum KeyValue {
     Text(String),
     Int(i64),
     Time(DateTime<Utc>),
+    Bool(bool),
 }
 
 impl KeyValue {
@@ -151,6 +155,7 @@ impl KeyValue {
             KeyValue::Text(s) => s.clone().into(),
             KeyValue::Int(i) => (*i).into(),
             KeyValue::Time(t) => (*t).into(),
+            KeyValue::Bool(b) => (*b).into(),
         }
     }
 }
@@ -176,6 +181,8 @@ pub(crate) fn key_value(row: &DeployRow, field: SortField) -> KeyValue {
         SortField::StartedAt => opt_time(&row.started_at),
         SortField::CompletedAt => opt_time(&row.completed_at),
         SortField::CreatedAt => KeyValue::Time(row.created_at),
+        SortField::Target => text(row.target.0.as_str()),
+        SortField::Live => KeyValue::Bool(row.live),
     }
 }
 

@@ -349,6 +349,11 @@ filter_object!(DeployFilter {
     "startedAt" => started_at: parse_comparator,
     "completedAt" => completed_at: parse_comparator,
     "createdAt" => created_at: parse_comparator,
+    "target" => target: parse_comparator,
+    "live" => live: parse_comparator,
+    "rollbackOf" => rollback_of: parse_string_comparator,
+    "promotedFrom" => promoted_from: parse_string_comparator,
+    "supersededBy" => superseded_by: parse_string_comparator,
 } relations {
     "build" => build: parse_object,
     "entity" => entity: parse_object,

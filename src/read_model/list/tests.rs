@@ -473,6 +473,11 @@ fn cursor_for_encodes_the_rows_sort_keys_under_the_requests_binding() {
         started_at: None,
         completed_at: None,
         created_at: chrono::DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap(),
+        target: String::from("production").try_into().unwrap(),
+        live: false,
+        rollback_of: None,
+        promoted_from: None,
+        superseded_by: None,
     };
     let raw = RawListParams {
         order_by: Some(r#"[{"completedAt": "descNullsLast"}, {"sequenceNumber": "asc"}]"#.into()),

@@ -1,0 +1,1 @@
+UPDATE deploys SET live = true WHERE id = $1
