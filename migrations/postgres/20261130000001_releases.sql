@@ -35,10 +35,13 @@ CREATE TABLE releases
     live_deploy_id text COLLATE "C",
     live_build_id  text COLLATE "C",
     live_since     timestamptz,
-    pinned_by      text COLLATE "C"
+    pinned_by      text COLLATE "C",
+    -- the entity's production URL, as its last production deploy was given it
+    production_url text COLLATE "C"
 );
-INSERT INTO releases (entity_id, workspace_id, live_deploy_id, live_build_id, live_since, pinned_by)
-SELECT entity_id, workspace_id, id, build_id, completed_at, NULL
+INSERT INTO releases (entity_id, workspace_id, live_deploy_id, live_build_id, live_since, pinned_by,
+                      production_url)
+SELECT entity_id, workspace_id, id, build_id, completed_at, NULL, production_url
 FROM deploys
 WHERE live;
 

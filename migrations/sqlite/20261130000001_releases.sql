@@ -26,10 +26,12 @@ CREATE TABLE releases
     live_deploy_id text,
     live_build_id  text,
     live_since     text,
-    pinned_by      text
+    pinned_by      text,
+    production_url text
 ) STRICT;
-INSERT INTO releases (entity_id, workspace_id, live_deploy_id, live_build_id, live_since, pinned_by)
-SELECT entity_id, workspace_id, id, build_id, completed_at, NULL
+INSERT INTO releases (entity_id, workspace_id, live_deploy_id, live_build_id, live_since, pinned_by,
+                      production_url)
+SELECT entity_id, workspace_id, id, build_id, completed_at, NULL, production_url
 FROM deploys
 WHERE live;
 

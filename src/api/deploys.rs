@@ -49,11 +49,11 @@ pub struct Cancellation {
 }
 
 /// How a mutating request failed, for the idempotency record.
-struct Failure {
-    problem: Problem,
+pub(super) struct Failure {
+    pub(super) problem: Problem,
     /// Whether a command had already committed: then the record is kept (a
     /// retry takes it over) rather than forgotten.
-    committed: bool,
+    pub(super) committed: bool,
 }
 
 impl From<Problem> for Failure {
@@ -81,7 +81,7 @@ impl From<Failed> for Failure {
 }
 
 /// The caller and the request, as the use cases see them.
-fn actor<'a>(caller: &'a Caller, request_id: &'a RequestId) -> Actor<'a> {
+pub(super) fn actor<'a>(caller: &'a Caller, request_id: &'a RequestId) -> Actor<'a> {
     Actor {
         caller,
         request_id: &request_id.0,
@@ -90,7 +90,7 @@ fn actor<'a>(caller: &'a Caller, request_id: &'a RequestId) -> Actor<'a> {
 
 /// Answers, recording the answer for replay when the request holds an
 /// idempotency key.
-async fn answer(
+pub(super) async fn answer(
     state: &AppState,
     held: Option<Held>,
     result: Result<(StatusCode, Value), Failure>,
@@ -136,7 +136,7 @@ fn success(status: StatusCode, body: Value) -> Response {
     response
 }
 
-fn replay(status: StatusCode, body: Value) -> Response {
+pub(super) fn replay(status: StatusCode, body: Value) -> Response {
     if status.is_client_error() || status.is_server_error() {
         problem_response(status, &body)
     } else {
@@ -145,7 +145,7 @@ fn replay(status: StatusCode, body: Value) -> Response {
 }
 
 /// Parses a JSON object body; an empty body is `{}` when `empty_ok`.
-fn json_object(body: &Bytes, empty_ok: bool) -> Result<Map<String, Value>, Problem> {
+pub(super) fn json_object(body: &Bytes, empty_ok: bool) -> Result<Map<String, Value>, Problem> {
     if body.iter().all(u8::is_ascii_whitespace) && empty_ok {
         return Ok(Map::new());
     }
@@ -159,7 +159,32 @@ fn json_object(body: &Bytes, empty_ok: bool) -> Result<Map<String, Value>, Probl
     }
 }
 
-fn unknown_fields(map: &Map<String, Value>, known: &[&str]) -> Vec<FieldError> {
+/// A body of `{"reason?": "string"}` (cancel, rollback, promote).
+pub(super) fn parse_reason_body(map: &Map<String, Value>) -> Result<Option<String>, Problem> {
+    let mut errors = unknown_fields(map, &["reason"]);
+    let reason = match map.get("reason") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(r)) if r.len() <= REASON_LIMIT => Some(r.clone()),
+        Some(Value::String(_)) => {
+            errors.push(FieldError::new(
+                "body/reason",
+                format!("at most {REASON_LIMIT} bytes"),
+            ));
+            None
+        }
+        Some(_) => {
+            errors.push(FieldError::new("body/reason", "expected a string"));
+            None
+        }
+    };
+    if errors.is_empty() {
+        Ok(reason)
+    } else {
+        Err(Problem::invalid(errors))
+    }
+}
+
+pub(super) fn unknown_fields(map: &Map<String, Value>, known: &[&str]) -> Vec<FieldError> {
     map.keys()
         .filter(|k| !known.contains(&k.as_str()))
         .map(|k| {
@@ -288,7 +313,11 @@ pub async fn create(
     Ok(answer(&state, held, result).await)
 }
 
-async fn fetch_row(state: &AppState, caller: &Caller, id: &str) -> sqlx::Result<Option<DeployRow>> {
+pub(super) async fn fetch_row(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> sqlx::Result<Option<DeployRow>> {
     Ok(
         lookups::deploy_in_scope(&state.db, id, &caller.workspace_strings())
             .await?
@@ -296,7 +325,7 @@ async fn fetch_row(state: &AppState, caller: &Caller, id: &str) -> sqlx::Result<
     )
 }
 
-fn parse_deploy_id(id: &str) -> Result<DeployId, Problem> {
+pub(super) fn parse_deploy_id(id: &str) -> Result<DeployId, Problem> {
     id.parse()
         .map_err(|_| Problem::not_found(format!("deploy {id} not found")))
 }
@@ -389,6 +418,16 @@ async fn detail_as_of(
     if !caller.workspaces.contains(&folded.row.workspace_id) {
         return Err(not_found());
     }
+    let mut folded = folded;
+    if folded.row.live {
+        // Live when it completed; still live at `as_of` unless another
+        // deploy of its entity went live since.
+        let release =
+            crate::read_model::releases::release_as_of(&state.db, &folded.row.entity_id, as_of)
+                .await
+                .map_err(|e| Problem::internal(format!("{e:#}")))?;
+        folded.row.live = release.live.is_some_and(|l| l.deploy_id == folded.row.id);
+    }
     let cancellation = match (folded.cancelled_at, folded.cancelled_by) {
         (Some(cancelled_at), Some(cancelled_by)) => Some(Cancellation {
             reason: folded.cancel_reason,
@@ -415,25 +454,7 @@ pub async fn cancel(
     let deploy_id = parse_deploy_id(&id)?;
     let id = deploy_id.to_string();
     let map = json_object(&body, true)?;
-    let mut errors = unknown_fields(&map, &["reason"]);
-    let reason = match map.get("reason") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(r)) if r.len() <= REASON_LIMIT => Some(r.clone()),
-        Some(Value::String(_)) => {
-            errors.push(FieldError::new(
-                "body/reason",
-                format!("at most {REASON_LIMIT} bytes"),
-            ));
-            None
-        }
-        Some(_) => {
-            errors.push(FieldError::new("body/reason", "expected a string"));
-            None
-        }
-    };
-    if !errors.is_empty() {
-        return Err(Problem::invalid(errors));
-    }
+    let reason = parse_reason_body(&map)?;
     if fetch_row(&state, &caller, &id).await?.is_none() {
         return Err(Problem::not_found(format!("deploy {id} not found")));
     }

@@ -172,13 +172,17 @@ pub struct CreateDeployRequest {
     app_id: Option<String>,
     /// Stored on the deploy; at most 16 KiB of JSON.
     metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    /// `production` or `preview`; by default production when the build is
+    /// of the entity's default version, else preview.
+    target: Option<crate::domain::Target>,
 }
 
-/// The body of `POST /api/deploys/{id}/cancel` (optional).
+/// The body of `POST /api/deploys/{id}/cancel`, `…/rollback` and
+/// `…/promote` (optional).
 #[derive(Debug, schemars::JsonSchema)]
 #[allow(dead_code)] // only its schema is used
 pub struct CancelRequest {
-    /// Why; kept in the event and shown on the detail.
+    /// Why; kept in the event (and, for a cancel, shown on the detail).
     reason: Option<String>,
 }
 

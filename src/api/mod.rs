@@ -13,6 +13,7 @@ pub mod idempotency;
 pub mod list;
 pub mod problem;
 pub mod ratelimit;
+pub mod releases;
 pub mod sites;
 pub mod ui;
 
@@ -242,6 +243,32 @@ fn api_routes() -> ApiRouter<AppState> {
                     .response_with::<404, Problem, _>(|r| r.description("Unknown, or outside the caller's workspaces"))
                     .response_with::<409, Problem, _>(|r| r.description("The deploy is already completed, failed or cancelled"))
                     .response_with::<422, Problem, _>(|r| r.description("The Idempotency-Key was used with another request"))
+            }),
+        )
+        .api_route(
+            "/api/deploys/{id}/rollback",
+            post_with(releases::rollback, |t| {
+                op(t, "Roll back to a deploy", "A new production deploy (trigger rollback, rollbackOf) of a completed production deploy that is not live now; stored files are reused. When it completes it goes live and pins production: later auto-deploys complete without going live until a promotion or a manual production deploy completes.")
+                    .input::<Json<CancelRequest>>()
+                    .response::<201, Json<crate::read_model::DeployRow>>()
+                    .response_with::<400, Problem, _>(|r| r.description("A bad body, named by pointer"))
+                    .response_with::<404, Problem, _>(|r| r.description("Unknown, or outside the caller's workspaces"))
+                    .response_with::<409, Problem, _>(|r| r.description("Not eligible, and why: not completed, not a production deploy, or live already (nothing is recorded)"))
+                    .response_with::<422, Problem, _>(|r| r.description("The Idempotency-Key was used with another request"))
+                    .response_with::<503, Problem, _>(|r| r.description("Recorded, but the read model is behind; see Retry-After"))
+            }),
+        )
+        .api_route(
+            "/api/deploys/{id}/promote",
+            post_with(releases::promote, |t| {
+                op(t, "Promote a deploy", "A new production deploy (trigger manual, promotedFrom) of a completed deploy of any target that is not live now; nothing is rebuilt. When it completes it goes live and unpins production.")
+                    .input::<Json<CancelRequest>>()
+                    .response::<201, Json<crate::read_model::DeployRow>>()
+                    .response_with::<400, Problem, _>(|r| r.description("A bad body, named by pointer"))
+                    .response_with::<404, Problem, _>(|r| r.description("Unknown, or outside the caller's workspaces"))
+                    .response_with::<409, Problem, _>(|r| r.description("Not eligible, and why: not completed, or live already (nothing is recorded)"))
+                    .response_with::<422, Problem, _>(|r| r.description("The Idempotency-Key was used with another request"))
+                    .response_with::<503, Problem, _>(|r| r.description("Recorded, but the read model is behind; see Retry-After"))
             }),
         )
         .api_route(

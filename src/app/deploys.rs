@@ -78,7 +78,10 @@ pub async fn create(
         }
         Err(e) => return Err(refused(e).into()),
     };
-    visible(s, head, &id).await?;
+    let superseded = super::releases::supersede_older(s.commands, new.id, &actor.meta())
+        .await
+        .map_err(Failed::after_commit)?;
+    visible(s, head.max(superseded), &id).await?;
     lookups::deploy_in_scope(s.db, &id, &actor.caller.workspace_strings())
         .await
         .map_err(Failed::after_commit)?
@@ -141,7 +144,7 @@ async fn resolve(s: Services<'_>, actor: Actor<'_>, source: &Source) -> Result<B
 }
 
 /// Waits until the `deploys` projection shows `head` (read-your-writes).
-async fn visible(s: Services<'_>, head: LogPosition, id: &str) -> Result<(), Failed> {
+pub(super) async fn visible(s: Services<'_>, head: LogPosition, id: &str) -> Result<(), Failed> {
     let shown = log::wait_for_checkpoint(
         s.db,
         s.signals,
@@ -159,7 +162,7 @@ async fn visible(s: Services<'_>, head: LogPosition, id: &str) -> Result<(), Fai
 }
 
 /// A refused deploy command, as the use case's refusal.
-fn refused(e: CommandError<DeployError>) -> Refusal {
+pub(super) fn refused(e: CommandError<DeployError>) -> Refusal {
     match e {
         CommandError::Domain(DeployError::NotFound) => Refusal::NotFound("deploy not found".into()),
         CommandError::Domain(DeployError::Terminal(status)) => Refusal::Conflict(format!(

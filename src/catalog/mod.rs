@@ -200,7 +200,13 @@ impl CatalogFeed {
             .deploy(&deploy_id.to_string(), command, &meta)
             .await
         {
-            Ok(head) => Ok(head),
+            Ok(head) => {
+                let superseded =
+                    crate::app::releases::supersede_older(&self.commands, deploy_id, &meta)
+                        .await
+                        .map_err(Rejection::Failed)?;
+                Ok(head.max(superseded))
+            }
             Err(CommandError::Domain(DeployError::AlreadyExists)) => Ok(LogPosition::START),
             Err(other) => Err(Rejection::Failed(anyhow::anyhow!(other.to_string()))),
         }

@@ -460,6 +460,7 @@ pub(super) async fn rebuild(tx: &mut PgConnection, events: &[StoredEvent]) -> an
                         workspace_id: d.row.workspace_id.to_string(),
                         live: None,
                         pinned_by: None,
+                        production_url: None,
                     },
                 ));
                 releases.len() - 1
@@ -467,6 +468,9 @@ pub(super) async fn rebuild(tx: &mut PgConnection, events: &[StoredEvent]) -> an
         };
         let row = &mut releases[at].1;
         row.pinned_by = release.pinned_by.map(|p| p.to_string());
+        if d.row.production_url.is_some() {
+            row.production_url = d.row.production_url.clone();
+        }
         if release.live {
             row.live = Some((
                 d.row.id.to_string(),
@@ -506,13 +510,14 @@ pub(super) async fn rebuild(tx: &mut PgConnection, events: &[StoredEvent]) -> an
         };
         sqlx::query(
             "INSERT INTO releases (entity_id, workspace_id, live_deploy_id, live_build_id, \
-                                   live_since, pinned_by) \
-             VALUES ($1, $2, $3, $4, $5, $6) \
+                                   live_since, pinned_by, production_url) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
              ON CONFLICT (entity_id) DO UPDATE \
              SET live_deploy_id = COALESCE(EXCLUDED.live_deploy_id, releases.live_deploy_id), \
                  live_build_id = COALESCE(EXCLUDED.live_build_id, releases.live_build_id), \
                  live_since = COALESCE(EXCLUDED.live_since, releases.live_since), \
-                 pinned_by = EXCLUDED.pinned_by",
+                 pinned_by = EXCLUDED.pinned_by, \
+                 production_url = COALESCE(EXCLUDED.production_url, releases.production_url)",
         )
         .bind(entity)
         .bind(&r.workspace_id)
@@ -520,6 +525,7 @@ pub(super) async fn rebuild(tx: &mut PgConnection, events: &[StoredEvent]) -> an
         .bind(build)
         .bind(since)
         .bind(&r.pinned_by)
+        .bind(&r.production_url)
         .execute(&mut *tx)
         .await?;
     }
@@ -532,4 +538,5 @@ struct ReleaseRow {
     workspace_id: String,
     live: Option<(String, String, chrono::DateTime<chrono::Utc>)>,
     pinned_by: Option<String>,
+    production_url: Option<String>,
 }

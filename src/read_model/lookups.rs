@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use sqlx::FromRow;
 
 use crate::domain::ids::{BuildId, EntityId, VersionId, WorkspaceId};
+use crate::domain::{DeployPolicy, Target};
 use crate::on_db;
 use crate::read_model::{DeployRow, StepRow, DEPLOY_COLUMNS};
 use crate::store::bind::{any_of, TextList};
@@ -138,6 +139,38 @@ pub async fn pinned_by(db: &Db, entity: &str) -> sqlx::Result<Option<String>> {
     .map(Option::flatten)
 }
 
+/// The entity's deploy policy, if the entity is known.
+pub async fn deploy_policy(db: &Db, entity: &str) -> sqlx::Result<Option<DeployPolicy>> {
+    let policy: Option<String> = on_db!(db, pool => sqlx::query_scalar(
+        "SELECT deploy_policy FROM entities WHERE id = $1",
+    )
+    .bind(entity)
+    .fetch_optional(pool)
+    .await)?;
+    policy
+        .map(|p| p.parse().map_err(|e: String| sqlx::Error::Decode(e.into())))
+        .transpose()
+}
+
+/// The entity's pending deploys of `target` numbered before `than`'s.
+pub async fn older_pending_deploys(
+    db: &Db,
+    entity: &str,
+    target: Target,
+    than: u64,
+) -> sqlx::Result<Vec<String>> {
+    let than = i64::try_from(than).unwrap_or(i64::MAX);
+    on_db!(db, pool => sqlx::query_scalar(
+        "SELECT id FROM deploys WHERE entity_id = $1 AND target = $2 AND status = 'pending' \
+           AND sequence_number < $3 ORDER BY sequence_number",
+    )
+    .bind(entity)
+    .bind(target.as_str())
+    .bind(than)
+    .fetch_all(pool)
+    .await)
+}
+
 /// The workspace of entity `id`, if it is known.
 pub async fn entity_workspace(db: &Db, id: &str) -> sqlx::Result<Option<String>> {
     on_db!(db, pool => sqlx::query_scalar("SELECT workspace_id FROM entities WHERE id = $1")
@@ -146,11 +179,15 @@ pub async fn entity_workspace(db: &Db, id: &str) -> sqlx::Result<Option<String>>
         .await)
 }
 
-/// The entity's oldest deploy that has not finished.
+/// The deploy of the entity to drive next: one that runs already (one at
+/// a time per entity), else the oldest pending production deploy, else the
+/// oldest pending preview.
 pub async fn next_unfinished_deploy(db: &Db, entity: &str) -> sqlx::Result<Option<String>> {
     on_db!(db, pool => sqlx::query_scalar(
         "SELECT id FROM deploys WHERE entity_id = $1 AND status IN ('pending', 'running') \
-         ORDER BY sequence_number LIMIT 1",
+         ORDER BY CASE WHEN status = 'running' THEN 0 WHEN target = 'production' THEN 1 ELSE 2 END, \
+                  sequence_number \
+         LIMIT 1",
     )
     .bind(entity)
     .fetch_optional(pool)

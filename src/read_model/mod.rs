@@ -6,6 +6,7 @@ mod deploys;
 pub mod fold;
 pub mod list;
 pub mod lookups;
+pub mod releases;
 mod row;
 
 use std::sync::Arc;

@@ -301,6 +301,31 @@ pub async fn read_stream<'a>(
     Ok(rows.into_iter().map(EventRow::upcast).collect())
 }
 
+/// The `DeployCompleted` events of these deploys recorded up to `until`,
+/// in log order: what an entity's release was at an instant is their fold
+/// (`read_model::releases`).
+pub async fn completions_until<'a>(
+    conn: impl Into<Conn<'a>>,
+    deploys: &[String],
+    until: DateTime<Utc>,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    let conn = conn.into();
+    let sql = format!(
+        "SELECT {} FROM events \
+         WHERE aggregate_type = 'Deploy' AND event_type = 'DeployCompleted' AND {} \
+           AND recorded_at <= $2 \
+         ORDER BY tx_id, position",
+        event_columns(conn.engine()),
+        crate::store::bind::any_of(conn.engine(), "aggregate_id", 1)
+    );
+    let rows: Vec<EventRow> = on_conn!(conn, c => sqlx::query_as(&sql)
+        .bind(TextList(deploys))
+        .bind(until)
+        .fetch_all(c)
+        .await?);
+    Ok(rows.into_iter().map(EventRow::upcast).collect())
+}
+
 /// Where the last event of a stream sits in the log.
 pub async fn stream_head<'a>(
     conn: impl Into<Conn<'a>>,

@@ -66,6 +66,27 @@ impl Worker {
         self.scan(ctx).await
     }
 
+    /// The manifest of the deploy a rollback or promotion redeploys, saved
+    /// as this deploy's, when this worker has it (`None`: scan instead).
+    async fn reuse_source_manifest(
+        &self,
+        created: &DeployCreated,
+        ctx: &StepContext,
+    ) -> Result<Option<Manifest>, StepError> {
+        let Some(source) = created.rollback_of.or(created.promoted_from) else {
+            return Ok(None);
+        };
+        let data_dir = &self.settings.data_dir;
+        let Some(manifest) =
+            load_manifest(data_dir, &source).map_err(|e| StepError::transient(format!("{e:#}")))?
+        else {
+            return Ok(None);
+        };
+        save_manifest(data_dir, &ctx.deploy_id, &manifest)
+            .map_err(|e| StepError::transient(format!("{e:#}")))?;
+        Ok(Some(manifest))
+    }
+
     /// Scans the build's files and saves the manifest.
     async fn scan(&self, ctx: &StepContext) -> Result<Manifest, StepError> {
         let dir = ctx.artifact_dir.clone();
@@ -87,9 +108,14 @@ impl Worker {
         let ctx = self.context(created).await?;
         match step {
             StepName::Prepare => {
-                // Always a fresh scan: a retried prepare sees the files as
+                // A rollback or promotion reuses its source's manifest (the
+                // same build, whose files are stored already); otherwise
+                // always a fresh scan: a retried prepare sees the files as
                 // they are now.
-                let manifest = self.scan(&ctx).await?;
+                let manifest = match self.reuse_source_manifest(created, &ctx).await? {
+                    Some(manifest) => manifest,
+                    None => self.scan(&ctx).await?,
+                };
                 let bytes: u64 = manifest.files.values().map(|f| f.size).sum();
                 Ok(Some(
                     json!({ "files": manifest.files.len(), "bytes": bytes }),

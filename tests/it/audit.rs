@@ -94,11 +94,13 @@ fn step(name: &str, done: bool) -> DeployCommand {
 }
 
 /// Deploys in every state: pending, running mid-step, completed, failed,
-/// cancelled while pending, cancelled while a step ran (then discarded).
+/// cancelled while pending, cancelled while a step ran (then discarded),
+/// a later completion that took `live` from the first, and a completed
+/// rollback to the first (live again, production pinned).
 async fn histories(app: &TestApp) -> Vec<String> {
     let seeded = app.seed_app(WS).await;
     let mut ids = Vec::new();
-    for _ in 0..6 {
+    for _ in 0..7 {
         ids.push(
             app.create(&seeded.build).await["id"]
                 .as_str()
@@ -118,7 +120,20 @@ async fn histories(app: &TestApp) -> Vec<String> {
         pinned_by: None,
         at: now(),
     });
-    drive(app, &ids[2], all).await;
+    drive(app, &ids[2], all.clone()).await;
+    drive(app, &ids[6], all.clone()).await;
+    let rollback = app
+        .post(
+            &format!("/api/deploys/{}/rollback", ids[2]),
+            &app.token,
+            json!({"reason": "bad release"}),
+        )
+        .await;
+    assert_eq!(rollback.status(), StatusCode::CREATED);
+    let rollback: Value = rollback.json().await.unwrap();
+    let rollback = rollback["id"].as_str().unwrap().to_string();
+    drive(app, &rollback, all).await;
+    ids.push(rollback);
     drive(
         app,
         &ids[3],
@@ -165,6 +180,7 @@ async fn dump(app: &TestApp) -> Vec<String> {
         ("deploy_steps", "deploy_id, ordinal"),
         ("entities", "id"),
         ("builds", "id"),
+        ("releases", "entity_id"),
     ] {
         let sql = match &app.db {
             Db::Postgres(_) => {
@@ -198,12 +214,12 @@ async fn shape(app: &TestApp) -> Vec<String> {
     let sql = app.db.pick(
         "SELECT c.relname || ' ' || i.relname || ' ' || pg_get_indexdef(i.oid) FROM pg_index x \
          JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class c ON c.oid = x.indrelid \
-         WHERE c.relname IN ('deploys', 'deploy_steps', 'entities', 'builds') \
+         WHERE c.relname IN ('deploys', 'deploy_steps', 'entities', 'builds', 'releases') \
          UNION ALL SELECT conrelid::regclass::text || ' ' || conname || ' ' || pg_get_constraintdef(oid) \
-         FROM pg_constraint WHERE conrelid::regclass::text IN ('deploys', 'deploy_steps', 'entities', 'builds') \
+         FROM pg_constraint WHERE conrelid::regclass::text IN ('deploys', 'deploy_steps', 'entities', 'builds', 'releases') \
          ORDER BY 1",
         "SELECT tbl_name || ' ' || name || ' ' || coalesce(sql, '') FROM sqlite_master \
-         WHERE tbl_name IN ('deploys', 'deploy_steps', 'entities', 'builds') ORDER BY 1",
+         WHERE tbl_name IN ('deploys', 'deploy_steps', 'entities', 'builds', 'releases') ORDER BY 1",
     );
     deployd::on_db!(&app.db, pool => sqlx::query_scalar(sql).fetch_all(pool).await.unwrap())
 }

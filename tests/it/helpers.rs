@@ -344,6 +344,29 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Waits until the deploy list with these parameters shows a deploy;
+    /// returns the first one's id.
+    pub async fn wait_list(&self, params: &[(&str, &str)]) -> String {
+        for _ in 0..600 {
+            let page: Value = self
+                .client
+                .get(self.url("/api/deploys"))
+                .bearer_auth(&self.token)
+                .query(params)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if let Some(id) = page["data"][0]["id"].as_str() {
+                return id.to_string();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no deploy listed for {params:?} within 30 s");
+    }
+
     /// Creates a deploy of `build` as alice; returns the row.
     pub async fn create(&self, build: &str) -> Value {
         let response = self

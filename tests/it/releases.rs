@@ -235,8 +235,264 @@ async fn a_preview_deploy_never_goes_live_and_target_is_set_at_create_or_default
     app.stop().await;
 }
 
+/// The text the URL serves.
+async fn body(app: &TestApp, url: &str) -> String {
+    app.client
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// Files in the local content-addressed store.
+fn blobs(app: &TestApp) -> usize {
+    fn walk(dir: &std::path::Path) -> usize {
+        std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| {
+                        if e.path().is_dir() {
+                            walk(&e.path())
+                        } else {
+                            1
+                        }
+                    })
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+    walk(&app.data_dir.path().join("blobs"))
+}
+
+/// The entity's release row: (live deploy, pinned by).
+async fn release_row(app: &TestApp, entity: &str) -> (Option<String>, Option<String>) {
+    deployd::on_db!(&app.db, pool => sqlx::query_as(
+        "SELECT live_deploy_id, pinned_by FROM releases WHERE entity_id = $1",
+    )
+    .bind(entity)
+    .fetch_one(pool)
+    .await
+    .unwrap())
+}
+
+async fn a_rollback_goes_live_and_pins_production_until_a_promotion() {
+    let app = TestApp::spawn_with_worker().await;
+    let seeded = app.seed_app(WS).await;
+    let first = app.create(&seeded.build).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.wait_status(&first, "completed").await;
+    let second_build = app
+        .seed_build(&seeded, &[("index.html", "<h1>second</h1>")])
+        .await;
+    let second = app.create(&second_build).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.wait_status(&second, "completed").await;
+    let production = app.url(&format!("/live/{}/", seeded.app));
+    assert_eq!(body(&app, &production).await, "<h1>second</h1>");
+    let stored = blobs(&app);
+
+    // Back to the first.
+    let r = app
+        .post(
+            &format!("/api/deploys/{first}/rollback"),
+            &app.token,
+            json!({"reason": "bad release"}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let rollback: Value = r.json().await.unwrap();
+    assert_eq!(rollback["trigger"], "rollback");
+    assert_eq!(rollback["target"], "production");
+    assert_eq!(rollback["rollbackOf"], first.as_str());
+    assert_eq!(rollback["buildId"], seeded.build.as_str());
+    assert_eq!(rollback["createdBy"], "alice");
+    let rollback = rollback["id"].as_str().unwrap().to_string();
+    let done = app.wait_status(&rollback, "completed").await;
+    assert_eq!(done["live"], true);
+    assert_eq!(app.detail(&second).await["live"], false);
+    assert_eq!(
+        body(&app, &production).await,
+        format!("<h1>{}</h1>", seeded.build)
+    );
+    // Its files were stored already: nothing was copied again.
+    assert_eq!(blobs(&app), stored);
+    assert_eq!(
+        release_row(&app, &seeded.app).await,
+        (Some(rollback.clone()), Some(rollback.clone()))
+    );
+    // Who and why are in the events.
+    let events: Vec<Value> = app
+        .get(&format!("/api/deploys/{rollback}/events"), &app.token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(events[0]["actor"], "alice");
+    assert_eq!(events[0]["data"]["reason"], "bad release");
+    assert_eq!(events[0]["data"]["rollbackOf"], first.as_str());
+    let completed = events.last().unwrap();
+    assert_eq!(completed["type"], "DeployCompleted");
+    assert_eq!(
+        completed["data"]["release"],
+        json!({"live": true, "pinnedBy": rollback})
+    );
+
+    // Auto-deploys keep arriving: they complete without going live.
+    let mut entity = entity_doc(WS, &seeded.app, Some(&seeded.version));
+    entity["occurredAt"] = json!("2026-11-27T10:00:30Z");
+    entity["entity"]["autoDeploy"] = json!(true);
+    assert_eq!(app.import(&[entity]).await.rejected, 0);
+    let third_build = app
+        .seed_build(&seeded, &[("index.html", "<h1>third</h1>")])
+        .await;
+    let auto = app
+        .wait_list(&[("trigger", "auto"), ("build_id", third_build.as_str())])
+        .await;
+    let auto_done = app.wait_status(&auto, "completed").await;
+    assert_eq!(auto_done["live"], false);
+    assert_eq!(auto_done["productionUrl"], production.as_str());
+    assert_eq!(
+        body(&app, &production).await,
+        format!("<h1>{}</h1>", seeded.build)
+    );
+    assert_eq!(
+        release_row(&app, &seeded.app).await,
+        (Some(rollback.clone()), Some(rollback.clone()))
+    );
+
+    // A promotion of it goes live and unpins.
+    let r = app
+        .post(
+            &format!("/api/deploys/{auto}/promote"),
+            &app.token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let promoted: Value = r.json().await.unwrap();
+    assert_eq!(promoted["trigger"], "manual");
+    assert_eq!(promoted["promotedFrom"], auto.as_str());
+    assert_eq!(promoted["buildId"], third_build.as_str());
+    let promoted = promoted["id"].as_str().unwrap().to_string();
+    assert_eq!(app.wait_status(&promoted, "completed").await["live"], true);
+    assert_eq!(body(&app, &production).await, "<h1>third</h1>");
+    assert_eq!(
+        release_row(&app, &seeded.app).await,
+        (Some(promoted.clone()), None)
+    );
+    assert_eq!(live_ids(&app, &seeded.app).await, vec![promoted]);
+    app.stop().await;
+}
+
+/// Drives a deploy to completion without a worker.
+async fn complete_now(app: &TestApp, id: &str) {
+    let commands = Commands::new(app.db.clone());
+    run_steps(&commands, id).await;
+    let head = commands
+        .deploy(id, complete(), &CommandMeta::system("req_test"))
+        .await
+        .unwrap();
+    projected(app, head).await;
+}
+
+async fn refused_rollbacks_and_promotions_say_why_and_record_nothing() {
+    let app = TestApp::spawn().await;
+    let seeded = app.seed_app(WS).await;
+    let pending = app.create(&seeded.build).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let events = || count(&app.db, "SELECT count(*) FROM events");
+    let before = events().await;
+    let conflict = |action: &'static str, id: String, why: &'static str| {
+        let app = &app;
+        async move {
+            let r = app
+                .post(
+                    &format!("/api/deploys/{id}/{action}"),
+                    &app.token,
+                    json!({}),
+                )
+                .await;
+            let body = problem(r, StatusCode::CONFLICT).await;
+            let detail = body["detail"].as_str().unwrap();
+            assert!(detail.contains(why), "{action} {id}: {detail}");
+        }
+    };
+    conflict("rollback", pending.clone(), "is pending").await;
+    conflict("promote", pending.clone(), "is pending").await;
+    assert_eq!(events().await, before);
+
+    complete_now(&app, &pending).await;
+    let before = events().await;
+    conflict("rollback", pending.clone(), "live already").await;
+    conflict("promote", pending.clone(), "live already").await;
+
+    let preview = app
+        .post(
+            "/api/deploys",
+            &app.token,
+            json!({"buildId": seeded.build, "target": "preview"}),
+        )
+        .await;
+    let preview: Value = preview.json().await.unwrap();
+    let preview = preview["id"].as_str().unwrap().to_string();
+    complete_now(&app, &preview).await;
+    let before_preview = events().await;
+    conflict("rollback", preview.clone(), "preview").await;
+    assert_eq!(events().await, before_preview);
+    assert!(before_preview > before);
+
+    // Another workspace's deploy, a malformed id: 404. A bad body: 400.
+    let r = app
+        .post(
+            &format!("/api/deploys/{pending}/rollback"),
+            &app.other_token,
+            json!({}),
+        )
+        .await;
+    problem(r, StatusCode::NOT_FOUND).await;
+    let r = app
+        .post("/api/deploys/dep_nope/promote", &app.token, json!({}))
+        .await;
+    problem(r, StatusCode::NOT_FOUND).await;
+    let r = app
+        .post(
+            &format!("/api/deploys/{pending}/rollback"),
+            &app.token,
+            json!({"reason": 7, "why": "x"}),
+        )
+        .await;
+    let body = problem(r, StatusCode::BAD_REQUEST).await;
+    let mut bad = pointers(&body);
+    bad.sort();
+    assert_eq!(bad, vec!["body/reason", "body/why"]);
+    assert_eq!(events().await, before_preview);
+
+    // The preview can be promoted.
+    let r = app
+        .post(
+            &format!("/api/deploys/{preview}/promote"),
+            &app.token,
+            json!({"reason": "ship it"}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    app.stop().await;
+}
+
 crate::backend_tests!(
     two_production_deploys_completing_at_once_leave_exactly_one_live,
     a_completed_production_deploy_replaces_the_live_one_and_old_previews_keep_serving,
     a_preview_deploy_never_goes_live_and_target_is_set_at_create_or_defaulted,
+    a_rollback_goes_live_and_pins_production_until_a_promotion,
+    refused_rollbacks_and_promotions_say_why_and_record_nothing,
 );
