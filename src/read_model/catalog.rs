@@ -36,6 +36,7 @@ impl Projection for CatalogProjection {
                 .bind(e.default_version_id.map(|v| v.to_string()))
                 .bind(e.auto_deploy)
                 .bind(e.occurred_at)
+                .bind(e.deploy_policy.as_str())
                 .execute(c)
                 .await
                 .map(drop))?;

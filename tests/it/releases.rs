@@ -489,10 +489,147 @@ async fn refused_rollbacks_and_promotions_say_why_and_record_nothing() {
     app.stop().await;
 }
 
+/// Sets the entity's deploy policy (a newer upstream document).
+fn with_policy(seeded: &Seeded, policy: &str) -> Value {
+    let mut entity = entity_doc(WS, &seeded.app, Some(&seeded.version));
+    entity["occurredAt"] = json!("2026-11-27T10:00:30Z");
+    entity["entity"]["deployPolicy"] = json!(policy);
+    entity
+}
+
+async fn under_latest_older_pending_deploys_of_the_target_are_superseded_and_running_ones_are_not()
+{
+    let app = TestApp::spawn().await;
+    let seeded = app.seed_app(WS).await;
+    assert_eq!(
+        app.import(&[with_policy(&seeded, "latest")]).await.rejected,
+        0
+    );
+    let id = |v: Value| v["id"].as_str().unwrap().to_string();
+    let running = id(app.create(&seeded.build).await);
+    let head = Commands::new(app.db.clone())
+        .deploy(
+            &running,
+            DeployCommand::Start { at: Utc::now() },
+            &CommandMeta::system("req_test"),
+        )
+        .await
+        .unwrap();
+    projected(&app, head).await;
+    let older = id(app.create(&seeded.build).await);
+    let preview = app
+        .post(
+            "/api/deploys",
+            &app.token,
+            json!({"buildId": seeded.build, "target": "preview"}),
+        )
+        .await;
+    assert_eq!(preview.status(), StatusCode::CREATED);
+    let preview = id(preview.json().await.unwrap());
+    let newest = id(app.create(&seeded.build).await);
+
+    let superseded = app.detail(&older).await;
+    assert_eq!(superseded["status"], "cancelled");
+    assert_eq!(superseded["supersededBy"], newest.as_str());
+    assert_eq!(superseded["cancellation"]["cancelledBy"], "system");
+    assert_eq!(
+        superseded["cancellation"]["reason"],
+        format!("superseded by {newest}")
+    );
+    assert_eq!(app.detail(&running).await["status"], "running");
+    assert_eq!(app.detail(&preview).await["status"], "pending");
+    assert_eq!(app.detail(&newest).await["status"], "pending");
+    let events: Vec<Value> = app
+        .get(&format!("/api/deploys/{older}/events"), &app.token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let cancelled = events.last().unwrap();
+    assert_eq!(cancelled["type"], "DeployCancelled");
+    assert_eq!(cancelled["actor"], "system");
+    assert_eq!(cancelled["data"]["supersededBy"], newest.as_str());
+    // Filterable.
+    let page: Value = app
+        .client
+        .get(app.url("/api/deploys"))
+        .bearer_auth(&app.token)
+        .query(&[(
+            "filter",
+            json!({"supersededBy": {"eq": newest}}).to_string(),
+        )])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["pageInfo"]["total"], 1, "{page}");
+
+    // Under queue (the default) nothing is superseded.
+    assert_eq!(
+        app.import(&[{
+            let mut doc = with_policy(&seeded, "queue");
+            doc["occurredAt"] = json!("2026-11-27T10:00:40Z");
+            doc
+        }])
+        .await
+        .rejected,
+        0
+    );
+    let after = id(app.create(&seeded.build).await);
+    assert_eq!(app.detail(&newest).await["status"], "pending");
+    assert_eq!(app.detail(&after).await["status"], "pending");
+
+    // An unknown policy is refused, naming it.
+    let mut bad = with_policy(&seeded, "sometimes");
+    bad["occurredAt"] = json!("2026-11-27T10:00:50Z");
+    let feed =
+        deployd::catalog::CatalogFeed::new(std::sync::Arc::new(Commands::new(app.db.clone())));
+    let mut errors = Vec::new();
+    let report = deployd::catalog::import(&feed, format!("{bad}\n").as_bytes(), &mut errors)
+        .await
+        .unwrap();
+    assert_eq!(report.rejected, 1);
+    let errors = String::from_utf8(errors).unwrap();
+    assert!(errors.contains("entity/deployPolicy"), "{errors}");
+    app.stop().await;
+}
+
+async fn a_worker_starts_a_pending_production_deploy_before_an_older_preview() {
+    let app = TestApp::spawn().await;
+    let seeded = app.seed_app(WS).await;
+    let preview = app
+        .post(
+            "/api/deploys",
+            &app.token,
+            json!({"buildId": seeded.build, "target": "preview"}),
+        )
+        .await;
+    let preview: Value = preview.json().await.unwrap();
+    let preview = preview["id"].as_str().unwrap().to_string();
+    let production = app.create(&seeded.build).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut app = app;
+    app.options.worker = true;
+    let app = app.restart().await;
+    let production = app.wait_status(&production, "completed").await;
+    let preview = app.wait_status(&preview, "completed").await;
+    assert!(
+        production["completedAt"].as_str().unwrap() <= preview["startedAt"].as_str().unwrap(),
+        "{production} {preview}"
+    );
+    app.stop().await;
+}
+
 crate::backend_tests!(
     two_production_deploys_completing_at_once_leave_exactly_one_live,
     a_completed_production_deploy_replaces_the_live_one_and_old_previews_keep_serving,
     a_preview_deploy_never_goes_live_and_target_is_set_at_create_or_defaulted,
     a_rollback_goes_live_and_pins_production_until_a_promotion,
     refused_rollbacks_and_promotions_say_why_and_record_nothing,
+    under_latest_older_pending_deploys_of_the_target_are_superseded_and_running_ones_are_not,
+    a_worker_starts_a_pending_production_deploy_before_an_older_preview,
 );
