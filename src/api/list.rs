@@ -12,7 +12,7 @@ use crate::store::tokens::Caller;
 /// The key cursors are signed with, for this caller: the installation's key
 /// bound to the caller's workspaces, so a cursor only works for a caller
 /// who sees the same rows it was made from.
-fn scoped_key(key: &[u8], caller: &Caller) -> Vec<u8> {
+pub(super) fn scoped_key(key: &[u8], caller: &Caller) -> Vec<u8> {
     let mut scope = caller.workspace_strings();
     scope.sort();
     let mut hash = Sha256::new();

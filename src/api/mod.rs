@@ -7,6 +7,7 @@
 //! - [`ui`]: the web dashboard at `/ui/`.
 
 pub mod auth;
+pub mod catalog;
 pub mod deploys;
 pub mod docs;
 pub mod idempotency;
@@ -243,6 +244,39 @@ fn api_routes() -> ApiRouter<AppState> {
                     .response_with::<404, Problem, _>(|r| r.description("Unknown, or outside the caller's workspaces"))
                     .response_with::<409, Problem, _>(|r| r.description("The deploy is already completed, failed or cancelled"))
                     .response_with::<422, Problem, _>(|r| r.description("The Idempotency-Key was used with another request"))
+            }),
+        )
+        .api_route(
+            "/api/entities",
+            get_with(catalog::entities, |t| {
+                op(t, "List entities", "Apps and functions with what is live and whether production is pinned; keyset pages in id order.")
+                    .response::<200, Json<crate::read_model::catalog_pages::Page<crate::read_model::catalog_pages::EntityView>>>()
+                    .response_with::<400, Problem, _>(|r| r.description("A bad parameter, named by pointer"))
+            }),
+        )
+        .api_route(
+            "/api/entities/{id}",
+            get_with(catalog::entity, |t| {
+                op(t, "Get an entity", "An app or function with its release; with asOf, as the log stood at that instant (what was live then).")
+                    .response::<200, Json<crate::read_model::catalog_pages::EntityView>>()
+                    .response_with::<400, Problem, _>(|r| r.description("A bad asOf"))
+                    .response_with::<404, Problem, _>(|r| r.description("Unknown, outside the caller's workspaces, or not yet existing at asOf"))
+            }),
+        )
+        .api_route(
+            "/api/builds",
+            get_with(catalog::builds, |t| {
+                op(t, "List builds", "Builds, newest first; keyset pages.")
+                    .response::<200, Json<crate::read_model::catalog_pages::Page<crate::read_model::catalog_pages::BuildView>>>()
+                    .response_with::<400, Problem, _>(|r| r.description("A bad parameter, named by pointer"))
+            }),
+        )
+        .api_route(
+            "/api/builds/{id}",
+            get_with(catalog::build, |t| {
+                op(t, "Get a build", "A build as upstream reported it.")
+                    .response::<200, Json<crate::read_model::catalog_pages::BuildView>>()
+                    .response_with::<404, Problem, _>(|r| r.description("Unknown, or outside the caller's workspaces"))
             }),
         )
         .api_route(

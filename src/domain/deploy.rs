@@ -19,6 +19,9 @@ use crate::domain::{DeployStatus, StepStatus, Target, Trigger};
 pub const STEPS: &[&str] = &["prepare", "upload", "promote"];
 
 /// What can be asked of a deploy.
+// `Create` is the large one (a rollback's source came with it); commands
+// are short-lived values, and boxing it would change every construction.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum DeployCommand {
     Create(CreateDeploy),

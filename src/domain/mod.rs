@@ -115,6 +115,8 @@ string_enum!(
     }
 );
 
+// The variants come from `string_enum!`, which cannot mark one `#[default]`.
+#[allow(clippy::derivable_impls)]
 impl Default for DeployPolicy {
     fn default() -> Self {
         DeployPolicy::Queue

@@ -2,6 +2,7 @@
 //! them from the event log.
 
 mod catalog;
+pub mod catalog_pages;
 mod deploys;
 pub mod fold;
 pub mod list;

@@ -624,6 +624,236 @@ async fn a_worker_starts_a_pending_production_deploy_before_an_older_preview() {
     app.stop().await;
 }
 
+async fn get_json(app: &TestApp, path: &str, token: &str, query: &[(&str, &str)]) -> Value {
+    let r = app
+        .client
+        .get(app.url(path))
+        .bearer_auth(token)
+        .query(query)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{path} {query:?}");
+    r.json().await.unwrap()
+}
+
+fn ids_of(page: &Value) -> Vec<String> {
+    page["data"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{page}"))
+        .iter()
+        .map(|d| d["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Walks a list forward page by page, then back from the end; returns the
+/// ids in order, checked to be the same both ways.
+async fn walk(app: &TestApp, path: &str, query: &[(&str, &str)]) -> Vec<String> {
+    let mut forward = Vec::new();
+    let mut after: Option<String> = None;
+    let mut last: Value;
+    loop {
+        let mut q: Vec<(&str, &str)> = query.to_vec();
+        q.push(("limit", "2"));
+        if let Some(a) = &after {
+            q.push(("after", a));
+        }
+        let page = get_json(app, path, &app.token, &q).await;
+        assert_eq!(
+            page["pageInfo"]["hasPreviousPage"],
+            after.is_some(),
+            "{page}"
+        );
+        forward.extend(ids_of(&page));
+        let next = page["pageInfo"]["hasNextPage"].as_bool().unwrap();
+        last = page.clone();
+        if !next {
+            break;
+        }
+        after = page["pageInfo"]["endCursor"].as_str().map(str::to_string);
+    }
+    let mut backward = Vec::new();
+    let mut before = last["pageInfo"]["startCursor"].as_str().map(str::to_string);
+    backward.extend(ids_of(&last).into_iter().rev());
+    while let Some(b) = before.clone() {
+        let mut q: Vec<(&str, &str)> = query.to_vec();
+        q.push(("limit", "2"));
+        q.push(("before", &b));
+        let page = get_json(app, path, &app.token, &q).await;
+        backward.extend(ids_of(&page).into_iter().rev());
+        before = if page["pageInfo"]["hasPreviousPage"] == true {
+            page["pageInfo"]["startCursor"].as_str().map(str::to_string)
+        } else {
+            None
+        };
+    }
+    backward.reverse();
+    assert_eq!(forward, backward);
+    forward
+}
+
+async fn entities_and_builds_are_listed_in_keyset_pages_and_an_entity_says_what_was_live_when() {
+    let app = TestApp::spawn_with_worker().await;
+    let mut apps = Vec::new();
+    for _ in 0..3 {
+        apps.push(app.seed_app(WS).await);
+    }
+    let other = app.seed_app(OTHER_WS).await;
+    let seeded = &apps[0];
+    let extra = app
+        .seed_build(seeded, &[("index.html", "<h1>two</h1>")])
+        .await;
+
+    // Entities: in id order, only the caller's, walked both ways.
+    let mut expected: Vec<String> = apps.iter().map(|a| a.app.clone()).collect();
+    expected.sort();
+    assert_eq!(walk(&app, "/api/entities", &[]).await, expected);
+    let page = get_json(&app, "/api/entities", &app.token, &[("kind", "app")]).await;
+    assert_eq!(page["pageInfo"]["total"], 3);
+    let page = get_json(&app, "/api/entities", &app.token, &[("kind", "function")]).await;
+    assert_eq!(page["pageInfo"]["total"], 0);
+
+    // Builds: newest first, by entity, walked both ways.
+    let builds = walk(&app, "/api/builds", &[("entity_id", seeded.app.as_str())]).await;
+    assert_eq!(builds.len(), 2);
+    assert!(builds.contains(&extra) && builds.contains(&seeded.build));
+    let all = walk(&app, "/api/builds", &[]).await;
+    assert_eq!(all.len(), 4);
+    let build = get_json(&app, &format!("/api/builds/{extra}"), &app.token, &[]).await;
+    assert_eq!(build["entityId"], seeded.app.as_str());
+    assert_eq!(build["status"], "succeeded");
+    assert_eq!(build["branch"], "main");
+
+    // What is live, now and at an instant.
+    let entity = get_json(
+        &app,
+        &format!("/api/entities/{}", seeded.app),
+        &app.token,
+        &[],
+    )
+    .await;
+    assert!(entity["live"].is_null(), "{entity}");
+    assert_eq!(entity["pinned"], false);
+    assert_eq!(entity["deployPolicy"], "queue");
+    let first = app.create(&seeded.build).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.wait_status(&first, "completed").await;
+    let between = Utc::now().to_rfc3339();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let second = app.create(&extra).await["id"].as_str().unwrap().to_string();
+    app.wait_status(&second, "completed").await;
+    let rollback: Value = app
+        .post(
+            &format!("/api/deploys/{first}/rollback"),
+            &app.token,
+            json!({}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let rollback = rollback["id"].as_str().unwrap().to_string();
+    app.wait_status(&rollback, "completed").await;
+    let now = get_json(
+        &app,
+        &format!("/api/entities/{}", seeded.app),
+        &app.token,
+        &[],
+    )
+    .await;
+    assert_eq!(now["live"]["deployId"], rollback.as_str());
+    assert_eq!(now["live"]["buildId"], seeded.build.as_str());
+    assert_eq!(now["pinned"], true);
+    assert_eq!(now["pinnedBy"], rollback.as_str());
+    assert_eq!(
+        now["productionUrl"],
+        app.url(&format!("/live/{}/", seeded.app)).as_str()
+    );
+    let then = get_json(
+        &app,
+        &format!("/api/entities/{}", seeded.app),
+        &app.token,
+        &[("asOf", between.as_str())],
+    )
+    .await;
+    assert_eq!(then["live"]["deployId"], first.as_str(), "{then}");
+    assert_eq!(then["pinned"], false);
+    // asOf now folds to the read model's answer.
+    let folded = get_json(
+        &app,
+        &format!("/api/entities/{}", seeded.app),
+        &app.token,
+        &[("asOf", Utc::now().to_rfc3339().as_str())],
+    )
+    .await;
+    assert_eq!(folded, now);
+    // The deploy detail's asOf agrees on what was live.
+    let first_then = get_json(
+        &app,
+        &format!("/api/deploys/{first}"),
+        &app.token,
+        &[("asOf", between.as_str())],
+    )
+    .await;
+    assert_eq!(first_then["live"], true);
+    assert_eq!(app.detail(&first).await["live"], false);
+    let live = get_json(
+        &app,
+        "/api/deploys",
+        &app.token,
+        &[("filter", r#"{"live":{"eq":true}}"#)],
+    )
+    .await;
+    assert_eq!(ids_of(&live), vec![rollback.clone()]);
+
+    // Scope and bad input.
+    for path in [
+        format!("/api/entities/{}", other.app),
+        format!("/api/builds/{}", other.build),
+        "/api/entities/app_nope".to_string(),
+        "/api/builds/nope".to_string(),
+    ] {
+        problem(app.get(&path, &app.token).await, StatusCode::NOT_FOUND).await;
+    }
+    let before_it = get_json(
+        &app,
+        "/api/entities",
+        &app.token,
+        &[("workspace_id", OTHER_WS)],
+    )
+    .await;
+    assert_eq!(before_it["pageInfo"]["total"], 0);
+    let r = app
+        .get("/api/entities?kind=robot&limit=0&after=garbage", &app.token)
+        .await;
+    let body = problem(r, StatusCode::BAD_REQUEST).await;
+    let mut bad = pointers(&body);
+    bad.sort();
+    assert_eq!(bad, vec!["after", "kind", "limit"]);
+    let r = app.get("/api/builds?status=maybe", &app.token).await;
+    assert_eq!(
+        pointers(&problem(r, StatusCode::BAD_REQUEST).await),
+        vec!["status"]
+    );
+    // A cursor of another workspace scope does not open it up.
+    let page = get_json(&app, "/api/entities", &app.token, &[("limit", "1")]).await;
+    let cursor = page["pageInfo"]["endCursor"].as_str().unwrap();
+    let r = app
+        .get(&format!("/api/entities?after={cursor}"), &app.other_token)
+        .await;
+    problem(r, StatusCode::BAD_REQUEST).await;
+    let r = app
+        .get(
+            &format!("/api/entities/{}?asOf=2000-01-01T00:00:00Z", seeded.app),
+            &app.token,
+        )
+        .await;
+    problem(r, StatusCode::NOT_FOUND).await;
+    app.stop().await;
+}
+
 crate::backend_tests!(
     two_production_deploys_completing_at_once_leave_exactly_one_live,
     a_completed_production_deploy_replaces_the_live_one_and_old_previews_keep_serving,
@@ -632,4 +862,5 @@ crate::backend_tests!(
     refused_rollbacks_and_promotions_say_why_and_record_nothing,
     under_latest_older_pending_deploys_of_the_target_are_superseded_and_running_ones_are_not,
     a_worker_starts_a_pending_production_deploy_before_an_older_preview,
+    entities_and_builds_are_listed_in_keyset_pages_and_an_entity_says_what_was_live_when,
 );

@@ -25,7 +25,7 @@
 //! }
 //! ```
 
-mod cursor;
+pub(crate) mod cursor;
 pub mod filter;
 mod lower;
 pub mod order;
