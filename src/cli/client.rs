@@ -1,5 +1,6 @@
-//! `deployd deploys …`: a client of the API for people at a terminal.
-//! Tables by default, `--json` for scripts; `create --wait` follows the
+//! `deployd deploys …`, `deployd apps …`, `deployd builds …`: a client of
+//! the API for people at a terminal. Tables by default, `--json` for
+//! scripts; `create --wait` (and `rollback`/`promote --wait`) follows the
 //! deploy step by step and exits non-zero unless it completes.
 
 use std::io::Write;
@@ -58,6 +59,105 @@ pub enum DeploysCommand {
     },
     /// A deploy's events, in order.
     Events { id: String },
+    /// Go back to an earlier production deploy: a new deploy of its build
+    /// that goes live and pins production.
+    Rollback {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        /// Follow the new deploy until it ends.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Make a finished deploy (a preview, or one kept off production by a
+    /// pin) the production one; unpins production.
+    Promote {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        /// Follow the new deploy until it ends.
+        #[arg(long)]
+        wait: bool,
+    },
+}
+
+/// Where the server is and how to talk to it (the flags of `deploys`).
+#[derive(Debug, Args)]
+pub struct Connection {
+    /// The deployd server.
+    #[arg(
+        long,
+        env = "DEPLOYD_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    pub url: String,
+    /// A bearer token (`deployd token create`).
+    #[arg(long, env = "DEPLOYD_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    /// Print the API's JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AppsArgs {
+    #[command(flatten)]
+    pub connection: Connection,
+    #[command(subcommand)]
+    pub command: AppsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AppsCommand {
+    /// List apps and functions with what is live.
+    List {
+        #[arg(long)]
+        workspace: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+        /// The `endCursor` of the previous page.
+        #[arg(long)]
+        after: Option<String>,
+    },
+    /// Show one app or function: what is live, since when, whether pinned.
+    Get {
+        id: String,
+        /// An RFC 3339 instant: what was live then.
+        #[arg(long)]
+        as_of: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct BuildsArgs {
+    #[command(flatten)]
+    pub connection: Connection,
+    #[command(subcommand)]
+    pub command: BuildsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BuildsCommand {
+    /// List builds, newest first.
+    List {
+        /// Only builds of this app or function.
+        #[arg(long)]
+        app: Option<String>,
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+        /// The `endCursor` of the previous page.
+        #[arg(long)]
+        after: Option<String>,
+    },
+    /// Show one build.
+    Get { id: String },
 }
 
 /// The list's parameters; each is the query parameter of the same meaning
@@ -274,7 +374,9 @@ fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
 
 fn deploy_rows(rows: &[Value]) -> String {
     table(
-        &["ID", "ENTITY", "#", "STATUS", "TRIGGER", "BUILD", "CREATED"],
+        &[
+            "ID", "ENTITY", "#", "STATUS", "TRIGGER", "TARGET", "LIVE", "BUILD", "CREATED",
+        ],
         &rows
             .iter()
             .map(|r| {
@@ -284,6 +386,8 @@ fn deploy_rows(rows: &[Value]) -> String {
                     "sequenceNumber",
                     "status",
                     "trigger",
+                    "target",
+                    "live",
                     "buildId",
                     "createdAt",
                 ]
@@ -304,6 +408,11 @@ fn deploy_detail(d: &Value) -> String {
         ("number", "sequenceNumber"),
         ("build", "buildId"),
         ("trigger", "trigger"),
+        ("target", "target"),
+        ("live", "live"),
+        ("rollback of", "rollbackOf"),
+        ("promoted", "promotedFrom"),
+        ("superseded", "supersededBy"),
         ("created by", "createdBy"),
         ("created", "createdAt"),
         ("started", "startedAt"),
@@ -435,8 +544,8 @@ async fn follow(client: &Client, id: &str, json_out: bool) -> anyhow::Result<Exi
     }
 }
 
-pub async fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
-    let token = match args.token.as_deref().map(str::trim) {
+fn client(url: &str, token: Option<String>) -> anyhow::Result<Client> {
+    let token = match token.as_deref().map(str::trim) {
         Some(token) if !token.is_empty() => token.to_string(),
         given => anyhow::bail!(
             "no token: DEPLOYD_TOKEN (or --token) is {}. Every request needs a bearer token; \
@@ -446,13 +555,205 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
             if given.is_some() { "empty" } else { "not set" }
         ),
     };
-    let client = Client {
+    Ok(Client {
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .build()?,
-        url: args.url.clone(),
+        url: url.to_string(),
         token,
+    })
+}
+
+/// The query of a list command: the given parameters only.
+fn query(params: Vec<(&'static str, Option<String>)>) -> Vec<(&'static str, String)> {
+    params
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect()
+}
+
+/// A page as a table and a line saying how many, and how to go on.
+fn page_text(p: &Value, what: &str, rows: impl Fn(&[Value]) -> String) -> String {
+    let data = p["data"].as_array().cloned().unwrap_or_default();
+    let info = &p["pageInfo"];
+    let mut out = rows(&data);
+    out.push_str(&format!(
+        "\n\n{} of {} {what}",
+        data.len(),
+        cell(&info["total"])
+    ));
+    if info["hasNextPage"] == true {
+        out.push_str(&format!(
+            "; next page: --after {}",
+            cell(&info["endCursor"])
+        ));
+    }
+    out
+}
+
+fn entity_rows(rows: &[Value]) -> String {
+    table(
+        &["ID", "NAME", "KIND", "POLICY", "LIVE", "SINCE", "PINNED"],
+        &rows
+            .iter()
+            .map(|r| {
+                vec![
+                    cell(&r["id"]),
+                    cell(&r["name"]),
+                    cell(&r["kind"]),
+                    cell(&r["deployPolicy"]),
+                    cell(&r["live"]["deployId"]),
+                    cell(&r["live"]["since"]),
+                    if r["pinned"] == true {
+                        format!("by {}", cell(&r["pinnedBy"]))
+                    } else {
+                        "no".into()
+                    },
+                ]
+            })
+            .collect::<Vec<_>>(),
+    )
+}
+
+fn entity_detail(e: &Value) -> String {
+    let mut out = String::new();
+    for (label, value) in [
+        ("id", &e["id"]),
+        ("name", &e["name"]),
+        ("kind", &e["kind"]),
+        ("workspace", &e["workspaceId"]),
+        ("version", &e["defaultVersionId"]),
+        ("auto-deploy", &e["autoDeploy"]),
+        ("policy", &e["deployPolicy"]),
+        ("production", &e["productionUrl"]),
+        ("live", &e["live"]["deployId"]),
+        ("live build", &e["live"]["buildId"]),
+        ("live since", &e["live"]["since"]),
+        ("pinned", &e["pinned"]),
+        ("pinned by", &e["pinnedBy"]),
+        ("updated", &e["updatedAt"]),
+    ] {
+        out.push_str(&format!("{label:<11} {}\n", cell(value)));
+    }
+    out.trim_end().to_string()
+}
+
+fn build_rows(rows: &[Value]) -> String {
+    table(
+        &[
+            "ID", "ENTITY", "STATUS", "VERSION", "BRANCH", "COMMIT", "CREATED",
+        ],
+        &rows
+            .iter()
+            .map(|r| {
+                [
+                    "id",
+                    "entityId",
+                    "status",
+                    "versionId",
+                    "branch",
+                    "commitSha",
+                    "createdAt",
+                ]
+                .iter()
+                .map(|k| cell(&r[*k]))
+                .collect()
+            })
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// A rollback or promotion as asked at the terminal.
+struct Release {
+    /// `rollback` or `promote` (the path's last part).
+    action: &'static str,
+    id: String,
+    reason: Option<String>,
+    idempotency_key: Option<String>,
+    wait: bool,
+}
+
+async fn release(client: &Client, ask: Release, json_out: bool) -> anyhow::Result<ExitCode> {
+    let body = match ask.reason {
+        Some(r) => json!({ "reason": r }),
+        None => json!({}),
     };
+    let path = format!("/api/deploys/{}/{}", ask.id, ask.action);
+    let mut request = client.http.post(client.endpoint(&path)).json(&body);
+    if let Some(key) = ask.idempotency_key {
+        request = request.header("Idempotency-Key", key);
+    }
+    let created = client.send(request).await?;
+    let new = created["id"].as_str().unwrap_or_default().to_string();
+    if ask.wait {
+        if !json_out {
+            eprintln!("created {new} ({} of {})", ask.action, ask.id);
+        }
+        return follow(client, &new, json_out).await;
+    }
+    print(json_out, &created, |c| deploy_rows(std::slice::from_ref(c)));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `deployd apps …`
+pub async fn run_apps(args: AppsArgs) -> anyhow::Result<ExitCode> {
+    let c = &args.connection;
+    let client = client(&c.url, c.token.clone())?;
+    match args.command {
+        AppsCommand::List {
+            workspace,
+            limit,
+            after,
+        } => {
+            let q = query(vec![
+                ("workspace_id", workspace),
+                ("limit", limit.map(|l| l.to_string())),
+                ("after", after),
+            ]);
+            let page = client.get("/api/entities", &q).await?;
+            print(c.json, &page, |p| {
+                page_text(p, "apps and functions", entity_rows)
+            });
+        }
+        AppsCommand::Get { id, as_of } => {
+            let q = query(vec![("asOf", as_of)]);
+            let e = client.get(&format!("/api/entities/{id}"), &q).await?;
+            print(c.json, &e, entity_detail);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `deployd builds …`
+pub async fn run_builds(args: BuildsArgs) -> anyhow::Result<ExitCode> {
+    let c = &args.connection;
+    let client = client(&c.url, c.token.clone())?;
+    match args.command {
+        BuildsCommand::List {
+            app,
+            status,
+            limit,
+            after,
+        } => {
+            let q = query(vec![
+                ("entity_id", app),
+                ("status", status),
+                ("limit", limit.map(|l| l.to_string())),
+                ("after", after),
+            ]);
+            let page = client.get("/api/builds", &q).await?;
+            print(c.json, &page, |p| page_text(p, "builds", build_rows));
+        }
+        BuildsCommand::Get { id } => {
+            let b = client.get(&format!("/api/builds/{id}"), &[]).await?;
+            print(c.json, &b, |b| build_rows(std::slice::from_ref(b)));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
+    let client = client(&args.url, args.token.clone())?;
     let json_out = args.json;
     match args.command {
         DeploysCommand::List(list) => {
@@ -536,6 +837,36 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
                 .json(&body);
             let answer = client.send(request).await?;
             print(json_out, &answer, |_| format!("cancelled {id}"));
+        }
+        DeploysCommand::Rollback {
+            id,
+            reason,
+            idempotency_key,
+            wait,
+        } => {
+            let ask = Release {
+                action: "rollback",
+                id,
+                reason,
+                idempotency_key,
+                wait,
+            };
+            return release(&client, ask, json_out).await;
+        }
+        DeploysCommand::Promote {
+            id,
+            reason,
+            idempotency_key,
+            wait,
+        } => {
+            let ask = Release {
+                action: "promote",
+                id,
+                reason,
+                idempotency_key,
+                wait,
+            };
+            return release(&client, ask, json_out).await;
         }
         DeploysCommand::Events { id } => {
             let events = client

@@ -102,9 +102,13 @@ pub enum Command {
     /// Feed catalog documents (entities, builds).
     #[command(subcommand)]
     Catalog(CatalogCommand),
-    /// Talk to a deployd server: list, get, create, cancel, events
-    /// (needs only DEPLOYD_URL and DEPLOYD_TOKEN).
+    /// Talk to a deployd server: list, get, create, cancel, events,
+    /// rollback, promote (needs only DEPLOYD_URL and DEPLOYD_TOKEN).
     Deploys(client::ClientArgs),
+    /// Apps and functions on a deployd server: list, get (what is live).
+    Apps(client::AppsArgs),
+    /// Builds on a deployd server: list, get.
+    Builds(client::BuildsArgs),
     /// `replay`, `events export`, `events import`, `audit verify`
     /// (src/audit/cli.rs).
     #[command(flatten)]
@@ -317,6 +321,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Deploys(args) => client::run(args).await,
+        Command::Apps(args) => client::run_apps(args).await,
+        Command::Builds(args) => client::run_builds(args).await,
         Command::Audit(command) => audit::run(&globals, command).await,
         Command::Ids(command) => {
             ids::run(command);

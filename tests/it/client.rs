@@ -303,9 +303,100 @@ async fn create_wait_on_a_cancelled_deploy_ends_with_the_reason_and_who_cancelle
     app.stop().await;
 }
 
+/// Runs `deployd COMMAND ARGS` against the test server.
+async fn client(app: &TestApp, command: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_deployd"))
+        .arg(command)
+        .args(args)
+        .env("DEPLOYD_URL", &app.address)
+        .env("DEPLOYD_TOKEN", &app.token)
+        .env("DEPLOYD_LOG", "warn")
+        .output()
+        .await
+        .unwrap()
+}
+
+async fn rollback_and_promote_from_a_terminal_and_apps_and_builds_show_what_is_live() {
+    let app = TestApp::spawn_with_worker().await;
+    let seeded = app.seed_app(WS).await;
+    let first = app.create(&seeded.build).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.wait_status(&first, "completed").await;
+    let second_build = app
+        .seed_build(&seeded, &[("index.html", "<h1>two</h1>")])
+        .await;
+    let second = app.create(&second_build).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.wait_status(&second, "completed").await;
+
+    let out = deployd(
+        &app,
+        &["rollback", &first, "--reason", "bad release", "--wait"],
+    )
+    .await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("trigger     rollback"), "{stdout}");
+    assert!(stdout.contains(&format!("rollback of {first}")), "{stdout}");
+    assert!(stdout.contains("live        true"), "{stdout}");
+
+    let out = client(&app, "apps", &["get", &seeded.app]).await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("pinned      true"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("live build  {}", seeded.build)),
+        "{stdout}"
+    );
+
+    let out = client(&app, "apps", &["list", "--json"]).await;
+    let page: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(page["data"][0]["id"], seeded.app.as_str());
+    assert_eq!(page["data"][0]["pinned"], true);
+    let out = client(&app, "apps", &["list"]).await;
+    let (stdout, _) = text(&out);
+    assert!(stdout.starts_with("ID "), "{stdout}");
+    assert!(stdout.contains("by dep_"), "{stdout}");
+
+    let out = client(&app, "builds", &["list", "--app", &seeded.app]).await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(&second_build) && stdout.contains(&seeded.build),
+        "{stdout}"
+    );
+    assert!(stdout.contains("2 of 2 builds"), "{stdout}");
+
+    // Promoting the second back unpins.
+    let out = deployd(&app, &["promote", &second, "--wait", "--json"]).await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let promoted: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(promoted["promotedFrom"], second.as_str());
+    assert_eq!(promoted["live"], true);
+    let out = client(&app, "apps", &["get", &seeded.app, "--json"]).await;
+    let entity: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(entity["pinned"], false);
+
+    // A refusal says why and exits non-zero.
+    let out = deployd(&app, &["rollback", promoted["id"].as_str().unwrap()]).await;
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("409") && stderr.contains("live already"),
+        "{stderr}"
+    );
+    app.stop().await;
+}
+
 crate::backend_tests!(
     create_wait_follows_a_deploy_to_completion_and_the_other_commands_show_it,
     create_wait_exits_non_zero_when_the_deploy_fails,
     list_flags_narrow_the_list_and_the_next_page_command_keeps_them,
     create_wait_on_a_cancelled_deploy_ends_with_the_reason_and_who_cancelled,
+    rollback_and_promote_from_a_terminal_and_apps_and_builds_show_what_is_live,
 );
