@@ -819,3 +819,75 @@ async fn production_deploys_go_to_main_and_previews_to_a_branch_of_their_own() {
     assert_eq!(production_deployment["environment"], "production");
     assert_ne!(urls.preview_url, live.preview_url);
 }
+
+/// A site of one page with this content.
+fn one_page(content: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("index.html"), content).unwrap();
+    dir
+}
+
+/// The manifest of the newest deployment in the production environment:
+/// what `<project>.pages.dev` serves.
+fn serving(cf: &FakePages, entity: &EntityId) -> BTreeMap<String, String> {
+    cf.deployments()
+        .into_iter()
+        .rev()
+        .find(|d| d.project == project_of(entity) && d.deployment["environment"] == "production")
+        .map(|d| d.manifest)
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_pinned_production_deploy_goes_to_its_own_branch_and_a_rollback_serves_the_earlier_files_again(
+) {
+    let cf = FakePages::start().await;
+    let target = cf.target();
+    let entity = EntityId::new(EntityKind::App);
+    let (first, second) = (one_page("<h1>one</h1>"), one_page("<h1>two</h1>"));
+    let production_url = Some(format!("https://{}.pages.dev/", project_of(&entity)));
+
+    // The first production deploy goes live on main.
+    let one = context(entity, first.path(), true);
+    upload(&target, &one).await.unwrap();
+    assert_eq!(
+        promote(&target, &one).await.unwrap().production_url,
+        production_url
+    );
+    let served_first = serving(&cf, &entity);
+    assert_eq!(served_first.len(), 1);
+
+    // A rollback pins production; a production deploy completing then
+    // (an auto-deploy) keeps its production URL but must not change what
+    // Pages serves: it goes to a branch of its own.
+    let held = StepContext {
+        live: false,
+        ..context(entity, second.path(), true)
+    };
+    upload(&target, &held).await.unwrap();
+    let urls = promote(&target, &held).await.unwrap();
+    assert_eq!(urls.production_url, production_url);
+    let made = cf.deployments().last().unwrap().clone();
+    assert_eq!(made.form["branch"], preview_branch_of(&held));
+    assert_eq!(made.deployment["environment"], "preview");
+    assert_eq!(serving(&cf, &entity), served_first);
+
+    // The second goes live (a promotion), then a rollback to the first:
+    // a new deployment on main of the earlier files, none uploaded again.
+    let promoted = context(entity, second.path(), true);
+    upload(&target, &promoted).await.unwrap();
+    promote(&target, &promoted).await.unwrap();
+    assert_ne!(serving(&cf, &entity), served_first);
+    let uploads = cf.calls(UPLOAD);
+    let rollback = context(entity, first.path(), true);
+    upload(&target, &rollback).await.unwrap();
+    assert_eq!(cf.calls(UPLOAD), uploads, "a rollback uploads nothing");
+    let urls = promote(&target, &rollback).await.unwrap();
+    assert_eq!(urls.production_url, production_url);
+    assert_eq!(cf.deployments().last().unwrap().form["branch"], "main");
+    assert_eq!(serving(&cf, &entity), served_first);
+}
+
+fn preview_branch_of(ctx: &StepContext) -> String {
+    ctx.deploy_id.to_string().to_lowercase().replace('_', "-")
+}
