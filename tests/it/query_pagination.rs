@@ -322,7 +322,10 @@ async fn load(pool: &Db, w: &World) {
             .rows_affected());
     }
     for e in &w.entities {
-        deployd::on_writer!(pool.writer().await, p => sqlx::query("INSERT INTO entities VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+        deployd::on_writer!(pool.writer().await, p => sqlx::query(
+            "INSERT INTO entities (id, workspace_id, kind, name, default_version_id, auto_deploy, \
+                                   created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
             .bind(&e.id)
             .bind(&e.workspace_id)
             .bind(&e.kind)
