@@ -565,6 +565,21 @@ async fn under_latest_older_pending_deploys_of_the_target_are_superseded_and_run
         .await
         .unwrap();
     assert_eq!(page["pageInfo"]["total"], 1, "{page}");
+    let page: Value = app
+        .client
+        .get(app.url("/api/deploys"))
+        .bearer_auth(&app.token)
+        .query(&[(
+            "filter",
+            json!({"entity": {"deployPolicy": {"eq": "latest"}}}).to_string(),
+        )])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["pageInfo"]["total"], 4, "{page}");
 
     // Under queue (the default) nothing is superseded.
     assert_eq!(

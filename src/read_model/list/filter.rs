@@ -30,7 +30,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::domain::ids::EntityKind;
-use crate::domain::{DeployStatus, StepStatus, Target, Trigger};
+use crate::domain::{DeployPolicy, DeployStatus, StepStatus, Target, Trigger};
 
 /// The deepest a filter may nest: the top object is level 1, each
 /// `and`/`or`/`not` element or relation filter one more.
@@ -211,6 +211,8 @@ filter_struct!(
         name: StringComparator,
         default_version_id: StringComparator,
         auto_deploy: Comparator<bool>,
+        /// `queue` or `latest`.
+        deploy_policy: Comparator<DeployPolicy>,
         created_at: Comparator<DateTime<Utc>>,
         updated_at: Comparator<DateTime<Utc>>,
     }
@@ -320,6 +322,7 @@ enum_value!(DeployStatus, [
 enum_value!(Trigger, [
     Trigger::Auto => "auto", Trigger::Manual => "manual", Trigger::Rollback => "rollback"
 ]);
+enum_value!(DeployPolicy, [DeployPolicy::Queue => "queue", DeployPolicy::Latest => "latest"]);
 enum_value!(Target, [Target::Production => "production", Target::Preview => "preview"]);
 enum_value!(StepStatus, [
     StepStatus::Pending => "pending", StepStatus::Running => "running",

@@ -255,6 +255,7 @@ impl Lower for EntityFilter {
             lower_string name => "name",
             lower_string default_version_id => "default_version_id",
             lower_base auto_deploy => "auto_deploy",
+            lower_base deploy_policy => "deploy_policy",
             lower_base created_at => "created_at",
             lower_base updated_at => "updated_at",
         );

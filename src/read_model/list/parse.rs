@@ -378,6 +378,7 @@ filter_object!(EntityFilter {
     "name" => name: parse_string_comparator,
     "defaultVersionId" => default_version_id: parse_string_comparator,
     "autoDeploy" => auto_deploy: parse_comparator,
+    "deployPolicy" => deploy_policy: parse_comparator,
     "createdAt" => created_at: parse_comparator,
     "updatedAt" => updated_at: parse_comparator,
 });
