@@ -422,11 +422,16 @@ async fn detail_as_of(
     if folded.row.live {
         // Live when it completed; still live at `as_of` unless another
         // deploy of its entity went live since.
-        let release =
-            crate::read_model::releases::release_as_of(&state.db, &folded.row.entity_id, as_of)
-                .await
-                .map_err(|e| Problem::internal(format!("{e:#}")))?;
-        folded.row.live = release.live.is_some_and(|l| l.deploy_id == folded.row.id);
+        let release = crate::read_model::releases::release_as_of(
+            &state.db,
+            &folded.row.entity_id.to_string(),
+            as_of,
+        )
+        .await
+        .map_err(|e| Problem::internal(format!("{e:#}")))?;
+        folded.row.live = release
+            .live
+            .is_some_and(|l| l.deploy_id == folded.row.id.to_string());
     }
     let cancellation = match (folded.cancelled_at, folded.cancelled_by) {
         (Some(cancelled_at), Some(cancelled_by)) => Some(Cancellation {

@@ -449,7 +449,7 @@ pub(super) async fn rebuild(tx: &mut PgConnection, events: &[StoredEvent]) -> an
         let Some(release) = &done.release else {
             continue;
         };
-        let entity_id = d.row.entity_id.clone();
+        let entity_id = d.row.entity_id;
         let entity = entity_id.to_string();
         let at = match releases.iter().position(|(id, _)| *id == entity) {
             Some(at) => at,
@@ -477,7 +477,7 @@ pub(super) async fn rebuild(tx: &mut PgConnection, events: &[StoredEvent]) -> an
                 d.row.build_id.to_string(),
                 done.completed_at,
             ));
-            let live_id = d.row.id.clone();
+            let live_id = d.row.id;
             for other in states.values_mut().flatten() {
                 if other.row.entity_id == entity_id && other.row.id != live_id {
                     other.row.live = false;
