@@ -10,6 +10,7 @@ pub mod bus;
 pub mod catalog;
 pub mod cli;
 pub mod domain;
+pub mod feeds;
 pub mod hosting;
 pub mod read_model;
 pub mod readers;

@@ -277,6 +277,8 @@ impl Application {
             settings: settings.api.clone(),
             hosting,
             nats: bus.nats().map(|n| n.client().clone()),
+            streams: Default::default(),
+            shutdown: shutdown.clone(),
         });
         tracing::info!(
             %address,

@@ -450,9 +450,9 @@ pub async fn cancel(
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct EventsParams {
     /// Only events after this sequence number (keyset).
-    after: Option<String>,
+    pub(crate) after: Option<String>,
     /// At most this many events, 1 to 1000 (default 100).
-    limit: Option<String>,
+    pub(crate) limit: Option<String>,
 }
 
 /// One event of a deploy, for auditors.

@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod deploys;
 pub mod docs;
+pub mod events;
 pub mod idempotency;
 pub mod list;
 pub mod problem;
@@ -50,6 +51,13 @@ pub struct ApiSettings {
     /// Requests per second per token (0: no limit), and the burst above it.
     pub rate_limit_per_second: u32,
     pub rate_limit_burst: u32,
+    /// Events queued per SSE client before it counts as slow.
+    pub sse_buffer: usize,
+    /// How long a slow SSE client's queue may stay full before it is
+    /// disconnected.
+    pub sse_slow_client: Duration,
+    /// A comment line on an idle SSE stream this often.
+    pub sse_heartbeat: Duration,
 }
 
 impl Default for ApiSettings {
@@ -60,6 +68,9 @@ impl Default for ApiSettings {
             body_limit: 64 * 1024,
             rate_limit_per_second: 100,
             rate_limit_burst: 200,
+            sse_buffer: 256,
+            sse_slow_client: Duration::from_secs(5),
+            sse_heartbeat: Duration::from_secs(15),
         }
     }
 }
@@ -79,6 +90,10 @@ pub struct Inner {
     pub limiter: ratelimit::RateLimiter,
     /// For `/readyz`: NATS, or `None` on the in-process bus.
     pub nats: Option<async_nats::Client>,
+    /// Streams' workspaces and entities, for the feeds.
+    pub streams: crate::feeds::Streams,
+    /// The server's shutdown: long-lived responses (SSE) end on it.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl std::ops::Deref for AppState {
@@ -246,11 +261,19 @@ fn api_routes() -> ApiRouter<AppState> {
         )
         .api_route(
             "/api/deploys/{id}/events",
-            get_with(deploys::events, |t| {
-                op(t, "A deploy's events", "Everything on the deploy row, explained: its events in order, keyset by sequence.")
+            get_with(events::deploy_events, |t| {
+                op(t, "A deploy's events", "Everything on the deploy row, explained: its events in order, keyset by sequence. With `Accept: text/event-stream`, a Server-Sent Events stream of them (`id:` the sequence, `event:` the type, `data:` the event as every feed sends it), from after `Last-Event-ID` or `after`, with a comment line at least every 15 s, closed after the deploy's terminal event.")
                     .response::<200, Json<Vec<deploys::AuditEvent>>>()
                     .response_with::<400, Problem, _>(|r| r.description("A bad parameter, named by pointer"))
                     .response_with::<404, Problem, _>(|r| r.description("Unknown, or outside the caller's workspaces"))
+            }),
+        )
+        .api_route(
+            "/api/events",
+            get_with(events::feed, |t| {
+                op(t, "The event feed", "The caller's workspaces' events in log order, as keyset pages (`after` = `endCursor`). With `Accept: text/event-stream`, an endless Server-Sent Events stream (`id:` the position token), resumable with `Last-Event-ID`. Filters: types, entity_id, deploy_id, workspace_id.")
+                    .response::<200, Json<events::FeedPage>>()
+                    .response_with::<400, Problem, _>(|r| r.description("A bad parameter, named by pointer"))
             }),
         )
         .api_route(

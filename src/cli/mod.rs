@@ -252,6 +252,7 @@ impl ServeArgs {
                 body_limit: self.body_limit,
                 rate_limit_per_second: self.rate_limit,
                 rate_limit_burst: self.rate_burst,
+                ..ApiSettings::default()
             },
             run_worker: !self.no_worker,
             worker: self.worker.settings(),
