@@ -18,4 +18,5 @@ pub mod schemas;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod webhooks;
 pub mod worker;

@@ -144,7 +144,7 @@ fn replay(status: StatusCode, body: Value) -> Response {
 }
 
 /// Parses a JSON object body; an empty body is `{}` when `empty_ok`.
-fn json_object(body: &Bytes, empty_ok: bool) -> Result<Map<String, Value>, Problem> {
+pub(crate) fn json_object(body: &Bytes, empty_ok: bool) -> Result<Map<String, Value>, Problem> {
     if body.iter().all(u8::is_ascii_whitespace) && empty_ok {
         return Ok(Map::new());
     }
@@ -158,7 +158,7 @@ fn json_object(body: &Bytes, empty_ok: bool) -> Result<Map<String, Value>, Probl
     }
 }
 
-fn unknown_fields(map: &Map<String, Value>, known: &[&str]) -> Vec<FieldError> {
+pub(crate) fn unknown_fields(map: &Map<String, Value>, known: &[&str]) -> Vec<FieldError> {
     map.keys()
         .filter(|k| !known.contains(&k.as_str()))
         .map(|k| {

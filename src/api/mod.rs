@@ -16,6 +16,7 @@ pub mod problem;
 pub mod ratelimit;
 pub mod sites;
 pub mod ui;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -92,6 +93,8 @@ pub struct Inner {
     pub nats: Option<async_nats::Client>,
     /// Streams' workspaces and entities, for the feeds.
     pub streams: crate::feeds::Streams,
+    /// How webhooks are checked (private addresses) and rotated.
+    pub webhooks: crate::webhooks::WebhookSettings,
     /// The server's shutdown: long-lived responses (SSE) end on it.
     pub shutdown: tokio_util::sync::CancellationToken,
 }
@@ -216,6 +219,15 @@ fn describe_api(api: TransformOpenApi<'_>) -> TransformOpenApi<'_> {
         )
 }
 
+/// A webhook operation's description.
+fn hook_op<'t>(
+    t: aide::transform::TransformOperation<'t>,
+    summary: &str,
+    description: &str,
+) -> aide::transform::TransformOperation<'t> {
+    docs::tagged_op(t, "webhooks", summary, description)
+}
+
 /// The API's routes, each with its OpenAPI description.
 fn api_routes() -> ApiRouter<AppState> {
     use docs::{op, CancelRequest, CancelResponse, CreateDeployRequest, Readiness};
@@ -274,6 +286,64 @@ fn api_routes() -> ApiRouter<AppState> {
                 op(t, "The event feed", "The caller's workspaces' events in log order, as keyset pages (`after` = `endCursor`). With `Accept: text/event-stream`, an endless Server-Sent Events stream (`id:` the position token), resumable with `Last-Event-ID`. Filters: types, entity_id, deploy_id, workspace_id.")
                     .response::<200, Json<events::FeedPage>>()
                     .response_with::<400, Problem, _>(|r| r.description("A bad parameter, named by pointer"))
+            }),
+        )
+        .api_route(
+            "/api/webhooks",
+            get_with(webhooks::list, |t| {
+                hook_op(t, "List webhooks", "The caller's workspaces' webhooks (secrets are not shown).")
+                    .response::<200, Json<webhooks::WebhookList>>()
+            })
+            .post_with(webhooks::create, |t| {
+                hook_op(t, "Create a webhook", "Events of the workspace are POSTed to the URL, signed as Standard Webhooks. The answer holds the secret, shown only here.")
+                    .input::<Json<webhooks::CreateWebhookRequest>>()
+                    .response::<201, Json<webhooks::WebhookView>>()
+                    .response_with::<400, Problem, _>(|r| r.description("A bad body (not http(s), a private address, an unknown event type), named by pointer"))
+            }),
+        )
+        .api_route(
+            "/api/webhooks/{id}",
+            get_with(webhooks::get, |t| {
+                hook_op(t, "Get a webhook", "Without its secret.")
+                    .response::<200, Json<webhooks::WebhookView>>()
+                    .response_with::<404, Problem, _>(|r| r.description("Unknown, or outside the caller's workspaces"))
+            })
+            .patch_with(webhooks::update, |t| {
+                hook_op(t, "Change a webhook", "`{\"disabled\": false}` re-enables a disabled webhook; `url`, `events` and `description` may change too.")
+                    .input::<Json<webhooks::UpdateWebhookRequest>>()
+                    .response::<200, Json<webhooks::WebhookView>>()
+                    .response_with::<400, Problem, _>(|r| r.description("A bad body, named by pointer"))
+                    .response_with::<404, Problem, _>(|r| r.description("Unknown, or outside the caller's workspaces"))
+            })
+            .delete_with(webhooks::delete, |t| {
+                hook_op(t, "Delete a webhook", "Its pending deliveries are dropped.")
+                    .response::<204, ()>()
+                    .response_with::<404, Problem, _>(|r| r.description("Unknown, or outside the caller's workspaces"))
+            }),
+        )
+        .api_route(
+            "/api/webhooks/{id}/rotate-secret",
+            post_with(webhooks::rotate_secret, |t| {
+                hook_op(t, "Rotate a webhook's secret", "A new secret, shown in this answer only; for 24 h deliveries carry signatures under both.")
+                    .response::<200, Json<webhooks::WebhookView>>()
+                    .response_with::<404, Problem, _>(|r| r.description("Unknown, or outside the caller's workspaces"))
+            }),
+        )
+        .api_route(
+            "/api/webhooks/{id}/deliveries",
+            get_with(webhooks::deliveries, |t| {
+                hook_op(t, "A webhook's deliveries", "Newest first, keyset pages (`after` = `endCursor`).")
+                    .response::<200, Json<webhooks::DeliveriesPage>>()
+                    .response_with::<400, Problem, _>(|r| r.description("A bad parameter, named by pointer"))
+                    .response_with::<404, Problem, _>(|r| r.description("Unknown, or outside the caller's workspaces"))
+            }),
+        )
+        .api_route(
+            "/api/webhooks/{id}/deliveries/{deliveryId}/retry",
+            post_with(webhooks::retry, |t| {
+                hook_op(t, "Send a delivery again", "Makes the delivery due now.")
+                    .response::<202, Json<crate::webhooks::store::Delivery>>()
+                    .response_with::<404, Problem, _>(|r| r.description("Unknown webhook or delivery"))
             }),
         )
         .api_route(

@@ -27,3 +27,4 @@ mod saga;
 mod schema_parity;
 mod schemas;
 mod sites;
+mod webhooks;
