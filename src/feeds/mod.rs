@@ -14,7 +14,6 @@ use std::sync::Mutex;
 
 use serde_json::Value;
 
-use crate::readers::relay::PublishedEvent;
 use crate::store::db::Db;
 use crate::store::log::{self, LogPosition, StoredEvent};
 
@@ -50,6 +49,35 @@ pub fn parse_types(list: &str) -> Result<HashSet<String>, String> {
     Ok(types)
 }
 
+/// An event as every feed sends it (the NATS message body, the SSE `data`,
+/// the webhook body); `data` follows `event-schemas/events/<type>.v<version>.json`.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PublishedEvent<'a> {
+    /// Unique per event: de-duplicate by it.
+    pub event_id: &'a str,
+    /// The event's global position in the log (`deployd relay --from`
+    /// takes it): order by it.
+    pub position: i64,
+    pub workspace_id: &'a str,
+    /// `Deploy`, `Entity` or `Build`.
+    pub aggregate_type: &'a str,
+    pub aggregate_id: &'a str,
+    /// 1, 2, 3, … within the aggregate: the order of one deploy's events.
+    pub sequence: i64,
+    #[serde(rename = "type")]
+    pub event_type: &'a str,
+    /// The event's version, a number (`data` follows
+    /// `event-schemas/events/<type>.v<version>.json`); the
+    /// `Deployd-Event-Version` header carries it as text.
+    pub version: Value,
+    /// RFC 3339, microseconds.
+    pub recorded_at: String,
+    /// Who and what caused it: actor, requestId, correlationId, causationId.
+    pub metadata: &'a serde_json::Value,
+    pub data: &'a serde_json::Value,
+}
+
 /// The event as every feed sends it.
 pub fn body(event: &StoredEvent, workspace: &str) -> String {
     serde_json::to_string(&PublishedEvent {
@@ -60,7 +88,7 @@ pub fn body(event: &StoredEvent, workspace: &str) -> String {
         aggregate_id: &event.aggregate_id,
         sequence: event.sequence,
         event_type: &event.event_type,
-        version: &event.event_version,
+        version: event.version_json(),
         recorded_at: crate::domain::time::format(&event.recorded_at),
         metadata: &event.metadata,
         data: event.data(),

@@ -16,7 +16,6 @@
 
 use std::collections::HashMap;
 
-use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::runner::{self, Reader};
@@ -28,28 +27,9 @@ use crate::store::log::{self, LogPosition, LogSignals, StoredEvent};
 pub const NAME: &str = "relay";
 const BATCH: i64 = 500;
 
-/// What a subscriber receives as the message body.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PublishedEvent<'a> {
-    pub event_id: &'a str,
-    /// The event's global position (`deployd relay --from` takes it).
-    pub position: i64,
-    pub workspace_id: &'a str,
-    pub aggregate_type: &'a str,
-    pub aggregate_id: &'a str,
-    /// 1, 2, 3, … within the aggregate: the order of one deploy's events.
-    pub sequence: i64,
-    #[serde(rename = "type")]
-    pub event_type: &'a str,
-    /// The event's version, a number (`data` follows
-    /// `event-schemas/events/<type>.v<version>.json`); the
-    /// `Deployd-Event-Version` header carries it as text.
-    pub version: serde_json::Value,
-    pub recorded_at: String,
-    pub metadata: &'a serde_json::Value,
-    pub data: &'a serde_json::Value,
-}
+/// What a subscriber receives as the message body: the event as every
+/// feed sends it.
+pub use crate::feeds::PublishedEvent;
 
 /// The workspace of each stream of a batch: from its events where they
 /// carry it, otherwise from the log (`log::stream_workspaces`).
@@ -97,23 +77,13 @@ pub async fn step(db: &Db, bus: &Bus) -> anyhow::Result<usize> {
             .get(&(e.aggregate_type.clone(), e.aggregate_id.clone()))
             .map(String::as_str)
             .unwrap_or("_");
-        let body = serde_json::to_vec(&PublishedEvent {
-            event_id: &e.event_id,
-            position: e.log.position,
-            workspace_id: workspace,
-            aggregate_type: &e.aggregate_type,
-            aggregate_id: &e.aggregate_id,
-            sequence: e.sequence,
-            event_type: &e.event_type,
-            version: e.version_json(),
-            recorded_at: crate::domain::time::format(&e.recorded_at),
-            metadata: &e.metadata,
-            data: e.data(),
-        })?;
+        let body = crate::feeds::body(e, workspace).into_bytes();
         outgoing.push(Outgoing {
             event_id: e.event_id.clone(),
             workspace: workspace.to_string(),
             aggregate_type: e.aggregate_type.clone(),
+            aggregate_id: e.aggregate_id.clone(),
+            recorded_at: crate::domain::time::format(&e.recorded_at),
             event_type: e.event_type.clone(),
             event_version: e.event_version.clone(),
             position: e.log.position,

@@ -372,3 +372,73 @@ crate::backend_tests!(
     the_feed_pages_filter_and_name_bad_values,
     an_idle_stream_sends_heartbeats,
 );
+
+/// NATS only: the relay's messages carry the CloudEvents 1.0 attributes
+/// as `ce-` headers (binary content mode) beside deployd's own.
+#[tokio::test]
+async fn every_nats_event_message_carries_cloudevents_headers() {
+    use futures::StreamExt;
+    let app = TestApp::spawn().await;
+    let seeded = app.seed_app(WS).await;
+    let id = app.create(&seeded.build).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    cancel(&app, &id).await;
+    let js = async_nats::jetstream::new(async_nats::connect(nats_url()).await.unwrap());
+    let stream = js
+        .get_stream(format!("{}_events", app.prefix))
+        .await
+        .unwrap();
+    eventually(|| {
+        let mut stream = stream.clone();
+        async move { stream.info().await.unwrap().state.messages >= 4 }
+    })
+    .await;
+    let consumer = stream
+        .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig::default())
+        .await
+        .unwrap();
+    let mut messages = consumer.messages().await.unwrap();
+    let mut types = Vec::new();
+    for _ in 0..4 {
+        let message = tokio::time::timeout(Duration::from_secs(5), messages.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let body: Value = serde_json::from_slice(&message.payload).unwrap();
+        let headers = message.headers.as_ref().unwrap();
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .unwrap_or_else(|| panic!("no {name} header"))
+                .to_string()
+        };
+        assert_eq!(header("ce-specversion"), "1.0");
+        assert_eq!(header("ce-id"), body["eventId"].as_str().unwrap());
+        assert_eq!(header("ce-id"), header("Nats-Msg-Id"));
+        assert_eq!(
+            header("ce-type"),
+            format!("dev.deployd.{}", body["type"].as_str().unwrap())
+        );
+        assert_eq!(header("ce-source"), format!("/workspaces/{WS}"));
+        assert_eq!(header("ce-subject"), body["aggregateId"].as_str().unwrap());
+        assert_eq!(header("ce-time"), body["recordedAt"].as_str().unwrap());
+        assert!(chrono::DateTime::parse_from_rfc3339(&header("ce-time")).is_ok());
+        assert_eq!(header("content-type"), "application/json");
+        assert_eq!(header("Deployd-Position"), body["position"].to_string());
+        assert_eq!(header("Deployd-Event-Type"), body["type"].as_str().unwrap());
+        types.push(header("ce-type"));
+    }
+    assert_eq!(
+        types,
+        [
+            "dev.deployd.EntityUpserted",
+            "dev.deployd.BuildSucceeded",
+            "dev.deployd.DeployCreated",
+            "dev.deployd.DeployCancelled"
+        ]
+    );
+    app.stop().await;
+}
