@@ -291,6 +291,7 @@ impl Application {
             nats: bus.nats().map(|n| n.client().clone()),
             streams: Default::default(),
             webhooks: settings.webhooks.clone(),
+            asyncapi: crate::feeds::asyncapi::document(&settings.nats_prefix),
             shutdown: shutdown.clone(),
         });
         tracing::info!(

@@ -95,6 +95,8 @@ pub struct Inner {
     pub streams: crate::feeds::Streams,
     /// How webhooks are checked (private addresses) and rotated.
     pub webhooks: crate::webhooks::WebhookSettings,
+    /// The AsyncAPI document (`feeds::asyncapi`), for this NATS prefix.
+    pub asyncapi: serde_json::Value,
     /// The server's shutdown: long-lived responses (SSE) end on it.
     pub shutdown: tokio_util::sync::CancellationToken,
 }
@@ -197,6 +199,12 @@ async fn readyz(
         })),
     )
         .into_response()
+}
+
+async fn asyncapi_json(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> Json<serde_json::Value> {
+    Json(state.asyncapi.clone())
 }
 
 async fn openapi_json(Extension(api): Extension<Arc<OpenApi>>) -> axum::response::Response {
@@ -369,6 +377,14 @@ fn api_routes() -> ApiRouter<AppState> {
             "/api/openapi.json",
             get_with(openapi_json, |t| {
                 t.summary("This document (OpenAPI 3.1)")
+                    .tag("operations")
+                    .response::<200, Json<serde_json::Value>>()
+            }),
+        )
+        .api_route(
+            "/api/asyncapi.json",
+            get_with(asyncapi_json, |t| {
+                t.summary("The AsyncAPI 3.0 document of the event feeds: NATS channels, messages, payload schemas, webhooks")
                     .tag("operations")
                     .response::<200, Json<serde_json::Value>>()
             }),

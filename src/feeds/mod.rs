@@ -9,6 +9,8 @@
 //! from the stream's first event, which always carries them, and cached,
 //! since they never change).
 
+pub mod asyncapi;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 

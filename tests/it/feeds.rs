@@ -365,7 +365,116 @@ async fn an_idle_stream_sends_heartbeats() {
     app.stop().await;
 }
 
+/// The node a local `$ref` (`#/a/b`) points at.
+fn resolve<'a>(doc: &'a Value, reference: &str) -> Option<&'a Value> {
+    doc.pointer(reference.strip_prefix('#')?)
+}
+
+/// Every `$ref` under `value`.
+fn refs(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::String(r)) = map.get("$ref") {
+                out.push(r.clone());
+            }
+            map.values().for_each(|v| refs(v, out));
+        }
+        Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+        _ => {}
+    }
+}
+
+async fn the_asyncapi_document_describes_every_channel_and_every_reference_resolves() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .client
+        .get(app.url("/api/asyncapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let doc: Value = response.json().await.unwrap();
+    assert_eq!(doc["asyncapi"], "3.0.0");
+    assert!(doc["info"]["title"].is_string() && doc["info"]["version"].is_string());
+    let channels = doc["channels"].as_object().unwrap();
+    for event_type in deployd::feeds::EVENT_TYPES {
+        let channel = &channels[*event_type];
+        let address = channel["address"].as_str().unwrap();
+        assert!(
+            address.starts_with(&format!("{}.events.{{workspaceId}}.", app.prefix))
+                && address.ends_with(&format!(".{event_type}")),
+            "{address}"
+        );
+        assert!(channel["parameters"]["workspaceId"].is_object());
+        // Its message's payload is the event, whose data is the schema of
+        // event-schemas/ for that type.
+        let message = resolve(
+            &doc,
+            channel["messages"][*event_type]["$ref"].as_str().unwrap(),
+        )
+        .unwrap();
+        let payload = resolve(&doc, message["payload"]["$ref"].as_str().unwrap()).unwrap();
+        let data_ref = payload["allOf"][1]["properties"]["data"]["$ref"]
+            .as_str()
+            .unwrap();
+        let data = resolve(&doc, data_ref).unwrap();
+        assert!(
+            data["title"].as_str().unwrap().starts_with(event_type),
+            "{data}"
+        );
+    }
+    let created = &doc["components"]["schemas"]["DeployCreated"];
+    assert!(
+        created["required"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("versionId")),
+        "the current version"
+    );
+    let envelope = &doc["components"]["schemas"]["Event"]["properties"];
+    for field in [
+        "eventId",
+        "position",
+        "workspaceId",
+        "aggregateType",
+        "aggregateId",
+        "sequence",
+        "type",
+        "version",
+        "recordedAt",
+        "metadata",
+        "data",
+    ] {
+        assert!(envelope.get(field).is_some(), "the envelope lacks {field}");
+    }
+    assert!(channels["webhooks"]["address"].is_null());
+    let webhook = &doc["components"]["messages"]["webhookEvent"];
+    let headers = resolve(&doc, webhook["headers"]["$ref"].as_str().unwrap()).unwrap();
+    assert!(headers["properties"]["webhook-signature"].is_object());
+    for (name, operation) in doc["operations"].as_object().unwrap() {
+        assert!(
+            ["send", "receive"].contains(&operation["action"].as_str().unwrap()),
+            "{name}"
+        );
+        assert!(
+            resolve(&doc, operation["channel"]["$ref"].as_str().unwrap()).is_some(),
+            "{name}"
+        );
+    }
+    let mut all = Vec::new();
+    refs(&doc, &mut all);
+    assert!(all.len() > 50);
+    for reference in all {
+        assert!(
+            resolve(&doc, &reference).is_some(),
+            "{reference} does not resolve"
+        );
+    }
+    app.stop().await;
+}
+
 crate::backend_tests!(
+    the_asyncapi_document_describes_every_channel_and_every_reference_resolves,
     a_deploys_stream_sends_every_event_in_order_and_ends_after_the_terminal_one,
     a_deploys_stream_resumed_with_last_event_id_misses_nothing_and_repeats_nothing,
     the_feed_stream_resumes_by_position_without_gaps_or_repeats_and_shows_no_other_workspace,
