@@ -76,8 +76,8 @@ pub struct PublishedEvent<'a> {
     /// RFC 3339, microseconds.
     pub recorded_at: String,
     /// Who and what caused it: actor, requestId, correlationId, causationId.
-    pub metadata: &'a serde_json::Value,
-    pub data: &'a serde_json::Value,
+    pub metadata: &'a Value,
+    pub data: &'a Value,
 }
 
 /// The event as every feed sends it.

@@ -80,5 +80,5 @@ impl Reader for FanOut {
 
 /// Keeps fanning out until `shutdown`.
 pub async fn run(db: Db, signals: LogSignals, shutdown: CancellationToken) {
-    runner::run(db, &FanOut(Streams::default()), signals, shutdown).await
+    runner::run(db, &FanOut(Streams::default()), signals, shutdown).await;
 }

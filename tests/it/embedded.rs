@@ -747,12 +747,21 @@ async fn killed_with_a_webhook_in_flight(database_url: Option<&str>) {
     assert_eq!(unique.len(), expected.len(), "{got:?}");
     assert_eq!(got[0]["id"], json!(expected[0]));
     assert!(got.iter().all(|r| r["verified"] == json!([true])));
-    let (_, log) = second
-        .get(&format!(
-            "/api/webhooks/{}/deliveries",
-            hook["id"].as_str().unwrap()
-        ))
-        .await;
+    // Once the second server has recorded the answers:
+    let path = format!("/api/webhooks/{}/deliveries", hook["id"].as_str().unwrap());
+    let mut log = Value::Null;
+    for _ in 0..200 {
+        log = second.get(&path).await.1;
+        if log["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["status"] == "succeeded")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let rows = log["data"].as_array().unwrap();
     assert_eq!(rows.len(), 4);
     assert!(rows.iter().all(|d| d["status"] == "succeeded"), "{log}");

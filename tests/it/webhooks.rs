@@ -220,7 +220,21 @@ async fn each_receiver_gets_its_workspaces_events_signed_in_order_and_no_other()
     assert_eq!(theirs_log["data"], json!([]));
     assert!(theirs.received().await.is_empty());
 
-    // The deliveries log, newest first, paged.
+    // The deliveries log, newest first, paged, once the sender has
+    // recorded the answers the receiver gave.
+    let all = format!(
+        "/api/webhooks/{}/deliveries?limit=100",
+        hook["id"].as_str().unwrap()
+    );
+    eventually(|| async {
+        let page: Value = app.get(&all, &app.token).await.json().await.unwrap();
+        page["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["status"] == "succeeded")
+    })
+    .await;
     let path = format!(
         "/api/webhooks/{}/deliveries?limit=3",
         hook["id"].as_str().unwrap()
@@ -305,17 +319,22 @@ async fn a_failing_endpoint_is_retried_until_it_recovers_and_never_holds_up_anot
         })
         .await;
     assert!(got.iter().all(|r| r["verified"] == json!([true])));
-    let log: Value = app
-        .get(
-            &format!("/api/webhooks/{}/deliveries", a["id"].as_str().unwrap()),
-            &app.token,
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let path = format!("/api/webhooks/{}/deliveries", a["id"].as_str().unwrap());
+    let mut log = Value::Null;
+    for _ in 0..200 {
+        log = app.get(&path, &app.token).await.json().await.unwrap();
+        if log["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["status"] == "succeeded")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let rows = log["data"].as_array().unwrap();
-    assert!(rows.iter().all(|d| d["status"] == "succeeded"));
+    assert!(rows.iter().all(|d| d["status"] == "succeeded"), "{log}");
     assert!(
         rows.iter().any(|d| d["attempt"].as_i64().unwrap() > 1),
         "some delivery was retried: {log}"
