@@ -343,10 +343,11 @@ async fn the_feed_pages_filter_and_name_bad_values() {
     app.stop().await;
 }
 
-async fn an_idle_stream_sends_heartbeats() {
+async fn an_idle_stream_sends_heartbeats_and_outlives_the_request_timeout() {
     let app = TestApp::spawn_with(Options {
         api: deployd::api::ApiSettings {
             sse_heartbeat: Duration::from_millis(100),
+            request_timeout: Duration::from_secs(2),
             ..Default::default()
         },
         ..Options::default()
@@ -355,9 +356,11 @@ async fn an_idle_stream_sends_heartbeats() {
     let mut stream = Stream::open(&app, "/api/events", &app.token, None).await;
     let seeded = app.seed_app(WS).await;
     // Nothing else happens after the catalog's two events: between them
-    // and the deploy, comments keep the connection alive.
+    // and the deploy, comments keep the connection alive, and the stream
+    // lives on past the per-request timeout (which bounds the answer's
+    // start, not its body).
     stream.take(2).await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     app.create(&seeded.build).await;
     let (_, event, _) = stream.next().await.unwrap();
     assert_eq!(event, "DeployCreated");
@@ -479,7 +482,7 @@ crate::backend_tests!(
     a_deploys_stream_resumed_with_last_event_id_misses_nothing_and_repeats_nothing,
     the_feed_stream_resumes_by_position_without_gaps_or_repeats_and_shows_no_other_workspace,
     the_feed_pages_filter_and_name_bad_values,
-    an_idle_stream_sends_heartbeats,
+    an_idle_stream_sends_heartbeats_and_outlives_the_request_timeout,
 );
 
 /// NATS only: the relay's messages carry the CloudEvents 1.0 attributes
