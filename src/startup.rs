@@ -219,7 +219,7 @@ impl Application {
                     .run(bus.clone(), shutdown.clone()),
             );
         }
-        tasks.spawn(crate::readers::webhooks::run(
+        tasks.spawn(crate::webhooks::fanout::run(
             db.clone(),
             signals.clone(),
             shutdown.clone(),

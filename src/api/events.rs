@@ -163,7 +163,7 @@ pub async fn deploy_stream(
             .await?
             .ok_or_else(|| Problem::not_found(format!("deploy {id} not found")))?
             .row;
-    let workspace = row.workspace_id;
+    let workspace = row.workspace_id.to_string();
     // Resuming after the terminal event: nothing more will come.
     if after > 0 {
         let last = log::read_stream(&state.db, "Deploy", &id, after - 1, 1).await?;

@@ -51,52 +51,7 @@ pub fn parse_types(list: &str) -> Result<HashSet<String>, String> {
     Ok(types)
 }
 
-/// An event as every feed sends it (the NATS message body, the SSE `data`,
-/// the webhook body); `data` follows `event-schemas/events/<type>.v<version>.json`.
-#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct PublishedEvent<'a> {
-    /// Unique per event: de-duplicate by it.
-    pub event_id: &'a str,
-    /// The event's global position in the log (`deployd relay --from`
-    /// takes it): order by it.
-    pub position: i64,
-    pub workspace_id: &'a str,
-    /// `Deploy`, `Entity` or `Build`.
-    pub aggregate_type: &'a str,
-    pub aggregate_id: &'a str,
-    /// 1, 2, 3, … within the aggregate: the order of one deploy's events.
-    pub sequence: i64,
-    #[serde(rename = "type")]
-    pub event_type: &'a str,
-    /// The event's version, a number (`data` follows
-    /// `event-schemas/events/<type>.v<version>.json`); the
-    /// `Deployd-Event-Version` header carries it as text.
-    pub version: Value,
-    /// RFC 3339, microseconds.
-    pub recorded_at: String,
-    /// Who and what caused it: actor, requestId, correlationId, causationId.
-    pub metadata: &'a Value,
-    pub data: &'a Value,
-}
-
-/// The event as every feed sends it.
-pub fn body(event: &StoredEvent, workspace: &str) -> String {
-    serde_json::to_string(&PublishedEvent {
-        event_id: &event.event_id,
-        position: event.log.position,
-        workspace_id: workspace,
-        aggregate_type: &event.aggregate_type,
-        aggregate_id: &event.aggregate_id,
-        sequence: event.sequence,
-        event_type: &event.event_type,
-        version: event.version_json(),
-        recorded_at: crate::domain::time::format(&event.recorded_at),
-        metadata: &event.metadata,
-        data: event.data(),
-    })
-    .expect("an event serialises")
-}
+pub use crate::readers::relay::{body, PublishedEvent};
 
 /// A place in the log as clients see it: `<tx>:<position>`.
 pub fn token(at: LogPosition) -> String {

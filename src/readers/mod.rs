@@ -1,8 +1,6 @@
 //! Catch-up readers of the event log: one loop ([`runner`]) and its uses,
-//! the projector (the read model), the relay (the bus) and the webhooks'
-//! fan-out (delivery rows).
+//! the projector (the read model) and the relay (the bus).
 
 pub mod projector;
 pub mod relay;
 pub mod runner;
-pub mod webhooks;

@@ -2,7 +2,7 @@
 //! its events as Standard Webhooks POSTs.
 //!
 //! Two halves, both safe across restarts and processes:
-//! - the fan-out (`readers::webhooks`), a checkpointed reader of the log,
+//! - the [`fanout`], a checkpointed reader of the log,
 //!   writes one delivery row per (enabled webhook, event it wants) in the
 //!   transaction that moves its checkpoint: an event is fanned out exactly
 //!   once, however the process dies;
@@ -14,6 +14,7 @@
 //!   same `webhook-id`).
 
 pub mod address;
+pub mod fanout;
 pub mod sender;
 pub mod signing;
 pub mod store;

@@ -77,8 +77,7 @@ const DELIVERY_COLUMNS: &str = "id, webhook_id, event_id, event_type, position, 
      response_status, duration_ms, error, next_attempt_at, created_at";
 
 pub async fn insert(db: &Db, w: &Webhook) -> sqlx::Result<()> {
-    let _turn = db.write_turn().await;
-    on_db!(db, pool => sqlx::query(
+    crate::on_writer!(db.writer().await, pool => sqlx::query(
         "INSERT INTO webhooks (id, workspace_id, url, events, description, secret, disabled, \
          created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, false, $7, $7)",
     )
@@ -113,8 +112,7 @@ pub async fn list(db: &Db, scope: &[String]) -> sqlx::Result<Vec<Webhook>> {
 
 /// Saves what a PATCH or a rotation changed.
 pub async fn update(db: &Db, w: &Webhook) -> sqlx::Result<()> {
-    let _turn = db.write_turn().await;
-    on_db!(db, pool => sqlx::query(
+    crate::on_writer!(db.writer().await, pool => sqlx::query(
         "UPDATE webhooks SET url = $2, events = $3, description = $4, secret = $5, \
          previous_secret = $6, previous_secret_until = $7, disabled = $8, disabled_reason = $9, \
          failing_since = $10, updated_at = $11 WHERE id = $1",
@@ -135,12 +133,11 @@ pub async fn update(db: &Db, w: &Webhook) -> sqlx::Result<()> {
 }
 
 pub async fn delete(db: &Db, id: &str, scope: &[String]) -> sqlx::Result<bool> {
-    let _turn = db.write_turn().await;
     let sql = format!(
         "DELETE FROM webhooks WHERE id = $1 AND {}",
         any_of(db.engine(), "workspace_id", 2)
     );
-    let done = on_db!(db, pool => sqlx::query(&sql).bind(id).bind(TextList(scope)).execute(pool).await?.rows_affected());
+    let done = crate::on_writer!(db.writer().await, pool => sqlx::query(&sql).bind(id).bind(TextList(scope)).execute(pool).await?.rows_affected());
     Ok(done > 0)
 }
 
@@ -317,8 +314,7 @@ pub async fn deliveries(
 pub async fn retry(db: &Db, webhook: &str, id: &str) -> sqlx::Result<Option<Delivery>> {
     let now = crate::domain::time::now();
     {
-        let _turn = db.write_turn().await;
-        on_db!(db, pool => sqlx::query(
+        crate::on_writer!(db.writer().await, pool => sqlx::query(
             "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $3, updated_at = $3 \
              WHERE webhook_id = $1 AND id = $2",
         )

@@ -679,6 +679,7 @@ async fn the_readme_quick_start_runs_as_written() {
         stdout.ends_with(&index),
         "the live site is not the example: {stdout}"
     );
+}
 
 #[tokio::test]
 async fn a_server_killed_while_a_webhook_is_in_flight_sends_it_again_and_skips_nothing() {

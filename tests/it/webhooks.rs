@@ -445,7 +445,7 @@ async fn a_webhook_failing_for_three_days_is_disabled_and_patch_enables_it() {
     // It has been failing for four days when the next failure comes.
     receiver.fail(1000).await;
     let four_days_ago = chrono::Utc::now() - chrono::Duration::days(4);
-    deployd::on_db!(&app.db, pool => sqlx::query("UPDATE webhooks SET failing_since = $1 WHERE id = $2")
+    deployd::on_writer!(app.db.writer().await, pool => sqlx::query("UPDATE webhooks SET failing_since = $1 WHERE id = $2")
         .bind(four_days_ago)
         .bind(&id)
         .execute(pool)

@@ -1,4 +1,4 @@
-//! The webhooks' fan-out: a catch-up reader of the log that writes a
+//! The webhooks' fan-out: a catch-up reader (`readers::runner`) of the log that writes a
 //! delivery row for every (enabled webhook, event of its workspace that it
 //! wants) in the transaction that moves its checkpoint, so each event is
 //! fanned out exactly once across crashes, and the sender
