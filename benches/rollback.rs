@@ -137,6 +137,7 @@ async fn main() -> anyhow::Result<()> {
             ..WorkerSettings::default()
         },
         target: TargetSettings::Local,
+        webhooks: Default::default(),
     };
     let app = Application::build(settings).await?;
     let address = format!("http://127.0.0.1:{}", app.port());

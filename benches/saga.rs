@@ -401,6 +401,7 @@ async fn run(
         run_worker: false,
         worker: WorkerSettings::default(),
         target: TargetSettings::Local,
+        webhooks: Default::default(),
     };
     let app = Application::build(settings).await?;
     let address = format!("http://127.0.0.1:{}", app.port());

@@ -55,6 +55,7 @@ pub struct Settings {
     pub run_worker: bool,
     pub worker: WorkerSettings,
     pub target: TargetSettings,
+    pub webhooks: crate::webhooks::WebhookSettings,
 }
 
 /// What every role of the process shares: the database, the bus, the
@@ -218,6 +219,17 @@ impl Application {
                     .run(bus.clone(), shutdown.clone()),
             );
         }
+        tasks.spawn(crate::webhooks::fanout::run(
+            db.clone(),
+            signals.clone(),
+            shutdown.clone(),
+        ));
+        tasks.spawn(crate::webhooks::sender::run(
+            db.clone(),
+            settings.webhooks.clone(),
+            signals.clone(),
+            shutdown.clone(),
+        ));
         for projection in read_model::projections() {
             tasks.spawn(projector::run(
                 db.clone(),
@@ -277,6 +289,10 @@ impl Application {
             settings: settings.api.clone(),
             hosting,
             nats: bus.nats().map(|n| n.client().clone()),
+            streams: Default::default(),
+            webhooks: settings.webhooks.clone(),
+            asyncapi: crate::feeds::asyncapi::document(&settings.nats_prefix),
+            shutdown: shutdown.clone(),
         });
         tracing::info!(
             %address,

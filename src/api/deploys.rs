@@ -145,7 +145,7 @@ pub(super) fn replay(status: StatusCode, body: Value) -> Response {
 }
 
 /// Parses a JSON object body; an empty body is `{}` when `empty_ok`.
-pub(super) fn json_object(body: &Bytes, empty_ok: bool) -> Result<Map<String, Value>, Problem> {
+pub(crate) fn json_object(body: &Bytes, empty_ok: bool) -> Result<Map<String, Value>, Problem> {
     if body.iter().all(u8::is_ascii_whitespace) && empty_ok {
         return Ok(Map::new());
     }
@@ -184,7 +184,7 @@ pub(super) fn parse_reason_body(map: &Map<String, Value>) -> Result<Option<Strin
     }
 }
 
-pub(super) fn unknown_fields(map: &Map<String, Value>, known: &[&str]) -> Vec<FieldError> {
+pub(crate) fn unknown_fields(map: &Map<String, Value>, known: &[&str]) -> Vec<FieldError> {
     map.keys()
         .filter(|k| !known.contains(&k.as_str()))
         .map(|k| {
@@ -500,9 +500,9 @@ pub async fn cancel(
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct EventsParams {
     /// Only events after this sequence number (keyset).
-    after: Option<String>,
+    pub(crate) after: Option<String>,
     /// At most this many events, 1 to 1000 (default 100).
-    limit: Option<String>,
+    pub(crate) limit: Option<String>,
 }
 
 /// One event of a deploy, for auditors.

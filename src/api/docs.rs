@@ -233,9 +233,19 @@ pub fn op<'t>(
     summary: &str,
     description: &str,
 ) -> TransformOperation<'t> {
+    tagged_op(t, "deploys", summary, description)
+}
+
+/// [`op`] under another tag.
+pub fn tagged_op<'t>(
+    t: TransformOperation<'t>,
+    tag: &str,
+    summary: &str,
+    description: &str,
+) -> TransformOperation<'t> {
     t.summary(summary)
         .description(description)
-        .tag("deploys")
+        .tag(tag)
         .security_requirement("bearer")
         .response_with::<401, Problem, _>(|r| r.description("Missing or unknown bearer token"))
         .response_with::<429, Problem, _>(|r| {

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod catalog;
 pub mod deploys;
 pub mod docs;
+pub mod events;
 pub mod idempotency;
 pub mod list;
 pub mod problem;
@@ -17,6 +18,7 @@ pub mod ratelimit;
 pub mod releases;
 pub mod sites;
 pub mod ui;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,6 +54,13 @@ pub struct ApiSettings {
     /// Requests per second per token (0: no limit), and the burst above it.
     pub rate_limit_per_second: u32,
     pub rate_limit_burst: u32,
+    /// Events queued per SSE client before it counts as slow.
+    pub sse_buffer: usize,
+    /// How long a slow SSE client's queue may stay full before it is
+    /// disconnected.
+    pub sse_slow_client: Duration,
+    /// A comment line on an idle SSE stream this often.
+    pub sse_heartbeat: Duration,
 }
 
 impl Default for ApiSettings {
@@ -62,6 +71,9 @@ impl Default for ApiSettings {
             body_limit: 64 * 1024,
             rate_limit_per_second: 100,
             rate_limit_burst: 200,
+            sse_buffer: 256,
+            sse_slow_client: Duration::from_secs(5),
+            sse_heartbeat: Duration::from_secs(15),
         }
     }
 }
@@ -81,6 +93,14 @@ pub struct Inner {
     pub limiter: ratelimit::RateLimiter,
     /// For `/readyz`: NATS, or `None` on the in-process bus.
     pub nats: Option<async_nats::Client>,
+    /// Streams' workspaces and entities, for the feeds.
+    pub streams: crate::feeds::Streams,
+    /// How webhooks are checked (private addresses) and rotated.
+    pub webhooks: crate::webhooks::WebhookSettings,
+    /// The AsyncAPI document (`feeds::asyncapi`), for this NATS prefix.
+    pub asyncapi: serde_json::Value,
+    /// The server's shutdown: long-lived responses (SSE) end on it.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl std::ops::Deref for AppState {
@@ -183,6 +203,12 @@ async fn readyz(
         .into_response()
 }
 
+async fn asyncapi_json(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> Json<serde_json::Value> {
+    Json(state.asyncapi.clone())
+}
+
 async fn openapi_json(Extension(api): Extension<Arc<OpenApi>>) -> axum::response::Response {
     use axum::response::IntoResponse;
     Json(api.as_ref()).into_response()
@@ -201,6 +227,15 @@ fn describe_api(api: TransformOpenApi<'_>) -> TransformOpenApi<'_> {
                 extensions: Default::default(),
             },
         )
+}
+
+/// A webhook operation's description.
+fn hook_op<'t>(
+    t: aide::transform::TransformOperation<'t>,
+    summary: &str,
+    description: &str,
+) -> aide::transform::TransformOperation<'t> {
+    docs::tagged_op(t, "webhooks", summary, description)
 }
 
 /// The API's routes, each with its OpenAPI description.
@@ -307,11 +342,77 @@ fn api_routes() -> ApiRouter<AppState> {
         )
         .api_route(
             "/api/deploys/{id}/events",
-            get_with(deploys::events, |t| {
-                op(t, "A deploy's events", "Everything on the deploy row, explained: its events in order, keyset by sequence.")
+            get_with(events::deploy_events, |t| {
+                op(t, "A deploy's events", "Everything on the deploy row, explained: its events in order, keyset by sequence. With `Accept: text/event-stream`, a Server-Sent Events stream of them (`id:` the sequence, `event:` the type, `data:` the event as every feed sends it), from after `Last-Event-ID` or `after`, with a comment line at least every 15 s, closed after the deploy's terminal event.")
                     .response::<200, Json<Vec<deploys::AuditEvent>>>()
                     .response_with::<400, Problem, _>(|r| r.description("A bad parameter, named by pointer"))
                     .response_with::<404, Problem, _>(|r| r.description("Unknown, or outside the caller's workspaces"))
+            }),
+        )
+        .api_route(
+            "/api/events",
+            get_with(events::feed, |t| {
+                op(t, "The event feed", "The caller's workspaces' events in log order, as keyset pages (`after` = `endCursor`). With `Accept: text/event-stream`, an endless Server-Sent Events stream (`id:` the position token), resumable with `Last-Event-ID`. Filters: types, entity_id, deploy_id, workspace_id.")
+                    .response::<200, Json<events::FeedPage>>()
+                    .response_with::<400, Problem, _>(|r| r.description("A bad parameter, named by pointer"))
+            }),
+        )
+        .api_route(
+            "/api/webhooks",
+            get_with(webhooks::list, |t| {
+                hook_op(t, "List webhooks", "The caller's workspaces' webhooks (secrets are not shown).")
+                    .response::<200, Json<webhooks::WebhookList>>()
+            })
+            .post_with(webhooks::create, |t| {
+                hook_op(t, "Create a webhook", "Events of the workspace are POSTed to the URL, signed as Standard Webhooks. The answer holds the secret, shown only here.")
+                    .input::<Json<webhooks::CreateWebhookRequest>>()
+                    .response::<201, Json<webhooks::WebhookView>>()
+                    .response_with::<400, Problem, _>(|r| r.description("A bad body (not http(s), a private address, an unknown event type), named by pointer"))
+            }),
+        )
+        .api_route(
+            "/api/webhooks/{id}",
+            get_with(webhooks::get, |t| {
+                hook_op(t, "Get a webhook", "Without its secret.")
+                    .response::<200, Json<webhooks::WebhookView>>()
+                    .response_with::<404, Problem, _>(|r| r.description("Unknown, or outside the caller's workspaces"))
+            })
+            .patch_with(webhooks::update, |t| {
+                hook_op(t, "Change a webhook", "`{\"disabled\": false}` re-enables a disabled webhook; `url`, `events` and `description` may change too.")
+                    .input::<Json<webhooks::UpdateWebhookRequest>>()
+                    .response::<200, Json<webhooks::WebhookView>>()
+                    .response_with::<400, Problem, _>(|r| r.description("A bad body, named by pointer"))
+                    .response_with::<404, Problem, _>(|r| r.description("Unknown, or outside the caller's workspaces"))
+            })
+            .delete_with(webhooks::delete, |t| {
+                hook_op(t, "Delete a webhook", "Its pending deliveries are dropped.")
+                    .response::<204, ()>()
+                    .response_with::<404, Problem, _>(|r| r.description("Unknown, or outside the caller's workspaces"))
+            }),
+        )
+        .api_route(
+            "/api/webhooks/{id}/rotate-secret",
+            post_with(webhooks::rotate_secret, |t| {
+                hook_op(t, "Rotate a webhook's secret", "A new secret, shown in this answer only; for 24 h deliveries carry signatures under both.")
+                    .response::<200, Json<webhooks::WebhookView>>()
+                    .response_with::<404, Problem, _>(|r| r.description("Unknown, or outside the caller's workspaces"))
+            }),
+        )
+        .api_route(
+            "/api/webhooks/{id}/deliveries",
+            get_with(webhooks::deliveries, |t| {
+                hook_op(t, "A webhook's deliveries", "Newest first, keyset pages (`after` = `endCursor`).")
+                    .response::<200, Json<webhooks::DeliveriesPage>>()
+                    .response_with::<400, Problem, _>(|r| r.description("A bad parameter, named by pointer"))
+                    .response_with::<404, Problem, _>(|r| r.description("Unknown, or outside the caller's workspaces"))
+            }),
+        )
+        .api_route(
+            "/api/webhooks/{id}/deliveries/{deliveryId}/retry",
+            post_with(webhooks::retry, |t| {
+                hook_op(t, "Send a delivery again", "Makes the delivery due now.")
+                    .response::<202, Json<crate::webhooks::store::Delivery>>()
+                    .response_with::<404, Problem, _>(|r| r.description("Unknown webhook or delivery"))
             }),
         )
         .api_route(
@@ -337,6 +438,14 @@ fn api_routes() -> ApiRouter<AppState> {
             "/api/openapi.json",
             get_with(openapi_json, |t| {
                 t.summary("This document (OpenAPI 3.1)")
+                    .tag("operations")
+                    .response::<200, Json<serde_json::Value>>()
+            }),
+        )
+        .api_route(
+            "/api/asyncapi.json",
+            get_with(asyncapi_json, |t| {
+                t.summary("The AsyncAPI 3.0 document of the event feeds: NATS channels, messages, payload schemas, webhooks")
                     .tag("operations")
                     .response::<200, Json<serde_json::Value>>()
             }),

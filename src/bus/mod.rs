@@ -45,12 +45,18 @@ pub struct Outgoing {
     pub event_id: String,
     pub workspace: String,
     pub aggregate_type: String,
+    pub aggregate_id: String,
+    /// RFC 3339, as in the body.
+    pub recorded_at: String,
     pub event_type: String,
     pub event_version: String,
     pub position: i64,
     /// The JSON body subscribers receive.
     pub body: Vec<u8>,
 }
+
+/// `ce-type` is this followed by the event type (`dev.deployd.DeployCompleted`).
+pub const CLOUDEVENTS_TYPE_PREFIX: &str = "dev.deployd.";
 
 /// What becomes of a delivered message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -359,6 +365,18 @@ impl NatsBus {
             headers.insert("Deployd-Event-Type", e.event_type.as_str());
             headers.insert("Deployd-Event-Version", e.event_version.as_str());
             headers.insert("Deployd-Position", e.position.to_string().as_str());
+            // CloudEvents 1.0, binary content mode (the NATS protocol
+            // binding): the attributes as `ce-` headers, the body as is.
+            headers.insert("ce-specversion", "1.0");
+            headers.insert("ce-id", e.event_id.as_str());
+            headers.insert(
+                "ce-type",
+                format!("{CLOUDEVENTS_TYPE_PREFIX}{}", e.event_type).as_str(),
+            );
+            headers.insert("ce-source", format!("/workspaces/{}", e.workspace).as_str());
+            headers.insert("ce-subject", e.aggregate_id.as_str());
+            headers.insert("ce-time", e.recorded_at.as_str());
+            headers.insert("content-type", "application/json");
             let subject = self.event_subject(&e.workspace, &e.aggregate_type, &e.event_type);
             let ack = self
                 .jetstream

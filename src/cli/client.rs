@@ -1,7 +1,8 @@
 //! `deployd deploys …`, `deployd apps …`, `deployd builds …`: a client of
 //! the API for people at a terminal. Tables by default, `--json` for
-//! scripts; `create --wait` (and `rollback`/`promote --wait`) follows the
-//! deploy step by step and exits non-zero unless it completes.
+//! scripts; `create --wait` (and `rollback`/`promote --wait`) and `watch`
+//! follow the deploy's event stream (SSE) step by step and exit non-zero
+//! unless it completes.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -59,6 +60,9 @@ pub enum DeploysCommand {
     },
     /// A deploy's events, in order.
     Events { id: String },
+    /// Follow a deploy as it runs (its event stream) until it ends; exit
+    /// non-zero unless it completes.
+    Watch { id: String },
     /// Go back to an earlier production deploy: a new deploy of its build
     /// that goes live and pins production.
     Rollback {
@@ -484,64 +488,174 @@ fn ending(id: &str, d: &Value) -> String {
     }
 }
 
-/// Follows a deploy until it ends, printing each step as it moves.
+/// One Server-Sent Events message.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SseMessage {
+    pub id: Option<String>,
+    pub event: Option<String>,
+    pub data: String,
+}
+
+/// Reads Server-Sent Events from a response as they arrive (the
+/// `text/event-stream` format: `field: value` lines, a blank line ends a
+/// message, lines starting with `:` are comments).
+pub struct SseReader {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl SseReader {
+    pub fn new(response: reqwest::Response) -> Self {
+        Self {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    /// The next message; `None` when the server closed the stream.
+    pub async fn next(&mut self) -> anyhow::Result<Option<SseMessage>> {
+        loop {
+            while let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                if let Some(message) = parse_sse_block(&block) {
+                    return Ok(Some(message));
+                }
+            }
+            match self.response.chunk().await? {
+                Some(chunk) => self
+                    .buffer
+                    .push_str(&String::from_utf8_lossy(&chunk).replace("\r\n", "\n")),
+                None => return Ok(None),
+            }
+        }
+    }
+}
+
+/// A message from its lines; `None` for a block of comments only.
+pub fn parse_sse_block(block: &str) -> Option<SseMessage> {
+    let mut message = SseMessage::default();
+    let mut data: Vec<&str> = Vec::new();
+    let mut any = false;
+    for line in block.lines() {
+        if line.is_empty() || line.starts_with(':') {
+            continue;
+        }
+        let (field, value) = line.split_once(':').unwrap_or((line, ""));
+        let value = value.strip_prefix(' ').unwrap_or(value);
+        any = true;
+        match field {
+            "id" => message.id = Some(value.to_string()),
+            "event" => message.event = Some(value.to_string()),
+            "data" => data.push(value),
+            _ => {}
+        }
+    }
+    message.data = data.join("\n");
+    any.then_some(message)
+}
+
+/// Follows a deploy's event stream until its terminal event, printing each
+/// step as it moves (reconnecting with `Last-Event-ID` if the connection
+/// drops), then prints the deploy.
 async fn follow(client: &Client, id: &str, json_out: bool) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let mut seen: Vec<(String, String)> = Vec::new();
-    let mut status = String::new();
     let mut stderr = std::io::stderr();
-    loop {
-        let d = client.get(&format!("/api/deploys/{id}"), &[]).await?;
-        let now = d["status"].as_str().unwrap_or("").to_string();
-        if now != status && !json_out {
-            writeln!(
-                stderr,
-                "[{:>6.1}s] deploy {now}",
-                started.elapsed().as_secs_f64()
-            )?;
-            status = now.clone();
+    let mut last: Option<String> = None;
+    let stream = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .build()?;
+    'connect: loop {
+        let mut request = stream
+            .get(client.endpoint(&format!("/api/deploys/{id}/events")))
+            .bearer_auth(&client.token)
+            .header(reqwest::header::ACCEPT, "text/event-stream");
+        if let Some(last) = &last {
+            request = request.header("Last-Event-ID", last);
         }
-        for step in d["steps"].as_array().into_iter().flatten() {
-            let entry = (
-                step["name"].as_str().unwrap_or("").to_string(),
-                step["status"].as_str().unwrap_or("").to_string(),
-            );
-            if !seen.contains(&entry) && !json_out {
-                let mark = match entry.1.as_str() {
-                    "completed" => "✓",
-                    "failed" => "✗",
-                    "running" => "…",
-                    _ => "·",
-                };
-                let error = step["error"]
-                    .as_str()
-                    .map(|e| format!(": {e}"))
-                    .unwrap_or_default();
-                writeln!(
-                    stderr,
-                    "[{:>6.1}s]   {mark} {:<8} {}{error}",
-                    started.elapsed().as_secs_f64(),
-                    entry.0,
-                    entry.1
-                )?;
+        let response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                writeln!(stderr, "lost deployd at {} ({e}); reconnecting", client.url)?;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
             }
-            if !seen.contains(&entry) {
-                seen.push(entry);
-            }
+        };
+        let status = response.status();
+        if !status.is_success() {
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            anyhow::bail!("{}", describe_problem(status, &body));
         }
-        if matches!(now.as_str(), "completed" | "failed" | "cancelled") {
-            print(json_out, &d, deploy_detail);
-            return Ok(if now == "completed" {
-                ExitCode::SUCCESS
-            } else {
-                if !json_out {
-                    writeln!(stderr, "{}", ending(id, &d))?;
+        let mut reader = SseReader::new(response);
+        loop {
+            let message = match reader.next().await {
+                Ok(Some(m)) => m,
+                Ok(None) | Err(_) => {
+                    // Closed early (the server stopping, or this client
+                    // too slow): resume, unless the deploy has ended.
+                    let d = client.get(&format!("/api/deploys/{id}"), &[]).await?;
+                    if matches!(
+                        d["status"].as_str(),
+                        Some("completed" | "failed" | "cancelled")
+                    ) {
+                        break 'connect;
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue 'connect;
                 }
-                ExitCode::FAILURE
-            });
+            };
+            if message.id.is_some() {
+                last = message.id.clone();
+            }
+            let event: Value = serde_json::from_str(&message.data).unwrap_or(Value::Null);
+            let kind = message.event.as_deref().unwrap_or("");
+            let data = &event["data"];
+            let at = started.elapsed().as_secs_f64();
+            let step = data["step"].as_str().unwrap_or("");
+            let line = match kind {
+                "DeployCreated" => Some("deploy pending".to_string()),
+                "DeployStarted" => Some("deploy running".to_string()),
+                "StepStarted" => Some(format!("  … {step:<8} running")),
+                "StepCompleted" => Some(format!("  ✓ {step:<8} completed")),
+                "StepFailed" => Some(format!(
+                    "  ✗ {step:<8} failed: {}",
+                    data["error"].as_str().unwrap_or("")
+                )),
+                "StepDiscarded" => Some(format!("  · {step:<8} discarded")),
+                "DeployCompleted" => Some("deploy completed".to_string()),
+                "DeployFailed" => Some("deploy failed".to_string()),
+                "DeployCancelled" => Some("deploy cancelled".to_string()),
+                _ => None,
+            };
+            if let (Some(line), false) = (line, json_out) {
+                writeln!(stderr, "[{at:>6.1}s] {line}")?;
+            }
+            if matches!(kind, "DeployCompleted" | "DeployFailed" | "DeployCancelled") {
+                break 'connect;
+            }
         }
-        tokio::time::sleep(Duration::from_millis(300)).await;
     }
+    // The read model follows the log closely, not instantly.
+    let mut d = client.get(&format!("/api/deploys/{id}"), &[]).await?;
+    for _ in 0..100 {
+        if matches!(
+            d["status"].as_str(),
+            Some("completed" | "failed" | "cancelled")
+        ) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        d = client.get(&format!("/api/deploys/{id}"), &[]).await?;
+    }
+    let now = d["status"].as_str().unwrap_or("").to_string();
+    print(json_out, &d, deploy_detail);
+    Ok(if now == "completed" {
+        ExitCode::SUCCESS
+    } else {
+        if !json_out {
+            writeln!(stderr, "{}", ending(id, &d))?;
+        }
+        ExitCode::FAILURE
+    })
 }
 
 fn client(url: &str, token: Option<String>) -> anyhow::Result<Client> {
@@ -868,6 +982,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
             };
             return release(&client, ask, json_out).await;
         }
+        DeploysCommand::Watch { id } => return follow(&client, &id, json_out).await,
         DeploysCommand::Events { id } => {
             let events = client
                 .get(&format!("/api/deploys/{id}/events"), &[])
@@ -946,6 +1061,15 @@ mod tests {
             describe_problem(reqwest::StatusCode::BAD_REQUEST, &body),
             "400 Invalid request: 2 parts of the request are invalid\n  a: x\n  b: y"
         );
+    }
+
+    #[test]
+    fn an_sse_block_reads_as_its_fields_and_a_comment_as_nothing() {
+        let m = parse_sse_block("id: 3\nevent: StepStarted\ndata: {\"a\":1}\ndata: x\n\n").unwrap();
+        assert_eq!(m.id.as_deref(), Some("3"));
+        assert_eq!(m.event.as_deref(), Some("StepStarted"));
+        assert_eq!(m.data, "{\"a\":1}\nx");
+        assert_eq!(parse_sse_block(":heartbeat\n\n"), None);
     }
 
     #[test]

@@ -151,6 +151,17 @@ pub struct ServeArgs {
     /// Largest request body, in bytes.
     #[arg(long, env = "DEPLOYD_BODY_LIMIT", default_value_t = 65_536)]
     pub body_limit: usize,
+    /// Let webhooks reach loopback and private addresses.
+    #[arg(long, env = "DEPLOYD_WEBHOOK_ALLOW_PRIVATE")]
+    pub webhook_allow_private: bool,
+    /// The waits before each retry of a failed webhook delivery (after the
+    /// last, it is failed).
+    #[arg(
+        long,
+        env = "DEPLOYD_WEBHOOK_RETRY_SCHEDULE",
+        default_value = "5s,1m,10m,1h,6h"
+    )]
+    pub webhook_retry_schedule: String,
     /// Do not run the saga worker in this process.
     #[arg(long, env = "DEPLOYD_NO_WORKER")]
     pub no_worker: bool,
@@ -256,10 +267,17 @@ impl ServeArgs {
                 body_limit: self.body_limit,
                 rate_limit_per_second: self.rate_limit,
                 rate_limit_burst: self.rate_burst,
+                ..ApiSettings::default()
             },
             run_worker: !self.no_worker,
             worker: self.worker.settings(),
             target: self.worker.target()?,
+            webhooks: crate::webhooks::WebhookSettings {
+                allow_private: self.webhook_allow_private,
+                retry_schedule: crate::webhooks::parse_schedule(&self.webhook_retry_schedule)
+                    .map_err(|e| anyhow::anyhow!("DEPLOYD_WEBHOOK_RETRY_SCHEDULE: {e}"))?,
+                ..Default::default()
+            },
         })
     }
 }

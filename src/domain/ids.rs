@@ -128,6 +128,14 @@ prefixed_id!(
     /// An API token.
     TokenId, "tok_"
 );
+prefixed_id!(
+    /// A webhook endpoint.
+    WebhookId, "whk_"
+);
+prefixed_id!(
+    /// One event's delivery to one webhook.
+    DeliveryId, "whd_"
+);
 
 /// The kind of a deployable entity.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]

@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 
-use serde::Serialize;
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::runner::{self, Reader};
@@ -28,14 +28,18 @@ use crate::store::log::{self, LogPosition, LogSignals, StoredEvent};
 pub const NAME: &str = "relay";
 const BATCH: i64 = 500;
 
-/// What a subscriber receives as the message body.
-#[derive(Debug, Serialize)]
+/// An event as every feed sends it (the NATS message body, the SSE `data`,
+/// the webhook body); `data` follows `event-schemas/events/<type>.v<version>.json`.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PublishedEvent<'a> {
+    /// Unique per event: de-duplicate by it.
     pub event_id: &'a str,
-    /// The event's global position (`deployd relay --from` takes it).
+    /// The event's global position in the log (`deployd relay --from`
+    /// takes it): order by it.
     pub position: i64,
     pub workspace_id: &'a str,
+    /// `Deploy`, `Entity` or `Build`.
     pub aggregate_type: &'a str,
     pub aggregate_id: &'a str,
     /// 1, 2, 3, … within the aggregate: the order of one deploy's events.
@@ -45,10 +49,30 @@ pub struct PublishedEvent<'a> {
     /// The event's version, a number (`data` follows
     /// `event-schemas/events/<type>.v<version>.json`); the
     /// `Deployd-Event-Version` header carries it as text.
-    pub version: serde_json::Value,
+    pub version: Value,
+    /// RFC 3339, microseconds.
     pub recorded_at: String,
-    pub metadata: &'a serde_json::Value,
-    pub data: &'a serde_json::Value,
+    /// Who and what caused it: actor, requestId, correlationId, causationId.
+    pub metadata: &'a Value,
+    pub data: &'a Value,
+}
+
+/// The event as every feed sends it.
+pub fn body(event: &StoredEvent, workspace: &str) -> String {
+    serde_json::to_string(&PublishedEvent {
+        event_id: &event.event_id,
+        position: event.log.position,
+        workspace_id: workspace,
+        aggregate_type: &event.aggregate_type,
+        aggregate_id: &event.aggregate_id,
+        sequence: event.sequence,
+        event_type: &event.event_type,
+        version: event.version_json(),
+        recorded_at: crate::domain::time::format(&event.recorded_at),
+        metadata: &event.metadata,
+        data: event.data(),
+    })
+    .expect("an event serialises")
 }
 
 /// The workspace of each stream of a batch: from its events where they
@@ -97,23 +121,13 @@ pub async fn step(db: &Db, bus: &Bus) -> anyhow::Result<usize> {
             .get(&(e.aggregate_type.clone(), e.aggregate_id.clone()))
             .map(String::as_str)
             .unwrap_or("_");
-        let body = serde_json::to_vec(&PublishedEvent {
-            event_id: &e.event_id,
-            position: e.log.position,
-            workspace_id: workspace,
-            aggregate_type: &e.aggregate_type,
-            aggregate_id: &e.aggregate_id,
-            sequence: e.sequence,
-            event_type: &e.event_type,
-            version: e.version_json(),
-            recorded_at: crate::domain::time::format(&e.recorded_at),
-            metadata: &e.metadata,
-            data: e.data(),
-        })?;
+        let body = body(e, workspace).into_bytes();
         outgoing.push(Outgoing {
             event_id: e.event_id.clone(),
             workspace: workspace.to_string(),
             aggregate_type: e.aggregate_type.clone(),
+            aggregate_id: e.aggregate_id.clone(),
+            recorded_at: crate::domain::time::format(&e.recorded_at),
             event_type: e.event_type.clone(),
             event_version: e.event_version.clone(),
             position: e.log.position,

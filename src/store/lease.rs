@@ -23,7 +23,12 @@ fn lock_key(entity: &str) -> String {
 impl EntityLease {
     /// Takes the entity's lease, or `None` when another worker holds it.
     pub async fn try_take(db: &Db, entity: &str) -> sqlx::Result<Option<EntityLease>> {
-        let key = lock_key(entity);
+        Self::try_take_named(db, lock_key(entity)).await
+    }
+
+    /// Takes the lease named `key` (a role of which one process is active,
+    /// e.g. the webhook sender), or `None` when another holds it.
+    pub async fn try_take_named(db: &Db, key: String) -> sqlx::Result<Option<EntityLease>> {
         let pool = match db {
             Db::Postgres(pool) => pool,
             Db::Sqlite(embedded) => return Ok(embedded.try_lock(&key).map(EntityLease::Local)),

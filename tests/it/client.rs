@@ -393,7 +393,27 @@ async fn rollback_and_promote_from_a_terminal_and_apps_and_builds_show_what_is_l
     app.stop().await;
 }
 
+async fn watch_follows_a_deploy_that_is_already_running_to_its_end() {
+    let app = TestApp::spawn_with_worker().await;
+    let seeded = app.seed_app(WS).await;
+    let id = app.create(&seeded.build).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = deployd(&app, &["watch", &id]).await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("✓ upload"), "{stderr}");
+    assert!(stderr.contains("deploy completed"), "{stderr}");
+    assert!(stdout.contains("status      completed"), "{stdout}");
+    // Watching an ended deploy prints it at once.
+    let out = deployd(&app, &["watch", &id]).await;
+    assert!(out.status.success());
+    app.stop().await;
+}
+
 crate::backend_tests!(
+    watch_follows_a_deploy_that_is_already_running_to_its_end,
     create_wait_follows_a_deploy_to_completion_and_the_other_commands_show_it,
     create_wait_exits_non_zero_when_the_deploy_fails,
     list_flags_narrow_the_list_and_the_next_page_command_keeps_them,

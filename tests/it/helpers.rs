@@ -43,6 +43,7 @@ pub struct Options {
     pub nats_url: Option<String>,
     pub worker_settings: WorkerSettings,
     pub api: ApiSettings,
+    pub webhooks: deployd::webhooks::WebhookSettings,
 }
 
 impl Default for Options {
@@ -59,6 +60,7 @@ impl Default for Options {
                 ..WorkerSettings::default()
             },
             api: ApiSettings::default(),
+            webhooks: Default::default(),
         }
     }
 }
@@ -84,6 +86,7 @@ pub fn settings(
         run_worker: options.worker,
         worker: options.worker_settings.clone(),
         target: TargetSettings::Local,
+        webhooks: options.webhooks.clone(),
     }
 }
 

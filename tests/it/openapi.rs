@@ -33,13 +33,23 @@ async fn every_documented_operation_is_live_and_answers_only_documented_statuses
         "/api/deploys/{id}",
         "/api/deploys/{id}/cancel",
         "/api/deploys/{id}/events",
+        "/api/events",
+        "/api/webhooks",
+        "/api/webhooks/{id}",
+        "/api/webhooks/{id}/rotate-secret",
+        "/api/webhooks/{id}/deliveries",
+        "/api/webhooks/{id}/deliveries/{deliveryId}/retry",
     ] {
         assert!(paths.contains_key(expected), "{expected} is not documented");
     }
     let mut checked = 0;
     for (path, operations) in paths {
         for (method, operation) in operations.as_object().unwrap() {
-            let url = app.url(&path.replace("{id}", &id));
+            let url = app.url(
+                &path
+                    .replace("{id}", &id)
+                    .replace("{deliveryId}", "whd_nope"),
+            );
             // A good request, and a bad one where the operation takes input.
             let requests = match method.as_str() {
                 "get" => vec![
@@ -59,6 +69,21 @@ async fn every_documented_operation_is_live_and_answers_only_documented_statuses
                         .bearer_auth(&app.token)
                         .json(&json!({"nope": 1})),
                     app.client.post(&url).json(&json!({})),
+                ],
+                "patch" => vec![
+                    app.client
+                        .patch(&url)
+                        .bearer_auth(&app.token)
+                        .json(&json!({"disabled": false})),
+                    app.client
+                        .patch(&url)
+                        .bearer_auth(&app.token)
+                        .json(&json!({"nope": 1})),
+                    app.client.patch(&url).json(&json!({})),
+                ],
+                "delete" => vec![
+                    app.client.delete(&url).bearer_auth(&app.token),
+                    app.client.delete(&url),
                 ],
                 other => panic!("undocumented method kind {other}"),
             };
