@@ -631,6 +631,76 @@ async fn an_app_page_shows_its_recent_deploys_and_deploys_its_latest_build() {
     app.stop().await;
 }
 
+async fn a_deploy_is_rolled_back_from_its_page_and_the_rollback_goes_live() {
+    let app = TestApp::spawn_with_worker().await;
+    let Some(browser) = Browser::start().await else {
+        return app.stop().await;
+    };
+    let seeded = app.seed_app(WS).await;
+    let earlier = create_as(&app, &seeded.build).await;
+    app.wait_status(&earlier, "completed").await;
+    let newer_build = app.seed_build(&seeded, &[("index.html", "newer")]).await;
+    let newer = create_as(&app, &newer_build).await;
+    app.wait_status(&newer, "completed").await;
+    app.wait_for(&earlier, "no longer live", |d| d["live"] == false)
+        .await;
+
+    browser.sign_in(&app).await;
+    browser
+        .client
+        .goto(&app.url(&format!("/ui/deploys/{earlier}")))
+        .await
+        .unwrap();
+    browser.css("#rollback").await.click().await.unwrap();
+    browser
+        .css("#dlg-reason")
+        .await
+        .send_keys("newer build breaks checkout")
+        .await
+        .unwrap();
+    browser.screenshot("deploy-rollback-dialog").await;
+    browser.css("#dlg-confirm").await.click().await.unwrap();
+    browser
+        .until(
+            "the rollback's own page, live",
+            &format!("location.pathname.startsWith('/ui/deploys/dep_') && location.pathname !== '/ui/deploys/{earlier}' && document.querySelector('.sub .badge')?.textContent.includes('completed') && document.querySelector('.sub .live') !== null"),
+        )
+        .await;
+    let path = browser.eval("location.pathname").await;
+    let rollback = path.as_str().unwrap().rsplit('/').next().unwrap().to_string();
+    let detail = app.detail(&rollback).await;
+    assert_eq!(detail["trigger"], "rollback");
+    assert_eq!(detail["rollbackOf"], earlier.as_str());
+    assert_eq!(detail["live"], true);
+    assert_eq!(detail["createdBy"], "alice");
+    browser
+        .until(
+            "the reason in the rollback's history",
+            "document.getElementById('history').textContent.includes('newer build breaks checkout')",
+        )
+        .await;
+    browser.screenshot("deploy-rollback").await;
+
+    // The app shows the rollback live and production pinned by it.
+    browser.client.goto(&app.url("/ui/apps")).await.unwrap();
+    browser
+        .until(
+            "the app pinned by the rollback",
+            "document.querySelector('#entities .s-pinned') !== null",
+        )
+        .await;
+    browser.screenshot("apps-pinned").await;
+    browser
+        .client
+        .goto(&app.url(&format!("/ui/apps/{}", seeded.app)))
+        .await
+        .unwrap();
+    browser.css(&format!("tr[data-id=\"{rollback}\"]")).await;
+    browser.screenshot("app-pinned").await;
+    browser.stop().await;
+    app.stop().await;
+}
+
 backend_tests!(
     every_dashboard_route_answers_the_app_shell_and_the_root_redirects_there,
     assets_have_content_hashed_names_a_year_of_caching_an_etag_and_gzip,
@@ -638,6 +708,7 @@ backend_tests!(
     a_running_deploy_page_follows_it_to_completed_without_a_reload,
     a_deploy_is_cancelled_from_its_page_with_a_confirmation_and_a_reason,
     an_app_page_shows_its_recent_deploys_and_deploys_its_latest_build,
+    a_deploy_is_rolled_back_from_its_page_and_the_rollback_goes_live,
 );
 
 /// Not a timed assertion: logs how long the first render of a 100-row list
