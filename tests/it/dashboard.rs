@@ -522,15 +522,22 @@ async fn a_deploy_is_cancelled_from_its_page_with_a_confirmation_and_a_reason() 
     let seeded = app.seed_app(WS).await;
     let id = create_as(&app, &seeded.build).await;
     browser.sign_in(&app).await;
-    // From the list to the deploy by keyboard-reachable links.
-    browser
-        .css(&format!(
-            "tr[data-id=\"{id}\"] a[href=\"/ui/deploys/{id}\"]"
-        ))
-        .await
-        .click()
-        .await
-        .unwrap();
+    // From the list to the deploy by keyboard-reachable links. The list
+    // redraws its rows as events arrive, so a link found just before a
+    // redraw is stale: find it again.
+    let link = format!("tr[data-id=\"{id}\"] a[href=\"/ui/deploys/{id}\"]");
+    let mut clicked = false;
+    for _ in 0..20 {
+        if browser.css(&link).await.click().await.is_ok() {
+            clicked = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        clicked,
+        "the deploy's link in the list could not be clicked"
+    );
     // It follows the deploy: by its SSE stream where the server streams
     // (it then offers GET /api/events too), else by polling, and says which.
     let paths: Value = app
@@ -667,7 +674,13 @@ async fn a_deploy_is_rolled_back_from_its_page_and_the_rollback_goes_live() {
         )
         .await;
     let path = browser.eval("location.pathname").await;
-    let rollback = path.as_str().unwrap().rsplit('/').next().unwrap().to_string();
+    let rollback = path
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
     let detail = app.detail(&rollback).await;
     assert_eq!(detail["trigger"], "rollback");
     assert_eq!(detail["rollbackOf"], earlier.as_str());
