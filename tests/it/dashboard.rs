@@ -532,7 +532,7 @@ async fn a_deploy_is_cancelled_from_its_page_with_a_confirmation_and_a_reason() 
             clicked = true;
             break;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(
         clicked,
