@@ -209,7 +209,18 @@ fn parse_create(map: &Map<String, Value>) -> Result<CreateRequest, Problem> {
     let metadata = match map.get("metadata") {
         None | Some(Value::Null) => Ok(Map::new()),
         Some(Value::Object(m)) if Value::Object(m.clone()).to_string().len() <= METADATA_LIMIT => {
-            Ok(m.clone())
+            // Only values that read back exactly from either engine.
+            let issues = crate::domain::json::check(&Value::Object(m.clone()), "body/metadata");
+            if issues.is_empty() {
+                Ok(m.clone())
+            } else {
+                errors.extend(
+                    issues
+                        .into_iter()
+                        .map(|i| FieldError::new(i.pointer, i.message)),
+                );
+                Ok(Map::new())
+            }
         }
         Some(Value::Object(_)) => Err(FieldError::new(
             "body/metadata",
@@ -394,6 +405,13 @@ pub async fn cancel(
     let mut errors = unknown_fields(&map, &["reason"]);
     let reason = match map.get("reason") {
         None | Some(Value::Null) => None,
+        Some(Value::String(r)) if crate::domain::json::string_issue(r).is_some() => {
+            errors.push(FieldError::new(
+                "body/reason",
+                crate::domain::json::string_issue(r).unwrap_or_default(),
+            ));
+            None
+        }
         Some(Value::String(r)) if r.len() <= REASON_LIMIT => Some(r.clone()),
         Some(Value::String(_)) => {
             errors.push(FieldError::new(

@@ -50,6 +50,9 @@ pub struct ApiSettings {
     /// Requests per second per token (0: no limit), and the burst above it.
     pub rate_limit_per_second: u32,
     pub rate_limit_burst: u32,
+    /// `/readyz` answers 503 when a reader has had events waiting, without
+    /// moving, for longer than this.
+    pub ready_max_lag: Duration,
 }
 
 impl Default for ApiSettings {
@@ -60,6 +63,7 @@ impl Default for ApiSettings {
             body_limit: 64 * 1024,
             rate_limit_per_second: 100,
             rate_limit_burst: 200,
+            ready_max_lag: Duration::from_secs(30),
         }
     }
 }
@@ -163,7 +167,40 @@ async fn readyz(
             true,
         ),
     };
-    let ready = database == "ok" && nats_ok;
+    // Every reader of the log must be moving: one that cannot apply an
+    // event, or has not moved for longer than the bound, is named here.
+    let (readers, readers_ok) = if database == "ok" {
+        match crate::store::health::readers(
+            &state.db,
+            state.signals.health(),
+            state.settings.ready_max_lag,
+        )
+        .await
+        {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(error = %e, "readiness: reading the readers' checkpoints failed");
+                (Vec::new(), false)
+            }
+        }
+    } else {
+        (Vec::new(), false)
+    };
+    let stuck: Vec<String> = readers
+        .iter()
+        .filter(|r| r.status != "ok")
+        .map(|r| match &r.error {
+            Some(error) => format!(
+                "{} {} after position {}: {error}",
+                r.reader, r.status, r.position
+            ),
+            None => format!(
+                "{} {} after position {} ({} events waiting, {:.0} s without moving)",
+                r.reader, r.status, r.position, r.events_behind, r.stalled_seconds
+            ),
+        })
+        .collect();
+    let ready = database == "ok" && nats_ok && readers_ok;
     let status = if ready {
         StatusCode::OK
     } else {
@@ -176,6 +213,8 @@ async fn readyz(
             "engine": state.db.engine().as_str(),
             "database": database,
             "nats": nats,
+            "readers": readers,
+            "problems": stuck,
         })),
     )
         .into_response()
@@ -260,7 +299,7 @@ fn api_routes() -> ApiRouter<AppState> {
         .api_route(
             "/readyz",
             get_with(readyz, |t| {
-                t.summary("The database (migrated) and NATS are reachable")
+                t.summary("The database (migrated) and NATS are reachable, and every reader of the log moves")
                     .tag("operations")
                     .response::<200, Json<Readiness>>()
                     .response_with::<503, Json<Readiness>, _>(|r| r.description("Not ready"))

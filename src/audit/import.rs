@@ -342,6 +342,19 @@ fn check_line(line: &Line) -> anyhow::Result<()> {
         line.sequence
     );
     anyhow::ensure!(!line.event_id.is_empty(), "an empty eventId");
+    // Only values either engine stores and reads back exactly: a number
+    // PostgreSQL would print back as something else, or a NUL, would stop
+    // every reader of the log at this event.
+    let issues: Vec<String> = crate::domain::json::check(&line.data, "data")
+        .into_iter()
+        .chain(crate::domain::json::check(&line.metadata, "metadata"))
+        .map(|i| i.to_string())
+        .collect();
+    anyhow::ensure!(
+        issues.is_empty(),
+        "values deployd does not store: {}",
+        issues.join("; ")
+    );
     serde_json::from_value::<HashMap<String, String>>(line.metadata.clone())
         .context("metadata is not an object of strings")?;
     let mut version = line.version.clone();

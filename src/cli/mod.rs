@@ -147,6 +147,10 @@ pub struct ServeArgs {
     /// Largest request body, in bytes.
     #[arg(long, env = "DEPLOYD_BODY_LIMIT", default_value_t = 65_536)]
     pub body_limit: usize,
+    /// `/readyz` answers 503 when a reader of the log (a projection, the
+    /// relay) has had events waiting without moving for longer than this, in ms.
+    #[arg(long, env = "DEPLOYD_READY_MAX_LAG_MS", default_value_t = 30_000)]
+    pub ready_max_lag_ms: u64,
     /// Do not run the saga worker in this process.
     #[arg(long, env = "DEPLOYD_NO_WORKER")]
     pub no_worker: bool,
@@ -252,6 +256,7 @@ impl ServeArgs {
                 body_limit: self.body_limit,
                 rate_limit_per_second: self.rate_limit,
                 rate_limit_burst: self.rate_burst,
+                ready_max_lag: Duration::from_millis(self.ready_max_lag_ms),
             },
             run_worker: !self.no_worker,
             worker: self.worker.settings(),

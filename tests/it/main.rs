@@ -22,6 +22,7 @@ mod openapi;
 mod ops;
 mod query_pagination;
 mod resilience;
+mod safety;
 mod saga;
 mod schema_parity;
 mod schemas;
