@@ -252,7 +252,7 @@ pub async fn create(
     let (begin, deploy_id) = idempotency::begin(
         &state.db,
         key.as_ref(),
-        &caller.principal,
+        &caller.idempotency_scope(),
         &print,
         DeployId::generate().to_string(),
     )
@@ -439,7 +439,7 @@ pub async fn cancel(
     let (begin, _) = idempotency::begin(
         &state.db,
         key.as_ref(),
-        &caller.principal,
+        &caller.idempotency_scope(),
         &print,
         id.clone(),
     )

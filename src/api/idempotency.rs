@@ -1,6 +1,8 @@
 //! `Idempotency-Key`: a retry with the same key and the same request replays
 //! the first answer (status and body); the same key with another request is
-//! a 422; a retry while the first is in flight is a 409.
+//! a 422; a retry while the first is in flight is a 409. Keys belong to
+//! the token that sent them (its id and workspaces): two tokens never share
+//! a key, whatever their names.
 //!
 //! The record is made before the command runs and carries the id of the
 //! resource the request acts on (for a create, the new deploy's id). If the
@@ -26,6 +28,8 @@ pub const RETENTION: Duration = Duration::from_secs(48 * 3600);
 /// A request holding an idempotency record.
 #[derive(Debug, Clone)]
 pub struct Held {
+    /// Whose key it is: `Caller::idempotency_scope` (the token's id and
+    /// workspaces, never its name).
     pub principal: String,
     pub key: String,
     pub resource_id: String,
