@@ -148,6 +148,10 @@ fn json_object(body: &Bytes, empty_ok: bool) -> Result<Map<String, Value>, Probl
     if body.iter().all(u8::is_ascii_whitespace) && empty_ok {
         return Ok(Map::new());
     }
+    // An integer the parser would round: what was sent could not be kept.
+    if let Some(issue) = crate::domain::json::integer_literal_issue(body) {
+        return Err(Problem::invalid_field("body", issue));
+    }
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(_) => Err(Problem::invalid_field("body", "expected a JSON object")),

@@ -270,6 +270,9 @@ async fn for_each_line<R: AsyncBufRead + Unpin>(
         }
         let line: Line = serde_json::from_str(&text)
             .with_context(|| format!("line {number}: not an exported event"))?;
+        if let Some(issue) = crate::domain::json::integer_literal_issue(text.as_bytes()) {
+            anyhow::bail!("line {number}: {issue}");
+        }
         each(number, line).await?;
     }
     Ok(())

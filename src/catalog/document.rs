@@ -106,6 +106,9 @@ fn require(cond: bool, pointer: &str, message: &str, errors: &mut Vec<FieldError
 pub fn parse(text: &str) -> Result<CatalogDocument, Vec<FieldError>> {
     let value: serde_json::Value = serde_json::from_str(text)
         .map_err(|e| vec![FieldError::new("", format!("not a JSON document: {e}"))])?;
+    if let Some(issue) = crate::domain::json::integer_literal_issue(text.as_bytes()) {
+        return Err(vec![FieldError::new("", issue)]);
+    }
     // Values either engine could not store exactly (NUL in a string, odd
     // numbers, deep nesting) are refused before anything else.
     let issues = crate::domain::json::check(&value, "");

@@ -4,12 +4,15 @@
 //! `numeric` and prints them without an exponent, and refuses NUL in text;
 //! SQLite keeps the JSON text. So:
 //!
-//! - **numbers** are integers in the signed 64-bit range, or decimals (with
-//!   a fraction or an exponent: IEEE doubles, as RFC 8259 advises) that are
-//!   0 or have a magnitude from 1e-16 to below 1e16, and are not `-0`.
-//!   Outside that, PostgreSQL prints a double back as a different JSON
-//!   number (`1e18` as the integer `1000000000000000000`, `1.7976931348623157e308`
-//!   as 309 digits), or not at all as a 64-bit one;
+//! - **numbers** are integers in the signed 64-bit range (a longer integer
+//!   literal would be rounded by the parser itself: [`integer_literal_issue`]
+//!   finds one in the raw text), or decimals (a fraction or an exponent:
+//!   IEEE doubles, as RFC 8259 advises) except `-0` and those from 1e16 to
+//!   the 64-bit limits in magnitude: PostgreSQL prints a double without an
+//!   exponent, so `1e18` comes back as the integer `1000000000000000000`
+//!   (another JSON value), and `-0` as `0`. Larger decimals come back as
+//!   the same double (serde_json's `float_roundtrip` reads PostgreSQL's 309
+//!   digits of `1.7976931348623157e308` exactly);
 //! - **strings and keys** contain no NUL (`\u0000`), which PostgreSQL
 //!   cannot store in text;
 //! - **nesting** is at most [`MAX_DEPTH`] levels, so a stored event, which
@@ -22,10 +25,9 @@ use serde_json::Value;
 
 /// Deepest nesting of arrays and objects accepted inside one value.
 pub const MAX_DEPTH: usize = 32;
-/// Decimals are accepted from this magnitude …
-pub const MIN_DECIMAL: f64 = 1e-16;
-/// … to below this one.
-pub const MAX_DECIMAL: f64 = 1e16;
+/// Decimals from this magnitude up to the 64-bit integer limits read back
+/// from PostgreSQL as integers, and are refused.
+pub const INTEGRAL_DECIMAL: f64 = 1e16;
 /// At most this many issues are reported for one value.
 const MAX_ISSUES: usize = 10;
 
@@ -66,12 +68,56 @@ pub fn number_issue(number: &serde_json::Number) -> Option<String> {
     if x == 0.0 && x.is_sign_negative() {
         return Some("-0 is not accepted; send 0".into());
     }
-    let magnitude = x.abs();
-    if !(x == 0.0 || (MIN_DECIMAL..MAX_DECIMAL).contains(&magnitude)) {
+    // PostgreSQL prints these without an exponent, as integers a 64-bit
+    // reader then takes for integers: not the value that was accepted.
+    let integral_window = if x > 0.0 {
+        (INTEGRAL_DECIMAL..18_446_744_073_709_551_616.0).contains(&x)
+    } else {
+        (-9_223_372_036_854_775_808.0..=-INTEGRAL_DECIMAL).contains(&x)
+    };
+    if integral_window {
         return Some(format!(
-            "decimal numbers must be 0 or have a magnitude from {MIN_DECIMAL:e} to below \
-             {MAX_DECIMAL:e} (integers: 64-bit), so that they read back exactly"
+            "decimals of magnitude {INTEGRAL_DECIMAL:e} up to the 64-bit integer limits read \
+             back as integers; send a 64-bit integer, or the number as a string"
         ));
+    }
+    None
+}
+
+/// The first integer literal of the JSON `text` (no fraction, no
+/// exponent) outside the signed 64-bit range, with why: the parser would
+/// round it to a double, so what was sent could not be read back.
+pub fn integer_literal_issue(text: &[u8]) -> Option<String> {
+    let mut i = 0;
+    while i < text.len() {
+        match text[i] {
+            b'"' => {
+                // Skip the string, with its escapes.
+                i += 1;
+                while i < text.len() && text[i] != b'"' {
+                    i += if text[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                i += 1;
+                while i < text.len()
+                    && matches!(text[i], b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-')
+                {
+                    i += 1;
+                }
+                let literal = std::str::from_utf8(&text[start..i]).unwrap_or("");
+                let integral = !literal.contains(['.', 'e', 'E']);
+                if integral && literal.parse::<i64>().is_err() {
+                    return Some(format!(
+                        "the integer {literal} is outside the signed 64-bit range; send it as a \
+                         string"
+                    ));
+                }
+            }
+            _ => i += 1,
+        }
     }
     None
 }
@@ -157,7 +203,8 @@ mod tests {
     #[test]
     fn ordinary_values_are_accepted() {
         let ok = json!({"pr": 42, "ratio": 0.5, "big": i64::MAX, "small": i64::MIN,
-                        "tiny": 1.5e-16, "almost": 9.999999999999998e15, "zero": 0.0,
+                        "tiny": 5e-324, "almost": 9.999999999999998e15, "zero": 0.0,
+                        "huge": 1e21, "max": f64::MAX, "negative": -1e300,
                         "s": "ünïcödé", "list": [1, "a", null, true], "nested": {"a": {"b": 1}}});
         assert_eq!(check(&ok, "body"), vec![]);
     }
@@ -166,10 +213,25 @@ mod tests {
     fn numbers_that_would_not_read_back_exactly_are_refused_by_pointer() {
         assert_eq!(
             refused(
-                r#"{"a": 1.7976931348623157e308, "b": 1e16, "c": 18446744073709551615, "d": -0.0, "e": 5e-324, "f": [1, 1e300]}"#
+                r#"{"a": 1.8e19, "b": 1e16, "c": 18446744073709551615, "d": -0.0, "e": -1e16, "f": [1, -9.2e18]}"#
             ),
             vec!["body/a", "body/b", "body/c", "body/d", "body/e", "body/f/1"]
         );
+    }
+
+    #[test]
+    fn integer_literals_beyond_64_bits_are_found_in_the_text() {
+        let none = |t: &str| integer_literal_issue(t.as_bytes());
+        assert_eq!(
+            none(r#"{"a": 1, "b": -9223372036854775808, "c": 1e400, "d": 2.5}"#),
+            None
+        );
+        assert_eq!(
+            none(r#"{"a": "18446744073709551616 \" 99999999999999999999"}"#),
+            None
+        );
+        assert!(none(r#"{"a": [18446744073709551616]}"#).is_some());
+        assert!(none(r#"{"a": -9223372036854775809}"#).is_some());
     }
 
     #[test]
