@@ -48,6 +48,9 @@ pub struct Settings {
     /// `host:port`; port 0 picks a free port.
     pub listen: String,
     pub data_dir: std::path::PathBuf,
+    /// The directories builds may be published from
+    /// (`DEPLOYD_ARTIFACT_ROOTS`); empty: none.
+    pub artifact_roots: Vec<std::path::PathBuf>,
     /// Base of the URLs deployd hands out; `http://<listen>` when unset.
     pub public_url: Option<String>,
     pub api: ApiSettings,
@@ -55,6 +58,16 @@ pub struct Settings {
     pub run_worker: bool,
     pub worker: WorkerSettings,
     pub target: TargetSettings,
+}
+
+impl Settings {
+    /// Where builds may be published from.
+    pub fn artifacts(&self) -> crate::hosting::artifacts::ArtifactRoots {
+        crate::hosting::artifacts::ArtifactRoots::new(
+            self.artifact_roots.clone(),
+            self.data_dir.clone(),
+        )
+    }
 }
 
 /// What every role of the process shares: the database, the bus, the
@@ -115,6 +128,7 @@ impl Core {
     pub fn worker(&self, settings: &Settings, target: Arc<dyn DeployTarget>) -> Arc<Worker> {
         let mut worker_settings = settings.worker.clone();
         worker_settings.data_dir = settings.data_dir.clone();
+        worker_settings.artifact_roots = settings.artifact_roots.clone();
         Arc::new(Worker::new(
             self.commands.clone(),
             self.signals.clone(),
@@ -226,7 +240,7 @@ impl Application {
                 shutdown.clone(),
             ));
         }
-        let feed = CatalogFeed::new(commands.clone());
+        let feed = CatalogFeed::new(commands.clone(), settings.artifacts());
         if let Some(nats) = bus.nats() {
             nats.prepare_catalog().await?;
         }

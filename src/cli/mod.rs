@@ -42,6 +42,16 @@ pub struct Cli {
         global = true
     )]
     pub data_dir: PathBuf,
+    /// The directories builds may be published from (`:`-separated): a
+    /// catalog `artifactDir` must resolve inside one of them, and never near
+    /// the data directory. Unset: every `artifactDir` is refused.
+    #[arg(
+        long,
+        env = "DEPLOYD_ARTIFACT_ROOTS",
+        global = true,
+        value_delimiter = ':'
+    )]
+    pub artifact_roots: Vec<PathBuf>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -249,6 +259,7 @@ impl ServeArgs {
             nats_prefix: self.nats_prefix.clone(),
             listen: self.listen.clone(),
             data_dir: cli.data_dir.clone(),
+            artifact_roots: cli.artifact_roots().roots().to_vec(),
             public_url: self.public_url.clone(),
             api: ApiSettings {
                 projection_wait: Duration::from_millis(self.projection_wait_ms),
@@ -287,6 +298,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     let globals = Globals {
         database_url: cli.database_url,
         data_dir: cli.data_dir,
+        artifact_roots: cli.artifact_roots,
     };
     match cli.command {
         Command::Serve(args) => {
@@ -340,7 +352,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
         Command::Catalog(CatalogCommand::Import { file }) => {
             let db = globals.open(&DbOptions::default()).await?;
-            let feed = CatalogFeed::new(Arc::new(Commands::new(db)));
+            let feed = CatalogFeed::new(Arc::new(Commands::new(db)), globals.artifact_roots());
             let report = if file == "-" {
                 let stdin = tokio::io::BufReader::new(tokio::io::stdin());
                 catalog::import(&feed, stdin, std::io::stderr()).await?

@@ -26,10 +26,23 @@ impl Worker {
                 created.build_id
             ))
         })?;
+        // Checked again here: the document was checked when it was recorded,
+        // but the roots, the links on the way or the log may have changed.
+        let artifact_dir = crate::hosting::artifacts::ArtifactRoots::new(
+            self.settings.artifact_roots.clone(),
+            self.settings.data_dir.clone(),
+        )
+        .check(std::path::Path::new(&artifact_dir))
+        .map_err(|reason| {
+            StepError::permanent(format!(
+                "build {}: artifactDir refused: {reason}",
+                created.build_id
+            ))
+        })?;
         Ok(StepContext {
             deploy_id: created.deploy_id,
             entity_id: created.entity_id,
-            artifact_dir: artifact_dir.into(),
+            artifact_dir,
             production: default_version.as_deref() == Some(version.as_str()),
         })
     }

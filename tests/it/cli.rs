@@ -15,6 +15,8 @@ fn deployd(database_url: &str) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_deployd"));
     cmd.env("DATABASE_URL", database_url)
         .env("NATS_URL", support::nats_url())
+        // the fixed artifact paths the documents below name
+        .env("DEPLOYD_ARTIFACT_ROOTS", "/srv")
         .env("DEPLOYD_LOG", "warn");
     cmd
 }

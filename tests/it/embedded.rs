@@ -27,6 +27,8 @@ fn deployd(dir: &Path, database_url: Option<&str>) -> Command {
         .env_remove("DATABASE_URL")
         .env_remove("NATS_URL")
         .env_remove("DEPLOYD_DATA_DIR")
+        // the builds `catalog` writes beside ./data
+        .env("DEPLOYD_ARTIFACT_ROOTS", dir)
         .env("DEPLOYD_LOG", "warn");
     if let Some(url) = database_url {
         cmd.env("DATABASE_URL", url);

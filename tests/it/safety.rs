@@ -22,11 +22,12 @@ async fn numbers_that_would_not_read_back_exactly_are_refused_at_create() {
     let app = TestApp::spawn().await;
     let seeded = app.seed_app(WS).await;
     for (metadata, pointer) in [
-        (r#"{"x": 1.7976931348623157e308}"#, "body/metadata/x"),
+        (r#"{"x": 1e17}"#, "body/metadata/x"),
         (r#"{"x": 1e16}"#, "body/metadata/x"),
-        (r#"{"x": 18446744073709551615}"#, "body/metadata/x"),
+        (r#"{"x": -4.5e18}"#, "body/metadata/x"),
+        (r#"{"x": 18446744073709551615}"#, "body"),
+        (r#"{"x": 123456789012345678901234567890}"#, "body"),
         (r#"{"x": [0, -0.0]}"#, "body/metadata/x/1"),
-        (r#"{"x": 5e-324}"#, "body/metadata/x"),
         (r#"{"x\u0000": 1}"#, "body/metadata/x\\u0000"),
         (r#"{"x": "a\u0000b"}"#, "body/metadata/x"),
     ] {
@@ -86,6 +87,8 @@ async fn accepted_numbers_read_back_exactly_from_every_path() {
         r#"{"int": 9223372036854775807, "neg": -9223372036854775808, "half": 0.5,
             "tenth": 0.1, "small": 1.2345678901234567e-16, "large": 9999999999999998.0,
             "whole": 3.0, "exp": 1.5e-7, "zero": 0, "fzero": 0.0, "s": "ünï\u0001",
+            "max": 1.7976931348623157e308, "min": -1.7976931348623157e308, "big": 1e21,
+            "tiny": 5e-324, "edge": 1.8446744073709552e19,
             "nested": [[[{"a": [1, 2.5, null, true, "x"]}]]]}"#,
     )
     .unwrap();
@@ -260,7 +263,7 @@ async fn events_import_refuses_values_the_store_would_not_read_back() {
     };
     let dir = tempfile::tempdir().unwrap();
     for (metadata, expected) in [
-        (json!({"x": 1e300}), "data/metadata/x"),
+        (json!({"x": 1e17}), "data/metadata/x"),
         (json!({"x": "a\u{0}"}), "data/metadata/x"),
     ] {
         let file = dir.path().join("events.jsonl");
@@ -297,10 +300,139 @@ async fn events_import_refuses_values_the_store_would_not_read_back() {
     app.stop().await;
 }
 
+/// Imports one `build.succeeded` of `seeded`'s app with `dir`, through a
+/// feed with `roots`; returns the report and what it wrote on errors.
+async fn import_build(
+    app: &TestApp,
+    seeded: &Seeded,
+    dir: &str,
+    roots: deployd::hosting::artifacts::ArtifactRoots,
+) -> (deployd::catalog::ImportReport, String, String) {
+    let build = format!("bld_{}", ulid::Ulid::generate());
+    let feed = deployd::catalog::CatalogFeed::new(
+        std::sync::Arc::new(deployd::store::commands::Commands::new(app.db.clone())),
+        roots,
+    );
+    let doc = build_succeeded_doc(WS, &seeded.app, &seeded.version, &build, dir);
+    let mut errors = Vec::new();
+    let report = deployd::catalog::import(&feed, format!("{doc}\n").as_bytes(), &mut errors)
+        .await
+        .unwrap();
+    (report, String::from_utf8(errors).unwrap(), build)
+}
+
+async fn an_artifact_dir_outside_the_roots_or_near_the_data_dir_is_refused_at_import() {
+    let app = TestApp::spawn().await;
+    let seeded = app.seed_app(WS).await;
+    let root = app.artifacts.path();
+    std::os::unix::fs::symlink("/etc", root.join("etc-link")).unwrap();
+    std::os::unix::fs::symlink(app.data_dir.path(), root.join("data-link")).unwrap();
+    let data = app.data_dir.path().to_str().unwrap().to_string();
+    let refused = [
+        "/etc".to_string(),
+        "/tmp".to_string(),
+        "/".to_string(),
+        data.clone(),
+        format!("{data}/sites"),
+        root.join("etc-link").to_str().unwrap().to_string(),
+        root.join("data-link/x").to_str().unwrap().to_string(),
+        format!("{}/../..", root.display()),
+    ];
+    for dir in &refused {
+        let (report, errors, build) = import_build(&app, &seeded, dir, app.artifact_roots()).await;
+        assert_eq!(report.rejected, 1, "{dir}: {errors}");
+        assert!(
+            errors.contains("build/artifactDir") && errors.contains(&build),
+            "{dir}: {errors}"
+        );
+    }
+    // A root wide enough to hold the data directory still never publishes it.
+    let wide = deployd::hosting::artifacts::ArtifactRoots::new(
+        vec![std::path::PathBuf::from("/")],
+        app.data_dir.path(),
+    );
+    let (report, errors, _) = import_build(&app, &seeded, &data, wide).await;
+    assert_eq!(report.rejected, 1);
+    assert!(errors.contains("data directory"), "{errors}");
+    // No roots at all: refused, saying how to allow a directory.
+    let none = deployd::hosting::artifacts::ArtifactRoots::new(vec![], app.data_dir.path());
+    let inside = root.join("site").to_str().unwrap().to_string();
+    let (report, errors, _) = import_build(&app, &seeded, &inside, none).await;
+    assert_eq!(report.rejected, 1);
+    assert!(errors.contains("DEPLOYD_ARTIFACT_ROOTS"), "{errors}");
+    // Nothing of those builds was recorded; one inside the roots is.
+    assert_eq!(
+        count(
+            &app.db,
+            "SELECT count(*) FROM events WHERE aggregate_type = 'Build'"
+        )
+        .await,
+        1
+    );
+    let (report, _, _) = import_build(&app, &seeded, &inside, app.artifact_roots()).await;
+    assert_eq!(report.recorded, 1);
+    app.stop().await;
+}
+
+async fn a_deploy_checks_the_artifact_dir_again_and_never_follows_a_link_out_of_it() {
+    let app = TestApp::spawn_with_worker().await;
+    let seeded = app.seed_app(WS).await;
+    // A build whose directory is fine when recorded, and is then replaced
+    // by a link to the data directory.
+    let swapped = app.artifacts.path().join("swapped");
+    std::fs::create_dir_all(&swapped).unwrap();
+    std::fs::write(swapped.join("index.html"), "ok").unwrap();
+    let (report, _, build) = import_build(
+        &app,
+        &seeded,
+        swapped.to_str().unwrap(),
+        app.artifact_roots(),
+    )
+    .await;
+    assert_eq!(report.recorded, 1);
+    std::fs::remove_dir_all(&swapped).unwrap();
+    std::os::unix::fs::symlink(app.data_dir.path(), &swapped).unwrap();
+    let id = app.create(&build).await["id"].as_str().unwrap().to_string();
+    let failed = app.wait_status(&id, "failed").await;
+    let error = failed["error"].as_str().unwrap();
+    assert!(
+        error.contains("artifactDir refused") && error.contains("data directory"),
+        "{error}"
+    );
+
+    // Links inside an artifact are not followed out of it.
+    let site = app.artifacts.path().join("with-links");
+    std::fs::create_dir_all(&site).unwrap();
+    std::fs::write(site.join("index.html"), "home").unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", site.join("hostname.txt")).unwrap();
+    std::os::unix::fs::symlink("/etc", site.join("etc")).unwrap();
+    let (_, _, build) =
+        import_build(&app, &seeded, site.to_str().unwrap(), app.artifact_roots()).await;
+    let id = app.create(&build).await["id"].as_str().unwrap().to_string();
+    let done = app.wait_status(&id, "completed").await;
+    let preview = done["previewUrl"].as_str().unwrap();
+    let get = |path: &str| app.client.get(format!("{preview}{path}")).send();
+    assert_eq!(
+        get("index.html").await.unwrap().text().await.unwrap(),
+        "home"
+    );
+    assert_eq!(
+        get("hostname.txt").await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        get("etc/hostname").await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    app.stop().await;
+}
+
 crate::backend_tests!(
     numbers_that_would_not_read_back_exactly_are_refused_at_create,
     accepted_numbers_read_back_exactly_from_every_path,
     a_reader_that_cannot_apply_an_event_makes_readyz_503_naming_it_and_its_position,
     a_reader_stalled_beyond_the_bound_makes_readyz_503,
     events_import_refuses_values_the_store_would_not_read_back,
+    an_artifact_dir_outside_the_roots_or_near_the_data_dir_is_refused_at_import,
+    a_deploy_checks_the_artifact_dir_again_and_never_follows_a_link_out_of_it,
 );
