@@ -284,6 +284,11 @@ impl Application {
             db: db.clone(),
             commands,
             signals,
+            last_use: Default::default(),
+            auth_failures: api::ratelimit::RateLimiter::new(
+                settings.api.auth_failure_rate,
+                settings.api.auth_failure_burst,
+            ),
             limiter: api::ratelimit::RateLimiter::new(
                 settings.api.rate_limit_per_second,
                 settings.api.rate_limit_burst,
@@ -341,9 +346,13 @@ impl Application {
 
     pub async fn run_until_stopped(mut self) -> anyhow::Result<()> {
         let shutdown = self.shutdown.clone();
-        let served = axum::serve(self.listener, api::router(self.state.clone()))
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await;
+        let served = axum::serve(
+            self.listener,
+            api::router(self.state.clone())
+                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await;
         self.shutdown.cancel();
         while self.tasks.join_next().await.is_some() {}
         self.state.db.close().await;

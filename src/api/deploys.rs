@@ -143,10 +143,35 @@ fn replay(status: StatusCode, body: Value) -> Response {
     }
 }
 
-/// Parses a JSON object body; an empty body is `{}` when `empty_ok`.
-fn json_object(body: &Bytes, empty_ok: bool) -> Result<Map<String, Value>, Problem> {
+/// Parses a JSON object body; an empty body is `{}` when `empty_ok`. A
+/// body must say it is JSON (`Content-Type: application/json`, else 415)
+/// and have no key twice in an object (which one would win is a guess).
+fn json_object(
+    headers: &axum::http::HeaderMap,
+    body: &Bytes,
+    empty_ok: bool,
+) -> Result<Map<String, Value>, Problem> {
     if body.iter().all(u8::is_ascii_whitespace) && empty_ok {
         return Ok(Map::new());
+    }
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|m| m.trim().to_ascii_lowercase())
+        .is_some_and(|m| {
+            m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
+        });
+    if !json {
+        return Err(Problem::unsupported_media_type(
+            "send the body as JSON, with Content-Type: application/json",
+        ));
+    }
+    if let Some(pointer) = crate::domain::json::duplicate_key(body) {
+        return Err(Problem::invalid_field(
+            join_pointer("body", &pointer),
+            "this key appears more than once in its object",
+        ));
     }
     // An integer the parser would round: what was sent could not be kept.
     if let Some(issue) = crate::domain::json::integer_literal_issue(body) {
@@ -159,6 +184,14 @@ fn json_object(body: &Bytes, empty_ok: bool) -> Result<Map<String, Value>, Probl
             "body",
             format!("not valid JSON: {e}"),
         )),
+    }
+}
+
+fn join_pointer(base: &str, rest: &str) -> String {
+    if rest.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}/{rest}")
     }
 }
 
@@ -206,9 +239,18 @@ fn parse_create(map: &Map<String, Value>) -> Result<CreateRequest, Problem> {
                 })
         }
         (None, Some(Ok(id))) => id
-            .parse()
-            .map(deploys::Source::App)
-            .map_err(|e: crate::domain::ids::IdError| FieldError::new("body/appId", e.to_string())),
+            .parse::<crate::domain::ids::EntityId>()
+            .map_err(|e: crate::domain::ids::IdError| FieldError::new("body/appId", e.to_string()))
+            .and_then(|id| {
+                if id.kind() == crate::domain::ids::EntityKind::App {
+                    Ok(deploys::Source::App(id))
+                } else {
+                    Err(FieldError::new(
+                        "body/appId",
+                        "expected an app id (app_…); deploy a function by its buildId",
+                    ))
+                }
+            }),
     };
     let metadata = match map.get("metadata") {
         None | Some(Value::Null) => Ok(Map::new()),
@@ -246,11 +288,14 @@ fn parse_create(map: &Map<String, Value>) -> Result<CreateRequest, Problem> {
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
+    _: crate::api::params::Strict<crate::api::params::NoQuery>,
+    headers: axum::http::HeaderMap,
     request_id: RequestId,
     IdempotencyKey(key): IdempotencyKey,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, Problem> {
-    let map = json_object(&body, false)?;
+    let body = body.map_err(crate::api::problem::body_problem)?;
+    let map = json_object(&headers, &body, false)?;
     let request = parse_create(&map)?;
     let print = idempotency::fingerprint("POST", "/api/deploys", &Value::Object(map));
     let (begin, deploy_id) = idempotency::begin(
@@ -305,6 +350,7 @@ pub struct DetailParams {
 pub async fn detail(
     State(state): State<AppState>,
     caller: Caller,
+    _: crate::api::params::Strict<crate::api::params::DetailQuery>,
     Path(DeployPath { id }): Path<DeployPath>,
     Query(params): Query<DetailParams>,
 ) -> Result<Json<DeployDetail>, Problem> {
@@ -398,14 +444,17 @@ async fn detail_as_of(
 pub async fn cancel(
     State(state): State<AppState>,
     caller: Caller,
+    _: crate::api::params::Strict<crate::api::params::NoQuery>,
+    headers: axum::http::HeaderMap,
     request_id: RequestId,
     Path(DeployPath { id }): Path<DeployPath>,
     IdempotencyKey(key): IdempotencyKey,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, Problem> {
+    let body = body.map_err(crate::api::problem::body_problem)?;
     let deploy_id = parse_deploy_id(&id)?;
     let id = deploy_id.to_string();
-    let map = json_object(&body, true)?;
+    let map = json_object(&headers, &body, true)?;
     let mut errors = unknown_fields(&map, &["reason"]);
     let reason = match map.get("reason") {
         None | Some(Value::Null) => None,
@@ -498,6 +547,7 @@ pub struct AuditEvent {
 pub async fn events(
     State(state): State<AppState>,
     caller: Caller,
+    _: crate::api::params::Strict<crate::api::params::EventsQuery>,
     Path(DeployPath { id }): Path<DeployPath>,
     Query(params): Query<EventsParams>,
 ) -> Result<Json<Vec<AuditEvent>>, Problem> {

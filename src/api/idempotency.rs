@@ -43,14 +43,16 @@ pub enum Begin {
     Replay(StatusCode, serde_json::Value),
 }
 
-/// The fingerprint of a request: method, path and canonical JSON body.
+/// The fingerprint of a request: method, path and canonical JSON body
+/// (keys sorted at every level).
 pub fn fingerprint(method: &str, path: &str, body: &serde_json::Value) -> Vec<u8> {
     let mut hash = Sha256::new();
     hash.update(method.as_bytes());
     hash.update(b" ");
     hash.update(path.as_bytes());
     hash.update(b"\n");
-    hash.update(body.to_string().as_bytes());
+    // Keys sorted: the same JSON in another key order is the same request.
+    hash.update(crate::domain::json::canonical_text(body).as_bytes());
     hash.finalize().to_vec()
 }
 

@@ -11,6 +11,7 @@ pub mod deploys;
 pub mod docs;
 pub mod idempotency;
 pub mod list;
+pub mod params;
 pub mod problem;
 pub mod ratelimit;
 pub mod sites;
@@ -47,9 +48,15 @@ pub struct ApiSettings {
     pub request_timeout: Duration,
     /// Largest request body.
     pub body_limit: usize,
+    /// Longest wait for the next part of a request body (408 after it).
+    pub body_timeout: Duration,
     /// Requests per second per token (0: no limit), and the burst above it.
     pub rate_limit_per_second: u32,
     pub rate_limit_burst: u32,
+    /// Failed authentications per second per client address (0: no
+    /// limit), and the burst above it.
+    pub auth_failure_rate: u32,
+    pub auth_failure_burst: u32,
     /// `/readyz` answers 503 when a reader has had events waiting, without
     /// moving, for longer than this.
     pub ready_max_lag: Duration,
@@ -61,8 +68,11 @@ impl Default for ApiSettings {
             projection_wait: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             body_limit: 64 * 1024,
+            body_timeout: Duration::from_secs(10),
             rate_limit_per_second: 100,
             rate_limit_burst: 200,
+            auth_failure_rate: 1,
+            auth_failure_burst: 20,
             ready_max_lag: Duration::from_secs(30),
         }
     }
@@ -81,6 +91,10 @@ pub struct Inner {
     /// Set when deploys are hosted locally: the sites are served here.
     pub hosting: Option<Arc<crate::hosting::local::LocalHosting>>,
     pub limiter: ratelimit::RateLimiter,
+    /// Failed authentications per client address.
+    pub auth_failures: ratelimit::RateLimiter,
+    /// When tokens' last uses were recorded.
+    pub last_use: auth::LastUse,
     /// For `/readyz`: NATS, or `None` on the in-process bus.
     pub nats: Option<async_nats::Client>,
 }
@@ -258,6 +272,9 @@ fn api_routes() -> ApiRouter<AppState> {
                     .response_with::<201, Json<crate::read_model::DeployRow>, _>(docs::location)
                     .response_with::<400, Problem, _>(|r| r.description("A bad body, named by pointer"))
                     .response_with::<404, Problem, _>(|r| r.description("The build or app is unknown or outside the caller's workspaces"))
+                    .response_with::<408, Problem, _>(|r| r.description("The body did not arrive in time"))
+                    .response_with::<413, Problem, _>(|r| r.description("The body is larger than the server takes"))
+                    .response_with::<415, Problem, _>(|r| r.description("The body is not sent as application/json"))
                     .response_with::<409, Problem, _>(|r| r.description("The Idempotency-Key's first request is still in flight"))
                     .response_with::<422, Problem, _>(|r| r.description("The build did not succeed, the app has no successful build, or the Idempotency-Key was used with another request"))
                     .response_with::<503, Problem, _>(|r| r.description("Recorded, but the read model is behind; see Retry-After"))
@@ -268,6 +285,7 @@ fn api_routes() -> ApiRouter<AppState> {
             get_with(deploys::detail, |t| {
                 op(t, "Get a deploy", "The deploy with its steps and, once cancelled, its cancellation.")
                     .response::<200, Json<deploys::DeployDetail>>()
+                    .response_with::<400, Problem, _>(|r| r.description("A bad parameter (asOf, or one the endpoint does not take), named by pointer"))
                     .response_with::<404, Problem, _>(|r| r.description("Unknown, or outside the caller's workspaces"))
             }),
         )
@@ -279,6 +297,9 @@ fn api_routes() -> ApiRouter<AppState> {
                     .response::<200, Json<CancelResponse>>()
                     .response_with::<400, Problem, _>(|r| r.description("A bad body, named by pointer"))
                     .response_with::<404, Problem, _>(|r| r.description("Unknown, or outside the caller's workspaces"))
+                    .response_with::<408, Problem, _>(|r| r.description("The body did not arrive in time"))
+                    .response_with::<413, Problem, _>(|r| r.description("The body is larger than the server takes"))
+                    .response_with::<415, Problem, _>(|r| r.description("The body is not sent as application/json"))
                     .response_with::<409, Problem, _>(|r| r.description("The deploy is already completed, failed or cancelled"))
                     .response_with::<422, Problem, _>(|r| r.description("The Idempotency-Key was used with another request"))
             }),
@@ -354,11 +375,16 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(settings.body_limit))
+        // A body that stops arriving is a 408, before the request timeout.
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            settings.body_timeout,
+        ))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             settings.request_timeout,
         ))
         .layer(CatchPanicLayer::new())
+        .layer(axum::middleware::from_fn(problem::every_error_is_a_problem))
         // gzip for clients that accept it (the sites, the JSON, the
         // reference page); images and tiny bodies are sent as they are.
         .layer(CompressionLayer::new())

@@ -109,6 +109,12 @@ pub fn parse(text: &str) -> Result<CatalogDocument, Vec<FieldError>> {
     if let Some(issue) = crate::domain::json::integer_literal_issue(text.as_bytes()) {
         return Err(vec![FieldError::new("", issue)]);
     }
+    if let Some(at) = crate::domain::json::duplicate_key(text.as_bytes()) {
+        return Err(vec![FieldError::new(
+            at,
+            "this key appears more than once in its object",
+        )]);
+    }
     // Values either engine could not store exactly (NUL in a string, odd
     // numbers, deep nesting) are refused before anything else.
     let issues = crate::domain::json::check(&value, "");

@@ -31,6 +31,12 @@ impl Globals {
         db::Location::new(self.database_url.as_deref(), &self.data_dir)
     }
 
+    /// Opens a store that exists (never creating one): what the commands
+    /// that write beside a server use.
+    pub async fn open_existing(&self, options: &DbOptions) -> anyhow::Result<db::Db> {
+        db::open_existing(&self.location()?, options).await
+    }
+
     /// Opens (creating and migrating) the database.
     pub async fn open(&self, options: &DbOptions) -> anyhow::Result<db::Db> {
         db::open(&self.location()?, options).await

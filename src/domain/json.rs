@@ -122,6 +122,143 @@ pub fn integer_literal_issue(text: &[u8]) -> Option<String> {
     None
 }
 
+/// The strings (values and keys) of `value` that hold a NUL, by pointer:
+/// text no PostgreSQL column can hold, so no stored value can equal it.
+pub fn nul_issues(value: &Value, pointer: &str) -> Vec<Issue> {
+    fn walk(value: &Value, pointer: String, issues: &mut Vec<Issue>) {
+        match value {
+            Value::String(s) if s.contains('\0') => issues.push(Issue {
+                pointer,
+                message: "must not contain NUL (\\u0000)".into(),
+            }),
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    walk(item, join(&pointer, &i.to_string()), issues);
+                }
+            }
+            Value::Object(map) => {
+                for (key, item) in map {
+                    let at = join(&pointer, &escape(key));
+                    if key.contains('\0') {
+                        issues.push(Issue {
+                            pointer: at.clone(),
+                            message: "keys must not contain NUL (\\u0000)".into(),
+                        });
+                    }
+                    walk(item, at, issues);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut issues = Vec::new();
+    walk(value, pointer.to_string(), &mut issues);
+    issues.truncate(MAX_ISSUES);
+    issues
+}
+
+/// The pointer of the first key that appears twice in one object of the
+/// JSON `text` (serde_json would keep the last silently); `None` when
+/// there is none or the text is not JSON (the parser says why).
+pub fn duplicate_key(text: &[u8]) -> Option<String> {
+    use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
+    use std::cell::RefCell;
+
+    struct Seed<'a> {
+        pointer: String,
+        found: &'a RefCell<Option<String>>,
+    }
+
+    impl<'de> DeserializeSeed<'de> for Seed<'_> {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Seed<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let mut i = 0usize;
+            while seq
+                .next_element_seed(Seed {
+                    pointer: join(&self.pointer, &i.to_string()),
+                    found: self.found,
+                })?
+                .is_some()
+            {
+                i += 1;
+            }
+            Ok(())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            while let Some(key) = map.next_key::<String>()? {
+                let pointer = join(&self.pointer, &escape(&key));
+                if !seen.insert(key) && self.found.borrow().is_none() {
+                    *self.found.borrow_mut() = Some(pointer.clone());
+                }
+                map.next_value_seed(Seed {
+                    pointer,
+                    found: self.found,
+                })?;
+            }
+            Ok(())
+        }
+    }
+
+    let found = RefCell::new(None);
+    let mut deserializer = serde_json::Deserializer::from_slice(text);
+    let _ = Seed {
+        pointer: String::new(),
+        found: &found,
+    }
+    .deserialize(&mut deserializer);
+    found.into_inner()
+}
+
+/// `value` as text with every object's keys sorted: the same JSON, however
+/// its keys were ordered, gives the same text (an idempotency fingerprint).
+pub fn canonical_text(value: &Value) -> String {
+    fn sorted(value: &Value) -> Value {
+        match value {
+            Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                Value::Object(
+                    keys.into_iter()
+                        .map(|k| (k.clone(), sorted(&map[k])))
+                        .collect(),
+                )
+            }
+            Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+            other => other.clone(),
+        }
+    }
+    sorted(value).to_string()
+}
+
 /// Why the string `s` is refused, if it is.
 pub fn string_issue(s: &str) -> Option<&'static str> {
     s.contains('\0').then_some("must not contain NUL (\\u0000)")
@@ -232,6 +369,26 @@ mod tests {
         );
         assert!(none(r#"{"a": [18446744073709551616]}"#).is_some());
         assert!(none(r#"{"a": -9223372036854775809}"#).is_some());
+    }
+
+    #[test]
+    fn a_key_twice_in_one_object_is_found_by_pointer() {
+        assert_eq!(duplicate_key(br#"{"a": 1, "b": {"c": 1, "d": 2}}"#), None);
+        assert_eq!(duplicate_key(br#"{"a": 1, "a": 2}"#), Some("a".into()));
+        assert_eq!(
+            duplicate_key(br#"{"m": [{"x": 1}, {"x": 1, "y": 2, "x": 3}]}"#),
+            Some("m/1/x".into())
+        );
+        assert_eq!(duplicate_key(b"not json"), None);
+    }
+
+    #[test]
+    fn canonical_text_ignores_key_order() {
+        let a: Value =
+            serde_json::from_str(r#"{"b": 1, "a": {"y": [1, {"q": 1, "p": 2}], "x": 2}}"#).unwrap();
+        let b: Value =
+            serde_json::from_str(r#"{"a": {"x": 2, "y": [1, {"p": 2, "q": 1}]}, "b": 1}"#).unwrap();
+        assert_eq!(canonical_text(&a), canonical_text(&b));
     }
 
     #[test]

@@ -108,6 +108,7 @@ async fn bad_create_bodies_are_400s_that_name_the_bad_part_and_change_nothing() 
         .client
         .post(app.url("/api/deploys"))
         .bearer_auth(&app.token)
+        .header("content-type", "application/json")
         .body("{nope")
         .send()
         .await

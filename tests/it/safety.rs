@@ -133,7 +133,7 @@ async fn a_stored_huge_number_still_decodes_as_postgresql_prints_it() {
 /// not one), as a store written by another build might hold.
 async fn insert_unreadable_event(app: &TestApp) -> String {
     let id = format!("dep_{}", ulid::Ulid::generate());
-    deployd::on_db!(&app.db, pool => sqlx::query(
+    deployd::on_writer!(app.db.writer().await, pool => sqlx::query(
         "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
          VALUES ('Deploy', $1, 1, 'DeployCancelled', '1', '{\"DeployCancelled\": {\"nonsense\": true}}', '{}')",
     )
@@ -226,7 +226,7 @@ async fn a_reader_stalled_beyond_the_bound_makes_readyz_503() {
         "INSERT INTO checkpoints (name, position, updated_at) VALUES ('elsewhere', 0, now() - interval '1 hour')",
         "INSERT INTO checkpoints (name, position, updated_at) VALUES ('elsewhere', 0, '2020-01-01T00:00:00Z')",
     );
-    deployd::on_db!(&app.db, pool => sqlx::query(sql).execute(pool).await.unwrap().rows_affected());
+    deployd::on_writer!(app.db.writer().await, pool => sqlx::query(sql).execute(pool).await.unwrap().rows_affected());
     let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body: Value = ready.json().await.unwrap();
@@ -427,6 +427,265 @@ async fn a_deploy_checks_the_artifact_dir_again_and_never_follows_a_link_out_of_
     app.stop().await;
 }
 
+/// A `DeployCreated` v2 payload of deploy `id`, number `number` of `entity`.
+fn created_data(id: &str, entity: &str, number: i64, metadata: Value) -> Value {
+    json!({
+        "deployId": id, "workspaceId": WS, "entityId": entity,
+        "sequenceNumber": number, "buildId": "bld_01JDQ2V7C8X3ZJ8Q6Y0W6H4K5M",
+        "versionId": "ver_01JDQ2V7C8X3ZJ8Q6Y0W6H4K5M", "trigger": "manual",
+        "sourceEventId": null, "metadata": metadata, "createdBy": "alice",
+        "steps": ["prepare", "upload", "promote"], "createdAt": "2026-11-27T10:05:00Z"
+    })
+}
+
+async fn an_events_import_the_store_refuses_one_line_of_imports_nothing() {
+    let app = TestApp::spawn().await;
+    let seeded = app.seed_app(WS).await;
+    let existing = app.create(&seeded.build).await;
+    let before = count(&app.db, "SELECT count(*) FROM events").await;
+    // 1,500 good lines (more than any batch), then a deploy that takes a
+    // number the store already gave another deploy of the entity.
+    let fresh = format!("app_{}", ulid::Ulid::generate());
+    let mut text = String::new();
+    for n in 1..=1500 {
+        let id = format!("dep_{}", ulid::Ulid::generate());
+        text.push_str(&export_line(
+            n,
+            &id,
+            created_data(&id, &fresh, n, json!({})),
+        ));
+        text.push('\n');
+    }
+    let twin = format!("dep_{}", ulid::Ulid::generate());
+    text.push_str(&export_line(
+        1501,
+        &twin,
+        created_data(
+            &twin,
+            &seeded.app,
+            existing["sequenceNumber"].as_i64().unwrap(),
+            json!({}),
+        ),
+    ));
+    text.push('\n');
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("events.jsonl");
+    std::fs::write(&file, text).unwrap();
+    let source = deployd::audit::import::Source::open(file.to_str().unwrap())
+        .await
+        .unwrap();
+    let failed = deployd::audit::import::import(&app.db, &source, false)
+        .await
+        .expect_err("the store refuses the last line");
+    assert!(
+        format!("{:#}", failed.error).contains("line 1501"),
+        "{:#}",
+        failed.error
+    );
+    assert_eq!(failed.committed.imported, 0);
+    assert_eq!(count(&app.db, "SELECT count(*) FROM events").await, before);
+    app.stop().await;
+}
+
+async fn nul_anywhere_in_the_list_is_the_same_400_on_both_engines() {
+    let app = TestApp::spawn().await;
+    let seeded = app.seed_app(WS).await;
+    app.create(&seeded.build).await;
+    for (param, value, pointer) in [
+        (
+            "filter",
+            r#"{"createdBy": {"eq": "a\u0000"}}"#,
+            "filter/createdBy/eq",
+        ),
+        (
+            "filter",
+            r#"{"metadata": {"contains": {"k\u0000": 1}}}"#,
+            "filter/metadata/contains/k\\u0000",
+        ),
+        (
+            "filter",
+            r#"{"metadata": {"contains": {"k": "\u0000"}}}"#,
+            "filter/metadata/contains/k",
+        ),
+        (
+            "filter",
+            r#"{"metadata": {"hasKey": "\u0000"}}"#,
+            "filter/metadata/hasKey",
+        ),
+        (
+            "filter",
+            r#"{"status": {"in": ["pending", "\u0000"]}}"#,
+            "filter/status/in/1",
+        ),
+        ("created_by", "a\u{0}b", "created_by"),
+    ] {
+        let response = app.list(&app.token, &[(param, value.to_string())]).await;
+        let body = problem(response, StatusCode::BAD_REQUEST).await;
+        assert_eq!(pointers(&body), vec![pointer], "{param}={value}");
+    }
+    app.stop().await;
+}
+
+async fn errors_below_the_handlers_are_problem_json_too() {
+    let app = TestApp::spawn_with(Options {
+        api: deployd::api::ApiSettings {
+            body_timeout: Duration::from_millis(300),
+            ..Default::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    // A body over the limit: 413.
+    let big = "x".repeat(70 * 1024);
+    let response = app
+        .client
+        .post(app.url("/api/deploys"))
+        .bearer_auth(&app.token)
+        .header("content-type", "application/json")
+        .body(format!(r#"{{"metadata": {{"a": "{big}"}}}}"#))
+        .send()
+        .await
+        .unwrap();
+    problem(response, StatusCode::PAYLOAD_TOO_LARGE).await;
+    // A path that is not UTF-8: 400 (or the 404 of a malformed id).
+    let response = app.get("/api/deploys/dep_%FF%FE", &app.token).await;
+    assert!(response.status().is_client_error());
+    let status = response.status();
+    problem(response, status).await;
+    // A body that stops arriving: 408.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = app.address.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let head = format!(
+        "POST /api/deploys HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"buildId\"",
+        app.token
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("content-type: application/problem+json"),
+        "{answer}"
+    );
+    app.stop().await;
+}
+
+async fn lenient_parsing_that_hid_mistakes_is_a_named_400() {
+    let app = TestApp::spawn().await;
+    let seeded = app.seed_app(WS).await;
+    app.create(&seeded.build).await;
+    // A typo in a parameter name lists nothing, it names the parameter.
+    for (query, pointer) in [
+        ("entityId=app_01JDQ2V7C8X3ZJ8Q6Y0W6H4K5M", "entityId"),
+        ("status=pending&status=failed", "status"),
+        ("created_by=%FF", "created_by"),
+        ("filter=%7B%22status%22%3A%7B%7D%7D", "filter/status"),
+        (
+            "filter=%7B%22status%22%3A%7B%22eq%22%3A%22pending%22%2C%22eq%22%3A%22failed%22%7D%7D",
+            "filter/status/eq",
+        ),
+    ] {
+        let response = app.get(&format!("/api/deploys?{query}"), &app.token).await;
+        let body = problem(response, StatusCode::BAD_REQUEST).await;
+        assert_eq!(pointers(&body), vec![pointer], "{query}");
+    }
+    let response = app
+        .get(
+            "/api/deploys/dep_01JDQ2V7C8X3ZJ8Q6Y0W6H4K5M?asof=2026-01-01T00:00:00Z",
+            &app.token,
+        )
+        .await;
+    assert_eq!(
+        pointers(&problem(response, StatusCode::BAD_REQUEST).await),
+        vec!["asof"]
+    );
+
+    let send = |content_type: &'static str, body: String, key: Option<&'static str>| {
+        let mut request = app
+            .client
+            .post(app.url("/api/deploys"))
+            .bearer_auth(&app.token)
+            .header("content-type", content_type)
+            .body(body);
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        request.send()
+    };
+    let build = &seeded.build;
+    // A key twice: which one would win is a guess.
+    let twice = format!(r#"{{"buildId": "{build}", "buildId": "{build}"}}"#);
+    let response = send("application/json", twice, None).await.unwrap();
+    assert_eq!(
+        pointers(&problem(response, StatusCode::BAD_REQUEST).await),
+        vec!["body/buildId"]
+    );
+    // Not declared as JSON: 415.
+    let response = send("text/plain", format!(r#"{{"buildId": "{build}"}}"#), None)
+        .await
+        .unwrap();
+    problem(response, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+    // The same JSON with its keys in another order replays.
+    let first = format!(r#"{{"buildId": "{build}", "metadata": {{"a": 1, "b": 2}}}}"#);
+    let reordered = format!(r#"{{"metadata": {{"b": 2, "a": 1}}, "buildId": "{build}"}}"#);
+    let one = send("application/json", first, Some("order"))
+        .await
+        .unwrap();
+    assert_eq!(one.status(), StatusCode::CREATED);
+    let one: Value = one.json().await.unwrap();
+    let two = send("application/json", reordered, Some("order"))
+        .await
+        .unwrap();
+    assert_eq!(two.status(), StatusCode::CREATED);
+    assert_eq!(two.json::<Value>().await.unwrap()["id"], one["id"]);
+    // appId takes apps only.
+    let response = app
+        .post(
+            "/api/deploys",
+            &app.token,
+            json!({"appId": "fn_01JDQ2V7C8X3ZJ8Q6Y0W6H4K5M"}),
+        )
+        .await;
+    assert_eq!(
+        pointers(&problem(response, StatusCode::BAD_REQUEST).await),
+        vec!["body/appId"]
+    );
+    app.stop().await;
+}
+
+async fn failed_authentications_are_limited_per_client_address() {
+    let app = TestApp::spawn_with(Options {
+        api: deployd::api::ApiSettings {
+            auth_failure_rate: 1,
+            auth_failure_burst: 3,
+            ..Default::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    let wrong = "dpd_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    for _ in 0..3 {
+        let response = app.get("/api/deploys", wrong).await;
+        problem(response, StatusCode::UNAUTHORIZED).await;
+    }
+    let response = app.get("/api/deploys", wrong).await;
+    assert!(response.headers().contains_key("retry-after"));
+    let body = problem(response, StatusCode::TOO_MANY_REQUESTS).await;
+    assert!(body["detail"]
+        .as_str()
+        .unwrap()
+        .contains("failed authentications"));
+    // While the address is out of failures, nothing from it is looked up.
+    let response = app.get("/api/deploys", &app.token).await;
+    problem(response, StatusCode::TOO_MANY_REQUESTS).await;
+    app.stop().await;
+}
+
 crate::backend_tests!(
     numbers_that_would_not_read_back_exactly_are_refused_at_create,
     accepted_numbers_read_back_exactly_from_every_path,
@@ -435,4 +694,9 @@ crate::backend_tests!(
     events_import_refuses_values_the_store_would_not_read_back,
     an_artifact_dir_outside_the_roots_or_near_the_data_dir_is_refused_at_import,
     a_deploy_checks_the_artifact_dir_again_and_never_follows_a_link_out_of_it,
+    an_events_import_the_store_refuses_one_line_of_imports_nothing,
+    nul_anywhere_in_the_list_is_the_same_400_on_both_engines,
+    errors_below_the_handlers_are_problem_json_too,
+    lenient_parsing_that_hid_mistakes_is_a_named_400,
+    failed_authentications_are_limited_per_client_address,
 );
