@@ -441,6 +441,8 @@ async fn detail_as_of(
     })
 }
 
+// An axum handler takes its extractors as arguments.
+#[allow(clippy::too_many_arguments)]
 pub async fn cancel(
     State(state): State<AppState>,
     caller: Caller,

@@ -94,27 +94,6 @@ impl<S: Send + Sync, P: Known> FromRequestParts<S> for Strict<P> {
 
 impl<P> aide::operation::OperationInput for Strict<P> {}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn pointers(query: &str) -> Vec<String> {
-        match check(Some(query), &["limit", "status"]) {
-            Ok(()) => vec![],
-            Err(p) => p.errors.into_iter().map(|e| e.pointer).collect(),
-        }
-    }
-
-    #[test]
-    fn unknown_repeated_and_non_utf8_parameters_are_named() {
-        assert_eq!(pointers("limit=1&status=pending"), Vec::<String>::new());
-        assert_eq!(pointers("entityId=app_1"), vec!["entityId"]);
-        assert_eq!(pointers("limit=1&limit=2"), vec!["limit"]);
-        assert_eq!(pointers("status=%FF"), vec!["status"]);
-        assert_eq!(pointers("status=caf%C3%A9+x"), Vec::<String>::new());
-    }
-}
-
 /// `GET /api/deploys`
 pub struct ListQuery;
 impl Known for ListQuery {
@@ -150,4 +129,25 @@ impl Known for EventsQuery {
 pub struct NoQuery;
 impl Known for NoQuery {
     const KNOWN: &'static [&'static str] = &[];
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pointers(query: &str) -> Vec<String> {
+        match check(Some(query), &["limit", "status"]) {
+            Ok(()) => vec![],
+            Err(p) => p.errors.into_iter().map(|e| e.pointer).collect(),
+        }
+    }
+
+    #[test]
+    fn unknown_repeated_and_non_utf8_parameters_are_named() {
+        assert_eq!(pointers("limit=1&status=pending"), Vec::<String>::new());
+        assert_eq!(pointers("entityId=app_1"), vec!["entityId"]);
+        assert_eq!(pointers("limit=1&limit=2"), vec!["limit"]);
+        assert_eq!(pointers("status=%FF"), vec!["status"]);
+        assert_eq!(pointers("status=caf%C3%A9+x"), Vec::<String>::new());
+    }
 }

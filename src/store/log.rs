@@ -400,8 +400,9 @@ pub async fn reader_stalls(db: &Db) -> Result<Vec<ReaderStall>, sqlx::Error> {
                    FROM events e WHERE e.position > c.position) \
          FROM checkpoints c ORDER BY c.name",
     );
-    let rows: Vec<(String, i64, i64, Option<f64>, Option<f64>)> =
-        crate::on_db!(db, pool => sqlx::query_as(sql).fetch_all(pool).await?);
+    // name, position, events behind, seconds unmoved, age of the oldest
+    type StallRow = (String, i64, i64, Option<f64>, Option<f64>);
+    let rows: Vec<StallRow> = crate::on_db!(db, pool => sqlx::query_as(sql).fetch_all(pool).await?);
     Ok(rows
         .into_iter()
         .map(|(reader, position, events_behind, unmoved, oldest)| {

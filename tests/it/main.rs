@@ -15,6 +15,7 @@ mod create;
 mod dashboard;
 mod deploys;
 mod embedded;
+mod fuzz;
 mod list;
 mod list_indexes;
 mod log;
