@@ -364,7 +364,11 @@ fn print_details(f: &Figures) {
 
 /// One engine, from an empty database to its dropped database.
 async fn run(kind: Kind, knobs: &Knobs) -> anyhow::Result<Figures> {
-    let data_dir = tempfile::tempdir()?;
+    // deployd's own files in `data`, the builds beside it in `builds` (a
+    // build may never be published from the data directory).
+    let base = tempfile::tempdir()?;
+    let data_dir = base.path().join("data");
+    std::fs::create_dir_all(&data_dir)?;
     let (database_url, database) = match kind {
         Kind::Sqlite => (None, None),
         Kind::Postgres => {
@@ -377,14 +381,14 @@ async fn run(kind: Kind, knobs: &Knobs) -> anyhow::Result<Figures> {
             (Some(url.to_string()), Some(name))
         }
     };
-    let location = Location::new(database_url.as_deref(), data_dir.path())?;
+    let location = Location::new(database_url.as_deref(), &data_dir)?;
     let options = DbOptions {
         max_connections: POOL,
         ..DbOptions::default()
     };
     let result = async {
         let db = db::open(&location, &options).await?;
-        let result = measure(kind, knobs, &db, database_url.clone(), data_dir.path()).await;
+        let result = measure(kind, knobs, &db, database_url.clone(), &data_dir).await;
         db.close().await;
         result
     }
@@ -446,6 +450,7 @@ async fn measure(
         nats_prefix: "deployd".into(),
         listen: "127.0.0.1:0".into(),
         data_dir: data_dir.to_path_buf(),
+        artifact_roots: vec![builds_dir(data_dir)],
         public_url: None,
         api: ApiSettings {
             rate_limit_per_second: 0,
@@ -482,12 +487,20 @@ async fn measure(
 }
 
 /// Entities, each with one successful build, through the catalog import.
+/// Where the builds are: beside the data directory.
+fn builds_dir(data_dir: &std::path::Path) -> std::path::PathBuf {
+    data_dir
+        .parent()
+        .expect("the data directory is in the run's directory")
+        .join("builds")
+}
+
 async fn seed_catalog(
     db: &Db,
     data_dir: &std::path::Path,
     entities: usize,
 ) -> anyhow::Result<Vec<Seeded>> {
-    let dir = data_dir.join("site");
+    let dir = builds_dir(data_dir).join("site");
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("index.html"), "<h1>bench</h1>")?;
     let mut documents = String::new();
@@ -514,7 +527,10 @@ async fn seed_catalog(
         documents.push_str(&format!("{entity}\n{built}\n"));
         seeded.push(s);
     }
-    let feed = deployd::catalog::CatalogFeed::new(Arc::new(Commands::new(db.clone())));
+    let feed = deployd::catalog::CatalogFeed::new(
+        Arc::new(Commands::new(db.clone())),
+        deployd::hosting::artifacts::ArtifactRoots::new(vec![builds_dir(data_dir)], data_dir),
+    );
     let report = deployd::catalog::import(&feed, documents.as_bytes(), std::io::sink()).await?;
     anyhow::ensure!(report.rejected == 0, "seeding rejected documents");
     Ok(seeded)

@@ -100,6 +100,8 @@ async fn main() -> anyhow::Result<()> {
     let rounds: usize = knob("DEPLOYD_BENCH_ROUNDS", 5);
     let engine = std::env::var("DEPLOYD_BENCH_ENGINE").unwrap_or_else(|_| "sqlite".into());
     let data_dir = tempfile::tempdir()?;
+    // Builds live apart from the data directory (DEPLOYD_ARTIFACT_ROOTS).
+    let builds_dir = tempfile::tempdir()?;
     let database = match engine.as_str() {
         "postgres" => {
             let name = format!(
@@ -138,6 +140,7 @@ async fn main() -> anyhow::Result<()> {
         },
         target: TargetSettings::Local,
         webhooks: Default::default(),
+        artifact_roots: vec![builds_dir.path().to_path_buf()],
     };
     let app = Application::build(settings).await?;
     let address = format!("http://127.0.0.1:{}", app.port());
@@ -165,8 +168,8 @@ async fn main() -> anyhow::Result<()> {
         format!("bld_{}", ulid::Ulid::generate()),
         format!("bld_{}", ulid::Ulid::generate()),
     );
-    let dir_a = data_dir.path().join("site-a");
-    let dir_b = data_dir.path().join("site-b");
+    let dir_a = builds_dir.path().join("site-a");
+    let dir_b = builds_dir.path().join("site-b");
     for i in 0..files {
         let file = dir_a.join(format!("assets/{:03}/{i}.txt", i % 100));
         std::fs::create_dir_all(file.parent().unwrap())?;
@@ -182,9 +185,13 @@ async fn main() -> anyhow::Result<()> {
         import_line(build(&dir_b, &b)),
     ]
     .concat();
-    let feed = deployd::catalog::CatalogFeed::new(std::sync::Arc::new(
-        deployd::store::commands::Commands::new(db.clone()),
-    ));
+    let feed = deployd::catalog::CatalogFeed::new(
+        std::sync::Arc::new(deployd::store::commands::Commands::new(db.clone())),
+        deployd::hosting::artifacts::ArtifactRoots::new(
+            vec![builds_dir.path().to_path_buf()],
+            data_dir.path().to_path_buf(),
+        ),
+    );
     let report = deployd::catalog::import(&feed, lines.as_bytes(), std::io::stderr()).await?;
     anyhow::ensure!(report.rejected == 0, "the catalog was refused");
 

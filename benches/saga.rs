@@ -395,7 +395,10 @@ async fn run(
         nats_url: Some(nats_url()),
         nats_prefix: prefix.clone(),
         listen: "127.0.0.1:0".into(),
-        data_dir: data_dir.path().to_path_buf(),
+        // deployd's own files and the builds, side by side (a build may
+        // never be published from the data directory).
+        data_dir: data_dir.path().join("data"),
+        artifact_roots: vec![data_dir.path().join("builds")],
         public_url: None,
         api: ApiSettings::default(),
         run_worker: false,
@@ -471,7 +474,11 @@ async fn measure(
         let app = format!("app_{}", ulid::Ulid::generate());
         let version = format!("ver_{}", ulid::Ulid::generate());
         let build = format!("bld_{}", ulid::Ulid::generate());
-        let dir = rig.data_dir.path().join(format!("site-{build}"));
+        let dir = rig
+            .data_dir
+            .path()
+            .join("builds")
+            .join(format!("site-{build}"));
         std::fs::create_dir_all(dir.join("assets"))?;
         std::fs::write(dir.join("index.html"), format!("<h1>{build}</h1>"))?;
         for i in 1..FILES_PER_BUILD {
@@ -495,9 +502,15 @@ async fn measure(
         documents.push_str(&format!("{entity}\n{built}\n"));
         builds.push(build);
     }
-    let feed = deployd::catalog::CatalogFeed::new(Arc::new(
-        deployd::store::commands::Commands::new(deployd::store::Db::Postgres(pool.clone())),
-    ));
+    let feed = deployd::catalog::CatalogFeed::new(
+        Arc::new(deployd::store::commands::Commands::new(
+            deployd::store::Db::Postgres(pool.clone()),
+        )),
+        deployd::hosting::artifacts::ArtifactRoots::new(
+            vec![rig.data_dir.path().join("builds")],
+            rig.data_dir.path().join("data"),
+        ),
+    );
     let report = deployd::catalog::import(&feed, documents.as_bytes(), std::io::sink()).await?;
     anyhow::ensure!(report.rejected == 0, "seeding rejected documents");
     eprintln!(
@@ -560,7 +573,8 @@ async fn measure(
                 .env("DATABASE_URL", &rig.database_url)
                 .env("NATS_URL", nats_url())
                 .env("DEPLOYD_NATS_PREFIX", &rig.prefix)
-                .env("DEPLOYD_DATA_DIR", rig.data_dir.path())
+                .env("DEPLOYD_DATA_DIR", rig.data_dir.path().join("data"))
+                .env("DEPLOYD_ARTIFACT_ROOTS", rig.data_dir.path().join("builds"))
                 .env("DEPLOYD_PUBLIC_URL", address)
                 .env(
                     "DEPLOYD_LOG",

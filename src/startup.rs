@@ -48,6 +48,9 @@ pub struct Settings {
     /// `host:port`; port 0 picks a free port.
     pub listen: String,
     pub data_dir: std::path::PathBuf,
+    /// The directories builds may be published from
+    /// (`DEPLOYD_ARTIFACT_ROOTS`); empty: none.
+    pub artifact_roots: Vec<std::path::PathBuf>,
     /// Base of the URLs deployd hands out; `http://<listen>` when unset.
     pub public_url: Option<String>,
     pub api: ApiSettings,
@@ -56,6 +59,16 @@ pub struct Settings {
     pub worker: WorkerSettings,
     pub target: TargetSettings,
     pub webhooks: crate::webhooks::WebhookSettings,
+}
+
+impl Settings {
+    /// Where builds may be published from.
+    pub fn artifacts(&self) -> crate::hosting::artifacts::ArtifactRoots {
+        crate::hosting::artifacts::ArtifactRoots::new(
+            self.artifact_roots.clone(),
+            self.data_dir.clone(),
+        )
+    }
 }
 
 /// What every role of the process shares: the database, the bus, the
@@ -116,6 +129,7 @@ impl Core {
     pub fn worker(&self, settings: &Settings, target: Arc<dyn DeployTarget>) -> Arc<Worker> {
         let mut worker_settings = settings.worker.clone();
         worker_settings.data_dir = settings.data_dir.clone();
+        worker_settings.artifact_roots = settings.artifact_roots.clone();
         Arc::new(Worker::new(
             self.commands.clone(),
             self.signals.clone(),
@@ -238,7 +252,7 @@ impl Application {
                 shutdown.clone(),
             ));
         }
-        let feed = CatalogFeed::new(commands.clone());
+        let feed = CatalogFeed::new(commands.clone(), settings.artifacts());
         if let Some(nats) = bus.nats() {
             nats.prepare_catalog().await?;
         }
@@ -282,6 +296,11 @@ impl Application {
             db: db.clone(),
             commands,
             signals,
+            last_use: Default::default(),
+            auth_failures: api::ratelimit::RateLimiter::new(
+                settings.api.auth_failure_rate,
+                settings.api.auth_failure_burst,
+            ),
             limiter: api::ratelimit::RateLimiter::new(
                 settings.api.rate_limit_per_second,
                 settings.api.rate_limit_burst,
@@ -343,9 +362,13 @@ impl Application {
 
     pub async fn run_until_stopped(mut self) -> anyhow::Result<()> {
         let shutdown = self.shutdown.clone();
-        let served = axum::serve(self.listener, api::router(self.state.clone()))
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await;
+        let served = axum::serve(
+            self.listener,
+            api::router(self.state.clone())
+                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await;
         self.shutdown.cancel();
         while self.tasks.join_next().await.is_some() {}
         self.state.db.close().await;

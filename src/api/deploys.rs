@@ -144,10 +144,39 @@ pub(super) fn replay(status: StatusCode, body: Value) -> Response {
     }
 }
 
-/// Parses a JSON object body; an empty body is `{}` when `empty_ok`.
-pub(crate) fn json_object(body: &Bytes, empty_ok: bool) -> Result<Map<String, Value>, Problem> {
+/// Parses a JSON object body; an empty body is `{}` when `empty_ok`. A
+/// body must say it is JSON (`Content-Type: application/json`, else 415)
+/// and have no key twice in an object (which one would win is a guess).
+pub(crate) fn json_object(
+    headers: &axum::http::HeaderMap,
+    body: &Bytes,
+    empty_ok: bool,
+) -> Result<Map<String, Value>, Problem> {
     if body.iter().all(u8::is_ascii_whitespace) && empty_ok {
         return Ok(Map::new());
+    }
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|m| m.trim().to_ascii_lowercase())
+        .is_some_and(|m| {
+            m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
+        });
+    if !json {
+        return Err(Problem::unsupported_media_type(
+            "send the body as JSON, with Content-Type: application/json",
+        ));
+    }
+    if let Some(pointer) = crate::domain::json::duplicate_key(body) {
+        return Err(Problem::invalid_field(
+            join_pointer("body", &pointer),
+            "this key appears more than once in its object",
+        ));
+    }
+    // An integer the parser would round: what was sent could not be kept.
+    if let Some(issue) = crate::domain::json::integer_literal_issue(body) {
+        return Err(Problem::invalid_field("body", issue));
     }
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Ok(map),
@@ -164,6 +193,13 @@ pub(super) fn parse_reason_body(map: &Map<String, Value>) -> Result<Option<Strin
     let mut errors = unknown_fields(map, &["reason"]);
     let reason = match map.get("reason") {
         None | Some(Value::Null) => None,
+        Some(Value::String(r)) if crate::domain::json::string_issue(r).is_some() => {
+            errors.push(FieldError::new(
+                "body/reason",
+                crate::domain::json::string_issue(r).unwrap_or_default(),
+            ));
+            None
+        }
         Some(Value::String(r)) if r.len() <= REASON_LIMIT => Some(r.clone()),
         Some(Value::String(_)) => {
             errors.push(FieldError::new(
@@ -181,6 +217,14 @@ pub(super) fn parse_reason_body(map: &Map<String, Value>) -> Result<Option<Strin
         Ok(reason)
     } else {
         Err(Problem::invalid(errors))
+    }
+}
+
+fn join_pointer(base: &str, rest: &str) -> String {
+    if rest.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}/{rest}")
     }
 }
 
@@ -246,14 +290,34 @@ fn parse_create(map: &Map<String, Value>) -> Result<CreateRequest, Problem> {
                 })
         }
         (None, Some(Ok(id))) => id
-            .parse()
-            .map(deploys::Source::App)
-            .map_err(|e: crate::domain::ids::IdError| FieldError::new("body/appId", e.to_string())),
+            .parse::<crate::domain::ids::EntityId>()
+            .map_err(|e: crate::domain::ids::IdError| FieldError::new("body/appId", e.to_string()))
+            .and_then(|id| {
+                if id.kind() == crate::domain::ids::EntityKind::App {
+                    Ok(deploys::Source::App(id))
+                } else {
+                    Err(FieldError::new(
+                        "body/appId",
+                        "expected an app id (app_…); deploy a function by its buildId",
+                    ))
+                }
+            }),
     };
     let metadata = match map.get("metadata") {
         None | Some(Value::Null) => Ok(Map::new()),
         Some(Value::Object(m)) if Value::Object(m.clone()).to_string().len() <= METADATA_LIMIT => {
-            Ok(m.clone())
+            // Only values that read back exactly from either engine.
+            let issues = crate::domain::json::check(&Value::Object(m.clone()), "body/metadata");
+            if issues.is_empty() {
+                Ok(m.clone())
+            } else {
+                errors.extend(
+                    issues
+                        .into_iter()
+                        .map(|i| FieldError::new(i.pointer, i.message)),
+                );
+                Ok(Map::new())
+            }
         }
         Some(Value::Object(_)) => Err(FieldError::new(
             "body/metadata",
@@ -279,17 +343,20 @@ fn parse_create(map: &Map<String, Value>) -> Result<CreateRequest, Problem> {
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
+    _: crate::api::params::Strict<crate::api::params::NoQuery>,
+    headers: axum::http::HeaderMap,
     request_id: RequestId,
     IdempotencyKey(key): IdempotencyKey,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, Problem> {
-    let map = json_object(&body, false)?;
+    let body = body.map_err(crate::api::problem::body_problem)?;
+    let map = json_object(&headers, &body, false)?;
     let request = parse_create(&map)?;
     let print = idempotency::fingerprint("POST", "/api/deploys", &Value::Object(map));
     let (begin, deploy_id) = idempotency::begin(
         &state.db,
         key.as_ref(),
-        &caller.principal,
+        &caller.idempotency_scope(),
         &print,
         DeployId::generate().to_string(),
     )
@@ -343,6 +410,7 @@ pub struct DetailParams {
 pub async fn detail(
     State(state): State<AppState>,
     caller: Caller,
+    _: crate::api::params::Strict<crate::api::params::DetailQuery>,
     Path(DeployPath { id }): Path<DeployPath>,
     Query(params): Query<DetailParams>,
 ) -> Result<Json<DeployDetail>, Problem> {
@@ -448,17 +516,22 @@ async fn detail_as_of(
     })
 }
 
+// An axum handler takes its extractors as arguments.
+#[allow(clippy::too_many_arguments)]
 pub async fn cancel(
     State(state): State<AppState>,
     caller: Caller,
+    _: crate::api::params::Strict<crate::api::params::NoQuery>,
+    headers: axum::http::HeaderMap,
     request_id: RequestId,
     Path(DeployPath { id }): Path<DeployPath>,
     IdempotencyKey(key): IdempotencyKey,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, Problem> {
+    let body = body.map_err(crate::api::problem::body_problem)?;
     let deploy_id = parse_deploy_id(&id)?;
     let id = deploy_id.to_string();
-    let map = json_object(&body, true)?;
+    let map = json_object(&headers, &body, true)?;
     let reason = parse_reason_body(&map)?;
     if fetch_row(&state, &caller, &id).await?.is_none() {
         return Err(Problem::not_found(format!("deploy {id} not found")));
@@ -471,7 +544,7 @@ pub async fn cancel(
     let (begin, _) = idempotency::begin(
         &state.db,
         key.as_ref(),
-        &caller.principal,
+        &caller.idempotency_scope(),
         &print,
         id.clone(),
     )

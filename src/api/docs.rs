@@ -197,8 +197,15 @@ pub struct CancelResponse {
 #[allow(dead_code)] // only its schema is used
 pub struct Readiness {
     ready: bool,
+    engine: String,
     database: String,
     nats: String,
+    /// Each reader of the log (projections, relay): where it stands and
+    /// whether it moves.
+    readers: Vec<crate::store::health::ReaderStatus>,
+    /// What makes the server not ready, for a person (a reader named with
+    /// its position and error).
+    problems: Vec<String>,
 }
 
 /// A 201's `Location` header: where the new resource is.

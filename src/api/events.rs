@@ -391,6 +391,7 @@ pub async fn feed(
 pub async fn deploy_events(
     State(state): State<AppState>,
     caller: Caller,
+    _: crate::api::params::Strict<crate::api::params::EventsQuery>,
     Path(path): Path<DeployPath>,
     headers: HeaderMap,
     Query(params): Query<crate::api::deploys::EventsParams>,

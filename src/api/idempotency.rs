@@ -1,6 +1,8 @@
 //! `Idempotency-Key`: a retry with the same key and the same request replays
 //! the first answer (status and body); the same key with another request is
-//! a 422; a retry while the first is in flight is a 409.
+//! a 422; a retry while the first is in flight is a 409. Keys belong to
+//! the token that sent them (its id and workspaces): two tokens never share
+//! a key, whatever their names.
 //!
 //! The record is made before the command runs and carries the id of the
 //! resource the request acts on (for a create, the new deploy's id). If the
@@ -26,6 +28,8 @@ pub const RETENTION: Duration = Duration::from_secs(48 * 3600);
 /// A request holding an idempotency record.
 #[derive(Debug, Clone)]
 pub struct Held {
+    /// Whose key it is: `Caller::idempotency_scope` (the token's id and
+    /// workspaces, never its name).
     pub principal: String,
     pub key: String,
     pub resource_id: String,
@@ -39,14 +43,16 @@ pub enum Begin {
     Replay(StatusCode, serde_json::Value),
 }
 
-/// The fingerprint of a request: method, path and canonical JSON body.
+/// The fingerprint of a request: method, path and canonical JSON body
+/// (keys sorted at every level).
 pub fn fingerprint(method: &str, path: &str, body: &serde_json::Value) -> Vec<u8> {
     let mut hash = Sha256::new();
     hash.update(method.as_bytes());
     hash.update(b" ");
     hash.update(path.as_bytes());
     hash.update(b"\n");
-    hash.update(body.to_string().as_bytes());
+    // Keys sorted: the same JSON in another key order is the same request.
+    hash.update(crate::domain::json::canonical_text(body).as_bytes());
     hash.finalize().to_vec()
 }
 

@@ -13,6 +13,7 @@ pub mod docs;
 pub mod events;
 pub mod idempotency;
 pub mod list;
+pub mod params;
 pub mod problem;
 pub mod ratelimit;
 pub mod releases;
@@ -51,6 +52,8 @@ pub struct ApiSettings {
     pub request_timeout: Duration,
     /// Largest request body.
     pub body_limit: usize,
+    /// Longest wait for the next part of a request body (408 after it).
+    pub body_timeout: Duration,
     /// Requests per second per token (0: no limit), and the burst above it.
     pub rate_limit_per_second: u32,
     pub rate_limit_burst: u32,
@@ -61,6 +64,13 @@ pub struct ApiSettings {
     pub sse_slow_client: Duration,
     /// A comment line on an idle SSE stream this often.
     pub sse_heartbeat: Duration,
+    /// Failed authentications per second per client address (0: no
+    /// limit), and the burst above it.
+    pub auth_failure_rate: u32,
+    pub auth_failure_burst: u32,
+    /// `/readyz` answers 503 when a reader has had events waiting, without
+    /// moving, for longer than this.
+    pub ready_max_lag: Duration,
 }
 
 impl Default for ApiSettings {
@@ -69,11 +79,15 @@ impl Default for ApiSettings {
             projection_wait: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             body_limit: 64 * 1024,
+            body_timeout: Duration::from_secs(10),
             rate_limit_per_second: 100,
             rate_limit_burst: 200,
             sse_buffer: 256,
             sse_slow_client: Duration::from_secs(5),
             sse_heartbeat: Duration::from_secs(15),
+            auth_failure_rate: 1,
+            auth_failure_burst: 20,
+            ready_max_lag: Duration::from_secs(30),
         }
     }
 }
@@ -91,6 +105,10 @@ pub struct Inner {
     /// Set when deploys are hosted locally: the sites are served here.
     pub hosting: Option<Arc<crate::hosting::local::LocalHosting>>,
     pub limiter: ratelimit::RateLimiter,
+    /// Failed authentications per client address.
+    pub auth_failures: ratelimit::RateLimiter,
+    /// When tokens' last uses were recorded.
+    pub last_use: auth::LastUse,
     /// For `/readyz`: NATS, or `None` on the in-process bus.
     pub nats: Option<async_nats::Client>,
     /// Streams' workspaces and entities, for the feeds.
@@ -185,7 +203,40 @@ async fn readyz(
             true,
         ),
     };
-    let ready = database == "ok" && nats_ok;
+    // Every reader of the log must be moving: one that cannot apply an
+    // event, or has not moved for longer than the bound, is named here.
+    let (readers, readers_ok) = if database == "ok" {
+        match crate::store::health::readers(
+            &state.db,
+            state.signals.health(),
+            state.settings.ready_max_lag,
+        )
+        .await
+        {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(error = %e, "readiness: reading the readers' checkpoints failed");
+                (Vec::new(), false)
+            }
+        }
+    } else {
+        (Vec::new(), false)
+    };
+    let stuck: Vec<String> = readers
+        .iter()
+        .filter(|r| r.status != "ok")
+        .map(|r| match &r.error {
+            Some(error) => format!(
+                "{} {} after position {}: {error}",
+                r.reader, r.status, r.position
+            ),
+            None => format!(
+                "{} {} after position {} ({} events waiting, {:.0} s without moving)",
+                r.reader, r.status, r.position, r.events_behind, r.stalled_seconds
+            ),
+        })
+        .collect();
+    let ready = database == "ok" && nats_ok && readers_ok;
     let status = if ready {
         StatusCode::OK
     } else {
@@ -198,6 +249,8 @@ async fn readyz(
             "engine": state.db.engine().as_str(),
             "database": database,
             "nats": nats,
+            "readers": readers,
+            "problems": stuck,
         })),
     )
         .into_response()
@@ -256,6 +309,9 @@ fn api_routes() -> ApiRouter<AppState> {
                     .response_with::<201, Json<crate::read_model::DeployRow>, _>(docs::location)
                     .response_with::<400, Problem, _>(|r| r.description("A bad body, named by pointer"))
                     .response_with::<404, Problem, _>(|r| r.description("The build or app is unknown or outside the caller's workspaces"))
+                    .response_with::<408, Problem, _>(|r| r.description("The body did not arrive in time"))
+                    .response_with::<413, Problem, _>(|r| r.description("The body is larger than the server takes"))
+                    .response_with::<415, Problem, _>(|r| r.description("The body is not sent as application/json"))
                     .response_with::<409, Problem, _>(|r| r.description("The Idempotency-Key's first request is still in flight"))
                     .response_with::<422, Problem, _>(|r| r.description("The build did not succeed, the app has no successful build, or the Idempotency-Key was used with another request"))
                     .response_with::<503, Problem, _>(|r| r.description("Recorded, but the read model is behind; see Retry-After"))
@@ -266,6 +322,7 @@ fn api_routes() -> ApiRouter<AppState> {
             get_with(deploys::detail, |t| {
                 op(t, "Get a deploy", "The deploy with its steps and, once cancelled, its cancellation.")
                     .response::<200, Json<deploys::DeployDetail>>()
+                    .response_with::<400, Problem, _>(|r| r.description("A bad parameter (asOf, or one the endpoint does not take), named by pointer"))
                     .response_with::<404, Problem, _>(|r| r.description("Unknown, or outside the caller's workspaces"))
             }),
         )
@@ -277,6 +334,9 @@ fn api_routes() -> ApiRouter<AppState> {
                     .response::<200, Json<CancelResponse>>()
                     .response_with::<400, Problem, _>(|r| r.description("A bad body, named by pointer"))
                     .response_with::<404, Problem, _>(|r| r.description("Unknown, or outside the caller's workspaces"))
+                    .response_with::<408, Problem, _>(|r| r.description("The body did not arrive in time"))
+                    .response_with::<413, Problem, _>(|r| r.description("The body is larger than the server takes"))
+                    .response_with::<415, Problem, _>(|r| r.description("The body is not sent as application/json"))
                     .response_with::<409, Problem, _>(|r| r.description("The deploy is already completed, failed or cancelled"))
                     .response_with::<422, Problem, _>(|r| r.description("The Idempotency-Key was used with another request"))
             }),
@@ -422,7 +482,7 @@ fn api_routes() -> ApiRouter<AppState> {
         .api_route(
             "/readyz",
             get_with(readyz, |t| {
-                t.summary("The database (migrated) and NATS are reachable")
+                t.summary("The database (migrated) and NATS are reachable, and every reader of the log moves")
                     .tag("operations")
                     .response::<200, Json<Readiness>>()
                     .response_with::<503, Json<Readiness>, _>(|r| r.description("Not ready"))
@@ -485,11 +545,16 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(settings.body_limit))
+        // A body that stops arriving is a 408, before the request timeout.
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            settings.body_timeout,
+        ))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             settings.request_timeout,
         ))
         .layer(CatchPanicLayer::new())
+        .layer(axum::middleware::from_fn(problem::every_error_is_a_problem))
         // gzip for clients that accept it (the sites, the JSON, the
         // reference page); images and tiny bodies are sent as they are.
         .layer(CompressionLayer::new())

@@ -93,6 +93,15 @@ impl Problem {
         )
     }
 
+    /// 415: the body is not in a type the endpoint takes.
+    pub fn unsupported_media_type(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Unsupported media type",
+            detail,
+        )
+    }
+
     pub fn unavailable(detail: impl Into<String>) -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -201,5 +210,104 @@ impl From<Refusal> for Problem {
             }
             Refusal::Internal(error) => Problem::internal(format!("{error:#}")),
         }
+    }
+}
+
+/// Middleware: every error the server sends is problem+json, also those
+/// made below the handlers (the body limit's 413, the timeout's 503, a
+/// path that is not UTF-8, a panic's 500). A response of 400 or more that
+/// is not problem+json is rewritten with the same status, its text (when
+/// short) as the detail.
+pub async fn every_error_is_a_problem(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    // A hosted site answers with its own pages (a build's 404.html).
+    let site = {
+        let path = request.uri().path();
+        path.starts_with("/preview/") || path.starts_with("/live/")
+    };
+    let response = next.run(request).await;
+    let status = response.status();
+    if status.as_u16() < 400 {
+        return response;
+    }
+    let content_type = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    // problem+json already, a JSON document of its own (`/readyz`'s 503),
+    // or a site's own error page.
+    if content_type.starts_with("application/problem+json")
+        || content_type.starts_with("application/json")
+        || (site && content_type.starts_with("text/html"))
+    {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4096)
+        .await
+        .ok()
+        .and_then(|b| String::from_utf8(b.to_vec()).ok())
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty());
+    let title = status.canonical_reason().unwrap_or("Error");
+    let detail = match (status, text) {
+        (StatusCode::PAYLOAD_TOO_LARGE, _) => {
+            "the request body is larger than this server takes (DEPLOYD_BODY_LIMIT)".to_string()
+        }
+        (StatusCode::SERVICE_UNAVAILABLE, None) => {
+            "the request took longer than this server allows (DEPLOYD_REQUEST_TIMEOUT_MS)"
+                .to_string()
+        }
+        (_, Some(text)) => text,
+        (_, None) => title.to_string(),
+    };
+    let body = serde_json::json!({
+        "type": format!("https://deployd.dev/problems/{}", title.to_ascii_lowercase().replace(' ', "-")),
+        "title": title,
+        "status": status.as_u16(),
+        "detail": detail,
+    });
+    let mut rewritten = problem_response(status, &body);
+    for (name, value) in parts.headers.iter() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            rewritten.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    rewritten
+}
+
+/// A request body that could not be read: too large (413), not sent in
+/// time (408), or broken off (400).
+pub fn body_problem(rejection: axum::extract::rejection::BytesRejection) -> Problem {
+    use axum::extract::rejection::{BytesRejection, FailedToBufferBody};
+    let timed_out = {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&rejection);
+        let mut found = false;
+        while let Some(e) = source {
+            if e.is::<tower_http::timeout::TimeoutError>() {
+                found = true;
+                break;
+            }
+            source = e.source();
+        }
+        found
+    };
+    match rejection {
+        BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => {
+            Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Payload Too Large",
+                "the request body is larger than this server takes (DEPLOYD_BODY_LIMIT)",
+            )
+        }
+        _ if timed_out => Problem::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "Request Timeout",
+            "the request body did not arrive in time",
+        ),
+        other => Problem::invalid_field("body", format!("could not be read: {other}")),
     }
 }

@@ -1,6 +1,9 @@
 //! A per-token rate limit: a token bucket per token, in each server's
 //! memory. Several servers each allow the rate (the limit protects each
 //! server; it is not a quota). Over the limit: 429 with `Retry-After`.
+//! The same buckets, keyed by client address, limit failed
+//! authentications: an address out of failures is answered 429 before its
+//! token is looked up.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -19,6 +22,25 @@ impl RateLimiter {
             per_second: f64::from(per_second),
             burst: f64::from(burst.max(per_second).max(1)),
             buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether `key`'s bucket has a request left, without taking it.
+    pub fn peek(&self, key: &str) -> Result<(), Duration> {
+        if self.per_second <= 0.0 {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((level, at)) = buckets.get(key) else {
+            return Ok(());
+        };
+        let level =
+            (*level + now.duration_since(*at).as_secs_f64() * self.per_second).min(self.burst);
+        if level >= 1.0 {
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - level) / self.per_second))
         }
     }
 

@@ -28,10 +28,11 @@ pub async fn rollback(
     request_id: RequestId,
     path: Path<DeployPath>,
     key: IdempotencyKey,
+    headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Result<Response, Problem> {
     let kind = ReleaseKind::Rollback;
-    release(kind, state, caller, request_id, path, key, body).await
+    release(kind, state, caller, request_id, path, key, &headers, body).await
 }
 
 /// POST /api/deploys/{id}/promote
@@ -41,12 +42,14 @@ pub async fn promote(
     request_id: RequestId,
     path: Path<DeployPath>,
     key: IdempotencyKey,
+    headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Result<Response, Problem> {
     let kind = ReleaseKind::Promotion;
-    release(kind, state, caller, request_id, path, key, body).await
+    release(kind, state, caller, request_id, path, key, &headers, body).await
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn release(
     kind: ReleaseKind,
     State(state): State<AppState>,
@@ -54,10 +57,11 @@ async fn release(
     request_id: RequestId,
     Path(DeployPath { id }): Path<DeployPath>,
     IdempotencyKey(key): IdempotencyKey,
+    headers: &axum::http::HeaderMap,
     body: Bytes,
 ) -> Result<Response, Problem> {
     let source = parse_deploy_id(&id)?;
-    let map = json_object(&body, true)?;
+    let map = json_object(headers, &body, true)?;
     let reason = parse_reason_body(&map)?;
     if fetch_row(&state, &caller, &source.to_string())
         .await?

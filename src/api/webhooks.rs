@@ -191,9 +191,10 @@ fn description_field(value: &Value, errors: &mut Vec<FieldError>) -> Option<Opti
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
+    headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Result<Response, Problem> {
-    let map: Map<String, Value> = json_object(&body, false)?;
+    let map: Map<String, Value> = json_object(&headers, &body, false)?;
     let mut errors = unknown_fields(&map, &["url", "events", "description", "workspaceId"]);
     let url = url_field(&state, map.get("url"), &mut errors).await;
     let events = events_field(map.get("events").unwrap_or(&Value::Null), &mut errors);
@@ -282,10 +283,11 @@ pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
     Path(WebhookPath { id }): Path<WebhookPath>,
+    headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Result<Json<WebhookView>, Problem> {
     let mut hook = find(&state, &caller, &id).await?;
-    let map = json_object(&body, false)?;
+    let map = json_object(&headers, &body, false)?;
     let mut errors = unknown_fields(&map, &["disabled", "url", "events", "description"]);
     if let Some(disabled) = map.get("disabled") {
         match disabled {

@@ -11,13 +11,14 @@
 //!    aggregate's event at the version this build writes, and follow its
 //!    stream's previous line (sequence + 1). When a line has a `hash`, its
 //!    link is recomputed (below). One bad line refuses the whole file.
-//! 2. **Append**, 1,000 lines per transaction. An event whose `eventId` is
+//! 2. **Append**, every line in one transaction. An event whose `eventId` is
 //!    already stored (at the same stream and sequence) is skipped, so a
 //!    second run, or a run after a failure, appends only the rest. A
 //!    different event at a stored stream and sequence, a deploy number the
 //!    entity already used for another deploy, or a stream whose first line
 //!    in the file has no predecessor in the store stops the import with the
-//!    line's number; nothing of that batch is applied, earlier batches stay.
+//!    line's number; nothing of the file is applied (one line the store
+//!    refuses imports nothing).
 //!
 //! The store recomputes every hash under its own JSON rendering, and the
 //! triggers keep the given `sequenceNumber` of a `DeployCreated` (moving the
@@ -67,9 +68,6 @@ use crate::store::chain::{self, Hashed};
 use crate::store::db::Engine;
 use crate::store::{Db, Tx};
 use cqrs_es::DomainEvent;
-
-/// Lines per transaction.
-pub const BATCH: usize = 1_000;
 
 /// A stream: (aggregate_type, aggregate_id).
 type StreamKey = (String, String);
@@ -270,6 +268,9 @@ async fn for_each_line<R: AsyncBufRead + Unpin>(
         }
         let line: Line = serde_json::from_str(&text)
             .with_context(|| format!("line {number}: not an exported event"))?;
+        if let Some(issue) = crate::domain::json::integer_literal_issue(text.as_bytes()) {
+            anyhow::bail!("line {number}: {issue}");
+        }
         each(number, line).await?;
     }
     Ok(())
@@ -342,6 +343,19 @@ fn check_line(line: &Line) -> anyhow::Result<()> {
         line.sequence
     );
     anyhow::ensure!(!line.event_id.is_empty(), "an empty eventId");
+    // Only values either engine stores and reads back exactly: a number
+    // PostgreSQL would print back as something else, or a NUL, would stop
+    // every reader of the log at this event.
+    let issues: Vec<String> = crate::domain::json::check(&line.data, "data")
+        .into_iter()
+        .chain(crate::domain::json::check(&line.metadata, "metadata"))
+        .map(|i| i.to_string())
+        .collect();
+    anyhow::ensure!(
+        issues.is_empty(),
+        "values deployd does not store: {}",
+        issues.join("; ")
+    );
     serde_json::from_value::<HashMap<String, String>>(line.metadata.clone())
         .context("metadata is not an object of strings")?;
     let mut version = line.version.clone();
@@ -495,7 +509,8 @@ fn numeric_text(text: &str) -> String {
     }
 }
 
-/// Pass 2: appends the lines in batches of [`BATCH`].
+/// Pass 2: appends every line in one transaction, so a line the store
+/// refuses leaves the store as it was.
 async fn append<R: AsyncBufRead + Unpin>(db: &Db, reader: R) -> Result<Summary, Failed> {
     let mut state = Appending {
         db,
@@ -511,9 +526,6 @@ async fn append<R: AsyncBufRead + Unpin>(db: &Db, reader: R) -> Result<Summary, 
             .line(&line)
             .await
             .with_context(|| format!("line {number}"))?;
-        if state.in_batch >= BATCH {
-            state.commit().await?;
-        }
         Ok(())
     })
     .await;

@@ -110,6 +110,24 @@ fn require(cond: bool, pointer: &str, message: &str, errors: &mut Vec<FieldError
 pub fn parse(text: &str) -> Result<CatalogDocument, Vec<FieldError>> {
     let value: serde_json::Value = serde_json::from_str(text)
         .map_err(|e| vec![FieldError::new("", format!("not a JSON document: {e}"))])?;
+    if let Some(issue) = crate::domain::json::integer_literal_issue(text.as_bytes()) {
+        return Err(vec![FieldError::new("", issue)]);
+    }
+    if let Some(at) = crate::domain::json::duplicate_key(text.as_bytes()) {
+        return Err(vec![FieldError::new(
+            at,
+            "this key appears more than once in its object",
+        )]);
+    }
+    // Values either engine could not store exactly (NUL in a string, odd
+    // numbers, deep nesting) are refused before anything else.
+    let issues = crate::domain::json::check(&value, "");
+    if !issues.is_empty() {
+        return Err(issues
+            .into_iter()
+            .map(|i| FieldError::new(i.pointer, i.message))
+            .collect());
+    }
     let kind = value
         .get("type")
         .and_then(|t| t.as_str())
@@ -258,5 +276,15 @@ mod tests {
         );
         let errors = parse(&unknown).unwrap_err();
         assert!(errors[0].message.contains("colour"), "{errors:?}");
+        let nul = format!(
+            r#"{{"type":"entity.upserted","eventId":"{EVT}","occurredAt":"2026-11-27T10:00:00Z",
+                "workspaceId":"{WS}","entity":{{"id":"{APP}","kind":"app","name":"w\u0000b"}}}}"#
+        );
+        assert_eq!(pointers(&nul), vec!["entity/name"]);
+        let number = format!(
+            r#"{{"type":"entity.upserted","eventId":"{EVT}","occurredAt":"2026-11-27T10:00:00Z",
+                "workspaceId":"{WS}","x":1e300,"entity":{{"id":"{APP}","kind":"app","name":"web"}}}}"#
+        );
+        assert_eq!(pointers(&number), vec!["x"]);
     }
 }

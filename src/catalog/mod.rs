@@ -22,6 +22,7 @@ use crate::domain::deploy::{CreateDeploy, DeployCommand, DeployError, Origin};
 use crate::domain::ids::DeployId;
 use crate::domain::FieldError;
 use crate::domain::{Target, Trigger};
+use crate::hosting::artifacts::ArtifactRoots;
 use crate::read_model::CatalogProjection;
 use crate::readers::projector;
 use crate::store::commands::{CommandError, CommandMeta, Commands};
@@ -58,11 +59,16 @@ fn describe(errors: &[FieldError]) -> String {
 #[derive(Clone)]
 pub struct CatalogFeed {
     commands: Arc<Commands>,
+    /// Where a build's `artifactDir` may be.
+    artifacts: Arc<ArtifactRoots>,
 }
 
 impl CatalogFeed {
-    pub fn new(commands: Arc<Commands>) -> Self {
-        Self { commands }
+    pub fn new(commands: Arc<Commands>, artifacts: ArtifactRoots) -> Self {
+        Self {
+            commands,
+            artifacts: Arc::new(artifacts),
+        }
     }
 
     fn db(&self) -> &Db {
@@ -118,6 +124,17 @@ impl CatalogFeed {
             }
             CatalogDocument::Build(b) => {
                 let recorded = b.recorded().clone();
+                if let Some(dir) = &recorded.artifact_dir {
+                    // Only directories the operator allowed, never deployd's own.
+                    self.artifacts
+                        .check(std::path::Path::new(dir))
+                        .map_err(|reason| {
+                            Rejection::Invalid(vec![FieldError::new(
+                                "build/artifactDir",
+                                format!("build {}: {reason}", recorded.build_id),
+                            )])
+                        })?;
+                }
                 self.check_entity_workspace(&recorded).await?;
                 let id = recorded.build_id.to_string();
                 let succeeded = matches!(b, BuildEvent::BuildSucceeded(_));

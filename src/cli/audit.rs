@@ -83,7 +83,8 @@ pub async fn run(
         statement_timeout: std::time::Duration::ZERO,
         max_connections: 4,
     };
-    let db = globals.open(&options).await?;
+    // The log's commands work on a store that exists; none creates one.
+    let db = globals.open_existing(&options).await?;
     match command {
         AuditCommands::Replay { projection } => {
             let all = crate::read_model::projections();
@@ -122,13 +123,13 @@ pub async fn run(
                             summary.verified, summary.unverifiable
                         );
                     }
-                    eprintln!("{summary}");
+                    eprintln!("{summary} (into {})", db.describe());
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(failed) => {
                     eprintln!("deployd: {failed}");
                     eprintln!(
-                        "{} before that (run it again to resume once fixed)",
+                        "{} (the import is one transaction: nothing of the file was imported)",
                         failed.committed
                     );
                     Ok(ExitCode::FAILURE)

@@ -42,6 +42,16 @@ pub struct Cli {
         global = true
     )]
     pub data_dir: PathBuf,
+    /// The directories builds may be published from (`:`-separated): a
+    /// catalog `artifactDir` must resolve inside one of them, and never near
+    /// the data directory. Unset: every `artifactDir` is refused.
+    #[arg(
+        long,
+        env = "DEPLOYD_ARTIFACT_ROOTS",
+        global = true,
+        value_delimiter = ':'
+    )]
+    pub artifact_roots: Vec<PathBuf>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -148,6 +158,15 @@ pub struct ServeArgs {
     /// Requests a token may burst above its rate.
     #[arg(long, env = "DEPLOYD_RATE_BURST", default_value_t = 200)]
     pub rate_burst: u32,
+    /// Longest wait for the next part of a request body, in ms (then 408).
+    #[arg(long, env = "DEPLOYD_BODY_TIMEOUT_MS", default_value_t = 10_000)]
+    pub body_timeout_ms: u64,
+    /// Failed authentications per second per client address (0: no limit).
+    #[arg(long, env = "DEPLOYD_AUTH_FAILURE_RATE", default_value_t = 1)]
+    pub auth_failure_rate: u32,
+    /// Failed authentications a client address may burst above that rate.
+    #[arg(long, env = "DEPLOYD_AUTH_FAILURE_BURST", default_value_t = 20)]
+    pub auth_failure_burst: u32,
     /// Largest request body, in bytes.
     #[arg(long, env = "DEPLOYD_BODY_LIMIT", default_value_t = 65_536)]
     pub body_limit: usize,
@@ -162,8 +181,22 @@ pub struct ServeArgs {
         default_value = "5s,1m,10m,1h,6h"
     )]
     pub webhook_retry_schedule: String,
-    /// Do not run the saga worker in this process.
-    #[arg(long, env = "DEPLOYD_NO_WORKER")]
+    /// `/readyz` answers 503 when a reader of the log (a projection, the
+    /// relay) has had events waiting without moving for longer than this, in ms.
+    #[arg(long, env = "DEPLOYD_READY_MAX_LAG_MS", default_value_t = 30_000)]
+    pub ready_max_lag_ms: u64,
+    /// Do not run the saga worker in this process. As a value (and in the
+    /// environment) any usual spelling: 1/0, true/false, yes/no, on/off.
+    #[arg(
+        long,
+        env = "DEPLOYD_NO_WORKER",
+        num_args = 0..=1,
+        require_equals = true,
+        default_value = "false",
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        action = clap::ArgAction::Set
+    )]
     pub no_worker: bool,
     #[command(flatten)]
     pub worker: WorkerArgs,
@@ -240,6 +273,15 @@ pub enum TokenCommand {
         #[arg(long)]
         name: Option<String>,
     },
+    /// List the tokens: id, name, workspaces, created, last used, revoked
+    /// (never a secret).
+    List {
+        /// JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by its id (`tok_…`): refused from the next request on.
+    Revoke { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -260,13 +302,18 @@ impl ServeArgs {
             nats_prefix: self.nats_prefix.clone(),
             listen: self.listen.clone(),
             data_dir: cli.data_dir.clone(),
+            artifact_roots: cli.artifact_roots().roots().to_vec(),
             public_url: self.public_url.clone(),
             api: ApiSettings {
                 projection_wait: Duration::from_millis(self.projection_wait_ms),
                 request_timeout: Duration::from_millis(self.request_timeout_ms),
                 body_limit: self.body_limit,
+                body_timeout: Duration::from_millis(self.body_timeout_ms),
                 rate_limit_per_second: self.rate_limit,
                 rate_limit_burst: self.rate_burst,
+                auth_failure_rate: self.auth_failure_rate,
+                auth_failure_burst: self.auth_failure_burst,
+                ready_max_lag: Duration::from_millis(self.ready_max_lag_ms),
                 ..ApiSettings::default()
             },
             run_worker: !self.no_worker,
@@ -304,6 +351,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     let globals = Globals {
         database_url: cli.database_url,
         data_dir: cli.data_dir,
+        artifact_roots: cli.artifact_roots,
     };
     match cli.command {
         Command::Serve(args) => {
@@ -352,14 +400,53 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Token(TokenCommand::Create { workspaces, name }) => {
-            let db = globals.open(&DbOptions::default()).await?;
+            let db = globals.open_existing(&DbOptions::default()).await?;
             let (_, secret) = tokens::create(&db, name.as_deref(), &workspaces).await?;
             println!("{secret}");
+            eprintln!("token recorded in {}", db.describe());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Token(TokenCommand::List { json }) => {
+            let db = globals.open_existing(&DbOptions::default()).await?;
+            let tokens = crate::store::access::list_tokens(&db).await?;
+            let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
+                t.map(|t| crate::domain::time::format(&t))
+                    .unwrap_or_else(|| "-".into())
+            };
+            if json {
+                for token in &tokens {
+                    println!("{}", serde_json::to_string(token)?);
+                }
+            } else {
+                println!("ID\tNAME\tWORKSPACES\tCREATED\tLAST USED\tREVOKED");
+                for t in &tokens {
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}\t{}",
+                        t.id,
+                        t.name,
+                        t.workspaces.join(","),
+                        crate::domain::time::format(&t.created_at),
+                        time(t.last_used_at),
+                        time(t.revoked_at)
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token(TokenCommand::Revoke { id }) => {
+            let db = globals.open_existing(&DbOptions::default()).await?;
+            if crate::store::access::revoke_token(&db, &id, crate::domain::time::now()).await? {
+                eprintln!("token {id} revoked in {}", db.describe());
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("deployd: no live token {id} in {}", db.describe());
+                Ok(ExitCode::FAILURE)
+            }
+        }
         Command::Catalog(CatalogCommand::Import { file }) => {
-            let db = globals.open(&DbOptions::default()).await?;
-            let feed = CatalogFeed::new(Arc::new(Commands::new(db)));
+            let db = globals.open_existing(&DbOptions::default()).await?;
+            eprintln!("importing into {}", db.describe());
+            let feed = CatalogFeed::new(Arc::new(Commands::new(db)), globals.artifact_roots());
             let report = if file == "-" {
                 let stdin = tokio::io::BufReader::new(tokio::io::stdin());
                 catalog::import(&feed, stdin, std::io::stderr()).await?
@@ -376,5 +463,36 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 ExitCode::FAILURE
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn no_worker(args: &[&str]) -> Result<bool, clap::Error> {
+        let mut all = vec!["deployd", "serve"];
+        all.extend_from_slice(args);
+        match Cli::try_parse_from(all)?.command {
+            Command::Serve(args) => Ok(args.no_worker),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn boolean_settings_take_the_usual_spellings() {
+        assert!(!no_worker(&[]).unwrap());
+        assert!(no_worker(&["--no-worker"]).unwrap());
+        for yes in ["1", "true", "yes", "on", "TRUE", "Yes"] {
+            assert!(
+                no_worker(&[&format!("--no-worker={yes}")]).unwrap(),
+                "{yes}"
+            );
+        }
+        for no in ["0", "false", "no", "off"] {
+            assert!(!no_worker(&[&format!("--no-worker={no}")]).unwrap(), "{no}");
+        }
+        assert!(no_worker(&["--no-worker=maybe"]).is_err());
     }
 }

@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod deploy;
 mod field_error;
 pub mod ids;
+pub mod json;
 pub mod time;
 
 use std::fmt;

@@ -160,8 +160,12 @@ fn is_asset(path: &str) -> bool {
 
 /// Reads a file whole, checking it is still what the manifest says.
 fn read_checked(root: &Path, path: &str, sha256: &str) -> Result<Vec<u8>, StepError> {
+    use std::io::Read;
     let file = root.join(path);
-    let content = std::fs::read(&file)
+    let mut content = Vec::new();
+    super::artifacts::open_artifact(root, path)
+        .map_err(|e| StepError::permanent(format!("{e:#}")))?
+        .read_to_end(&mut content)
         .map_err(|e| StepError::permanent(format!("reading {}: {e}", file.display())))?;
     if super::hex(&Sha256::digest(&content)) != sha256 {
         return Err(StepError::permanent(format!(
@@ -179,7 +183,8 @@ fn hash_asset_file(root: &Path, path: &str, sha256: &str) -> Result<String, Step
     let file_path = root.join(path);
     let fail =
         |e: std::io::Error| StepError::permanent(format!("reading {}: {e}", file_path.display()));
-    let mut file = std::fs::File::open(&file_path).map_err(fail)?;
+    let mut file = super::artifacts::open_artifact(root, path)
+        .map_err(|e| StepError::permanent(format!("{e:#}")))?;
     let mut blake = blake3::Hasher::new();
     let mut sha = Sha256::new();
     let mut buffer = vec![0u8; 3 * 64 * 1024];

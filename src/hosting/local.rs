@@ -52,7 +52,10 @@ impl LocalHosting {
     /// Copies one file into the store unless its content is there already.
     /// The copy is hashed on the way and renamed into place, so a blob is
     /// never partial and always has the content its name says.
-    fn store(&self, source: &Path, sha256: &str) -> Result<bool, StepError> {
+    /// Stores the file `key` of the artifact directory `root` as the blob
+    /// `sha256` (opened without following links out of `root`).
+    fn store(&self, root: &Path, key: &str, sha256: &str) -> Result<bool, StepError> {
+        let source = root.join(key);
         let target = self.blob_path(sha256);
         if target.exists() {
             return Ok(false);
@@ -61,8 +64,11 @@ impl LocalHosting {
         std::fs::create_dir_all(dir)
             .map_err(|e| StepError::transient(format!("creating {}: {e}", dir.display())))?;
         let temp = dir.join(format!(".{sha256}.{}", ulid::Ulid::generate()));
-        std::fs::copy(source, &temp)
-            .map_err(|e| StepError::transient(format!("copying {}: {e}", source.display())))?;
+        let mut from = super::artifacts::open_artifact(root, key)
+            .map_err(|e| StepError::permanent(format!("{e:#}")))?;
+        let copied =
+            std::fs::File::create(&temp).and_then(|mut to| std::io::copy(&mut from, &mut to));
+        copied.map_err(|e| StepError::transient(format!("copying {}: {e}", source.display())))?;
         let (copied, _) =
             super::hash_file(&temp).map_err(|e| StepError::transient(format!("{e:#}")))?;
         if copied != sha256 {
@@ -104,7 +110,7 @@ impl DeployTarget for LocalHosting {
             let store = LocalHosting::new(self.data_dir.clone(), &self.public_url);
             tokio::task::spawn_blocking(move || {
                 for (path, sha256) in chunk {
-                    store.store(&root.join(&path), &sha256)?;
+                    store.store(&root, &path, &sha256)?;
                 }
                 Ok::<_, StepError>(())
             })

@@ -15,6 +15,7 @@
 //! Every step is idempotent: a worker that died mid-step is replaced by one
 //! that runs the same step again.
 
+pub mod artifacts;
 pub mod cloudflare;
 pub mod local;
 pub mod manifests;
@@ -96,8 +97,10 @@ pub fn content_hashed(key: &str) -> bool {
 }
 
 impl Manifest {
-    /// Scans a directory. Symbolic links are skipped: a build cannot point
-    /// the deploy at files outside its own directory.
+    /// Scans a directory (as `artifacts::ArtifactRoots` resolved it).
+    /// Symbolic links are skipped and files are opened without following
+    /// one: a build cannot point the deploy at files outside its own
+    /// directory.
     pub fn scan(dir: &Path) -> anyhow::Result<Manifest> {
         anyhow::ensure!(
             dir.is_dir(),
@@ -120,7 +123,7 @@ impl Manifest {
             let Some(key) = manifest_key(relative) else {
                 continue;
             };
-            let (sha256, size) = hash_file(entry.path())?;
+            let (sha256, size) = hash_reader(artifacts::open_artifact(dir, &key)?, entry.path())?;
             let content_type = mime_guess::from_path(entry.path())
                 .first_or_octet_stream()
                 .essence_str()
@@ -246,9 +249,13 @@ pub fn normalize_request_path(path: &str) -> Option<String> {
 
 /// Hex SHA-256 and size of a file, streamed.
 pub fn hash_file(path: &Path) -> anyhow::Result<(String, u64)> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    hash_reader(file, path)
+}
+
+/// Hex SHA-256 and size of an open file (`path` names it in errors).
+pub fn hash_reader(mut file: std::fs::File, path: &Path) -> anyhow::Result<(String, u64)> {
     use std::io::Read;
-    let mut file =
-        std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut hash = Sha256::new();
     let mut buffer = vec![0u8; 64 * 1024];
     let mut size = 0u64;

@@ -3,7 +3,8 @@
 //! checkpoint in the same transaction; when caught up, sleep until events
 //! are appended or another reader's checkpoint moves (whose commit can be
 //! what held the log back); after a failure, back off and read the same
-//! batch again: a reader never skips an event.
+//! batch again: a reader never skips an event, and never fails silently
+//! (`health`: an error log, a metric, and `/readyz` naming it).
 
 use std::time::Duration;
 
@@ -40,19 +41,26 @@ pub async fn run(db: Db, reader: &dyn Reader, signals: LogSignals, shutdown: Can
         match reader.step(&db).await {
             Ok(0) => {
                 failures = 0;
+                signals.health().ok(reader.name());
                 tokio::select! {
                     _ = shutdown.cancelled() => {}
                     _ = log::wait_signal(&mut wake, IDLE_POLL) => {}
                     _ = moved.changed() => {}
                 }
             }
-            Ok(_) => failures = 0,
+            Ok(_) => {
+                failures = 0;
+                signals.health().ok(reader.name());
+            }
             Err(error) => {
                 failures += 1;
                 let backoff = Duration::from_millis(100 * 2u64.pow(failures.min(6)));
-                tracing::error!(
+                // Loudly: logged as an error, counted, and named by /readyz
+                // with the position the reader cannot get past.
+                let at = log::checkpoint(&db, reader.name()).await.ok();
+                signals.health().failed(reader.name(), at, &error);
+                tracing::warn!(
                     reader = reader.name(),
-                    error = format!("{error:#}"),
                     failures,
                     retry_in_ms = backoff.as_millis() as u64,
                     "reader batch failed; it will be read again"

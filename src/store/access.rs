@@ -59,6 +59,80 @@ pub async fn live_token(db: &Db, secret_sha256: &[u8]) -> sqlx::Result<Option<To
     }
 }
 
+/// A token as `deployd token list` shows it: never its secret.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenInfo {
+    pub id: String,
+    pub name: String,
+    pub workspaces: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// Every token, oldest first.
+pub async fn list_tokens(db: &Db) -> sqlx::Result<Vec<TokenInfo>> {
+    const SQL: &str = "SELECT id, name, workspace_ids, created_at, last_used_at, revoked_at \
+                       FROM api_tokens ORDER BY created_at, id";
+    type Row<W> = (
+        String,
+        String,
+        W,
+        DateTime<Utc>,
+        Option<DateTime<Utc>>,
+        Option<DateTime<Utc>>,
+    );
+    let info = |(id, name, workspaces, created_at, last_used_at, revoked_at): Row<Vec<String>>| {
+        TokenInfo {
+            id,
+            name,
+            workspaces,
+            created_at,
+            last_used_at,
+            revoked_at,
+        }
+    };
+    match db {
+        Db::Postgres(pool) => {
+            let rows: Vec<Row<Vec<String>>> = sqlx::query_as(SQL).fetch_all(pool).await?;
+            Ok(rows.into_iter().map(info).collect())
+        }
+        Db::Sqlite(embedded) => {
+            let rows: Vec<Row<String>> = sqlx::query_as(SQL).fetch_all(&embedded.pool).await?;
+            rows.into_iter()
+                .map(|(id, name, ws, c, l, r)| {
+                    let ws: Vec<String> =
+                        serde_json::from_str(&ws).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+                    Ok(info((id, name, ws, c, l, r)))
+                })
+                .collect()
+        }
+    }
+}
+
+/// Revokes a live token; false when there is no live token with that id.
+pub async fn revoke_token(db: &Db, id: &str, at: DateTime<Utc>) -> sqlx::Result<bool> {
+    crate::on_writer!(db.writer().await, pool => sqlx::query(
+        "UPDATE api_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+    )
+    .bind(id)
+    .bind(at)
+    .execute(pool)
+    .await
+    .map(|r| r.rows_affected() == 1))
+}
+
+/// Records that a token was used at `at`.
+pub async fn touch_token(db: &Db, id: &str, at: DateTime<Utc>) -> sqlx::Result<()> {
+    crate::on_writer!(db.writer().await, pool => sqlx::query("UPDATE api_tokens SET last_used_at = $2 WHERE id = $1")
+        .bind(id)
+        .bind(at)
+        .execute(pool)
+        .await
+        .map(drop))
+}
+
 /// An idempotency record as stored.
 #[derive(Debug, sqlx::FromRow)]
 pub struct IdempotencyRecord {

@@ -423,6 +423,46 @@ pub async fn open(location: &Location, options: &DbOptions) -> anyhow::Result<Db
     }
 }
 
+/// Opens a store that exists (migrating it), for the commands that write
+/// to a store beside a server: they never create one, so a command run in
+/// the wrong directory or against the wrong URL fails, naming where it
+/// looked and how to make a store there.
+pub async fn open_existing(location: &Location, options: &DbOptions) -> anyhow::Result<Db> {
+    const HOW: &str = "create it with `deployd migrate` (or start `deployd serve` once), or \
+                       point DEPLOYD_DATA_DIR / DATABASE_URL at the store you mean";
+    match location {
+        Location::Sqlite(path) => {
+            anyhow::ensure!(
+                path.is_file(),
+                "no deployd store at {}: {HOW}",
+                std::path::absolute(path)
+                    .unwrap_or_else(|_| path.clone())
+                    .display()
+            );
+        }
+        Location::Postgres(url) => {
+            use sqlx::Connection;
+            match sqlx::PgConnection::connect(url).await {
+                Ok(conn) => {
+                    let _ = conn.close().await;
+                }
+                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("3D000") => {
+                    anyhow::bail!(
+                        "no deployd store at {}: the database does not exist; {HOW}",
+                        redact(url)
+                    );
+                }
+                Err(e) => {
+                    return Err(
+                        anyhow::Error::new(e).context(format!("connecting to {}", redact(url)))
+                    )
+                }
+            }
+        }
+    }
+    open(location, options).await
+}
+
 /// Opens (creating it when missing) and migrates an embedded database.
 pub async fn open_sqlite(path: &Path, options: &DbOptions) -> anyhow::Result<Db> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {

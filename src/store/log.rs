@@ -393,6 +393,63 @@ pub async fn reader_lags(db: &Db) -> Result<Vec<ReaderLag>, sqlx::Error> {
         .collect())
 }
 
+/// Whether a reader is moving: where it stands, what waits for it, and for
+/// how long it has not moved while events wait.
+#[derive(Debug, Clone)]
+pub struct ReaderStall {
+    pub reader: String,
+    pub position: i64,
+    /// Events after its checkpoint (counted up to 10,000).
+    pub events_behind: i64,
+    /// With events waiting: the shorter of the time since its checkpoint
+    /// last moved and the age of the oldest waiting event (an import's old
+    /// events are not a stall while the reader moves); else 0.
+    pub stalled_seconds: f64,
+}
+
+/// Every reader's [`ReaderStall`].
+pub async fn reader_stalls(db: &Db) -> Result<Vec<ReaderStall>, sqlx::Error> {
+    let sql = db.pick(
+        "SELECT c.name, c.position, \
+                (SELECT count(*) FROM (SELECT 1 FROM events e \
+                   WHERE (e.tx_id, e.position) > (c.tx_id, c.position) LIMIT 10000) behind), \
+                extract(epoch FROM now() - c.updated_at)::float8, \
+                (SELECT extract(epoch FROM now() - min(e.recorded_at))::float8 FROM events e \
+                   WHERE (e.tx_id, e.position) > (c.tx_id, c.position)) \
+         FROM checkpoints c ORDER BY c.name",
+        "SELECT c.name, c.position, \
+                (SELECT count(*) FROM (SELECT 1 FROM events e \
+                   WHERE e.position > c.position LIMIT 10000)), \
+                (julianday('now') - julianday(c.updated_at)) * 86400.0, \
+                (SELECT (julianday('now') - julianday(min(e.recorded_at))) * 86400.0 \
+                   FROM events e WHERE e.position > c.position) \
+         FROM checkpoints c ORDER BY c.name",
+    );
+    // name, position, events behind, seconds unmoved, age of the oldest
+    type StallRow = (String, i64, i64, Option<f64>, Option<f64>);
+    let rows: Vec<StallRow> = crate::on_db!(db, pool => sqlx::query_as(sql).fetch_all(pool).await?);
+    Ok(rows
+        .into_iter()
+        .map(|(reader, position, events_behind, unmoved, oldest)| {
+            let stalled_seconds = if events_behind == 0 {
+                0.0
+            } else {
+                match (unmoved, oldest) {
+                    (Some(a), Some(b)) => a.min(b),
+                    (a, b) => a.or(b).unwrap_or(0.0),
+                }
+                .max(0.0)
+            };
+            ReaderStall {
+                reader,
+                position,
+                events_behind,
+                stalled_seconds,
+            }
+        })
+        .collect())
+}
+
 /// The log position of the event at `position`, if there is one.
 pub async fn at_position<'a>(
     conn: impl Into<Conn<'a>>,
@@ -509,6 +566,8 @@ pub async fn save_checkpoint(tx: &mut Tx, name: &str, at: LogPosition) -> Result
 pub struct LogSignals {
     events: watch::Receiver<u64>,
     checkpoints: watch::Receiver<u64>,
+    /// The health of this process's readers, for `/readyz`.
+    health: crate::store::health::ReaderHealth,
 }
 
 impl LogSignals {
@@ -521,6 +580,7 @@ impl LogSignals {
                 return Ok(Self {
                     events,
                     checkpoints,
+                    health: Default::default(),
                 });
             }
         };
@@ -556,6 +616,7 @@ impl LogSignals {
         Ok(Self {
             events,
             checkpoints,
+            health: Default::default(),
         })
     }
 
@@ -566,7 +627,13 @@ impl LogSignals {
         Self {
             events,
             checkpoints,
+            health: Default::default(),
         }
+    }
+
+    /// The health of this process's readers.
+    pub fn health(&self) -> &crate::store::health::ReaderHealth {
+        &self.health
     }
 
     pub fn events(&self) -> watch::Receiver<u64> {

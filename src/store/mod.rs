@@ -8,6 +8,7 @@
 //!   sqlite-es) used by the API, the catalog feed and the saga worker alike.
 //! - [`upcast`]: older stored event versions read as the current one.
 //! - [`access`]: tokens, idempotency records and server secrets.
+//! - [`health`]: whether the log's readers move, for `/readyz`.
 //!
 //! Engine-specific SQL stays inside this module, the read model and audit.
 
@@ -16,6 +17,7 @@ pub mod bind;
 pub mod chain;
 pub mod commands;
 pub mod db;
+pub mod health;
 pub mod ids;
 pub mod lease;
 pub mod log;

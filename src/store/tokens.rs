@@ -29,6 +29,15 @@ impl Caller {
     pub fn workspace_strings(&self) -> Vec<String> {
         self.workspaces.iter().map(|w| w.to_string()).collect()
     }
+
+    /// Whose idempotency keys these are: the token's identity (its id, never
+    /// its name, which two tokens may share) and the workspaces it grants.
+    /// A key is only ever replayed to the same token.
+    pub fn idempotency_scope(&self) -> String {
+        let mut workspaces = self.workspace_strings();
+        workspaces.sort();
+        format!("{} {}", self.token_id, workspaces.join(","))
+    }
 }
 
 fn digest(secret: &str) -> Vec<u8> {

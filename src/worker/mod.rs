@@ -62,6 +62,9 @@ pub struct WorkerSettings {
     /// well within it during a long step.
     pub ack_wait: Duration,
     pub data_dir: PathBuf,
+    /// The directories builds may be published from (see
+    /// `hosting::artifacts`).
+    pub artifact_roots: Vec<PathBuf>,
 }
 
 impl Default for WorkerSettings {
@@ -74,6 +77,7 @@ impl Default for WorkerSettings {
             sweep_interval: Duration::from_secs(5),
             ack_wait: Duration::from_secs(30),
             data_dir: PathBuf::from("./data"),
+            artifact_roots: Vec::new(),
         }
     }
 }

@@ -27,6 +27,19 @@ impl Worker {
                 created.build_id
             ))
         })?;
+        // Checked again here: the document was checked when it was recorded,
+        // but the roots, the links on the way or the log may have changed.
+        let artifact_dir = crate::hosting::artifacts::ArtifactRoots::new(
+            self.settings.artifact_roots.clone(),
+            self.settings.data_dir.clone(),
+        )
+        .check(std::path::Path::new(&artifact_dir))
+        .map_err(|reason| {
+            StepError::permanent(format!(
+                "build {}: artifactDir refused: {reason}",
+                created.build_id
+            ))
+        })?;
         let pinned_by = self
             .pinned_by(created)
             .await
@@ -34,7 +47,7 @@ impl Worker {
         Ok(StepContext {
             deploy_id: created.deploy_id,
             entity_id: created.entity_id,
-            artifact_dir: artifact_dir.into(),
+            artifact_dir,
             production: created.target == Target::Production,
             live: created.release(pinned_by).is_some_and(|r| r.live),
         })

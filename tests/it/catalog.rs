@@ -13,9 +13,10 @@ async fn an_import_records_the_good_lines_and_counts_the_bad_ones() {
         json!({"type": "entity.upserted", "eventId": new_event_id()}),
         build_succeeded_doc(WS, &entity, &version, &build, "/srv/site"),
     );
-    let feed = deployd::catalog::CatalogFeed::new(std::sync::Arc::new(
-        deployd::store::commands::Commands::new(app.db.clone()),
-    ));
+    let feed = deployd::catalog::CatalogFeed::new(
+        std::sync::Arc::new(deployd::store::commands::Commands::new(app.db.clone())),
+        app.artifact_roots(),
+    );
     let mut errors = Vec::new();
     let report = deployd::catalog::import(&feed, text.as_bytes(), &mut errors)
         .await

@@ -15,6 +15,8 @@ fn deployd(database_url: &str) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_deployd"));
     cmd.env("DATABASE_URL", database_url)
         .env("NATS_URL", support::nats_url())
+        // the fixed artifact paths the documents below name
+        .env("DEPLOYD_ARTIFACT_ROOTS", "/srv")
         .env("DEPLOYD_LOG", "warn");
     cmd
 }
@@ -35,7 +37,14 @@ async fn token_create_then_catalog_import_then_serve_on_a_fresh_database() {
     let version = format!("ver_{}", ulid::Ulid::generate());
     let build = format!("bld_{}", ulid::Ulid::generate());
 
-    // token create: creates the database, prints only the token.
+    // migrate creates the database (writing commands never do); token
+    // create prints only the token.
+    let out = deployd(&url).arg("migrate").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = deployd(&url)
         .args(["token", "create", "--workspace", ws, "--name", "ci"])
         .output()

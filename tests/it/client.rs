@@ -86,7 +86,11 @@ async fn create_wait_exits_non_zero_when_the_deploy_fails() {
         &seeded.app,
         &seeded.version,
         &broken,
-        "/nonexistent/site",
+        app.artifacts
+            .path()
+            .join("nonexistent/site")
+            .to_str()
+            .unwrap(),
     )])
     .await;
     let out = deployd(&app, &["create", "--build", &broken, "--wait"]).await;

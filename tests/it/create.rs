@@ -108,6 +108,7 @@ async fn bad_create_bodies_are_400s_that_name_the_bad_part_and_change_nothing() 
         .client
         .post(app.url("/api/deploys"))
         .bearer_auth(&app.token)
+        .header("content-type", "application/json")
         .body("{nope")
         .send()
         .await
@@ -262,12 +263,17 @@ async fn a_retry_while_the_first_request_is_in_flight_is_409() {
     let body = json!({"buildId": seeded.build});
     // The first request holds the key (as if it were still running).
     let fingerprint = deployd::api::idempotency::fingerprint("POST", "/api/deploys", &body);
+    let alice = deployd::store::tokens::authenticate(&app.db, &app.token)
+        .await
+        .unwrap()
+        .unwrap();
     deployd::on_writer!(app.db.writer().await, pool => sqlx::query(
         "INSERT INTO idempotency_keys (principal, key, request_sha256, resource_id, lease_until) \
-         VALUES ('alice', 'busy', $1, 'dep_01JDQ2V7C8X3ZJ8Q6Y0W6H4K5M', $2)",
+         VALUES ($3, 'busy', $1, 'dep_01JDQ2V7C8X3ZJ8Q6Y0W6H4K5M', $2)",
     )
     .bind(&fingerprint)
     .bind(deployd::domain::time::now() + chrono::Duration::minutes(1))
+    .bind(alice.idempotency_scope())
     .execute(pool)
     .await
     .unwrap()
@@ -303,6 +309,58 @@ async fn a_retry_while_the_first_request_is_in_flight_is_409() {
     assert_eq!(response.status(), StatusCode::CREATED);
     let row: Value = response.json().await.unwrap();
     assert_eq!(row["id"], "dep_01JDQ2V7C8X3ZJ8Q6Y0W6H4K5M");
+    app.stop().await;
+}
+
+async fn idempotency_keys_belong_to_the_token_not_to_its_name() {
+    let app = TestApp::spawn().await;
+    // Two tokens of different workspaces, both named "ci".
+    let a = make_token(&app.db, "ci", &[WS]).await;
+    let b = make_token(&app.db, "ci", &[OTHER_WS]).await;
+    let seeded_a = app.seed_app(WS).await;
+    let seeded_b = app.seed_app(OTHER_WS).await;
+    let send = |token: &str, body: Value| {
+        app.client
+            .post(app.url("/api/deploys"))
+            .bearer_auth(token)
+            .header("Idempotency-Key", "shared-key")
+            .json(&body)
+            .send()
+    };
+    let first = send(&a, json!({"buildId": seeded_a.build})).await.unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let first: Value = first.json().await.unwrap();
+
+    // B replaying A's key and body is B's own request: A's build is not
+    // visible to B, and A's answer is never shown.
+    let replayed = send(&b, json!({"buildId": seeded_a.build})).await.unwrap();
+    let replayed = problem(replayed, StatusCode::NOT_FOUND).await;
+    assert!(!replayed.to_string().contains(first["id"].as_str().unwrap()));
+
+    // B's own deploy under the same key is made, in B's workspace.
+    let own = send(&b, json!({"buildId": seeded_b.build})).await.unwrap();
+    assert_eq!(own.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let other_key = app
+        .client
+        .post(app.url("/api/deploys"))
+        .bearer_auth(&b)
+        .header("Idempotency-Key", "b-key")
+        .json(&json!({"buildId": seeded_b.build}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other_key.status(), StatusCode::CREATED);
+    let own: Value = other_key.json().await.unwrap();
+    assert_eq!(own["workspaceId"], OTHER_WS);
+
+    // A's key still replays A's answer to A alone.
+    let again = send(&a, json!({"buildId": seeded_a.build})).await.unwrap();
+    assert_eq!(again.json::<Value>().await.unwrap(), first);
+    // A third token of A's workspace with the same name has its own keys.
+    let a2 = make_token(&app.db, "ci", &[WS]).await;
+    let fresh = send(&a2, json!({"buildId": seeded_a.build})).await.unwrap();
+    assert_eq!(fresh.status(), StatusCode::CREATED);
+    assert_ne!(fresh.json::<Value>().await.unwrap()["id"], first["id"]);
     app.stop().await;
 }
 
@@ -370,6 +428,7 @@ crate::backend_tests!(
     a_build_outside_the_callers_workspaces_is_404_and_a_failed_one_is_422,
     an_idempotent_retry_replays_the_first_answer_and_creates_nothing_more,
     a_retry_while_the_first_request_is_in_flight_is_409,
+    idempotency_keys_belong_to_the_token_not_to_its_name,
     twenty_concurrent_creates_for_one_entity_are_numbered_1_to_20,
     nothing_acknowledged_is_lost_across_a_restart,
 );

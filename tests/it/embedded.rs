@@ -29,6 +29,8 @@ fn deployd(dir: &Path, database_url: Option<&str>) -> Command {
         .env_remove("DATABASE_URL")
         .env_remove("NATS_URL")
         .env_remove("DEPLOYD_DATA_DIR")
+        // the builds `catalog` writes beside ./data
+        .env("DEPLOYD_ARTIFACT_ROOTS", dir)
         .env("DEPLOYD_LOG", "warn");
     if let Some(url) = database_url {
         cmd.env("DATABASE_URL", url);
@@ -56,6 +58,8 @@ fn free_port() -> u16 {
 }
 
 fn token(data: &Path, database_url: Option<&str>) -> String {
+    // Writing commands never create a store: make it first.
+    run(deployd(data, database_url).arg("migrate"));
     let out = run(deployd(data, database_url).args([
         "token",
         "create",
@@ -336,6 +340,7 @@ async fn an_embedded_store_moves_to_postgresql_with_everything() {
     // Import into a fresh PostgreSQL database.
     let (name, url) = support::fresh_database();
     let pg = tempfile::tempdir().unwrap();
+    run(deployd(pg.path(), Some(&url)).arg("migrate"));
     let import = || {
         run(deployd(pg.path(), Some(&url)).args([
             "events",
@@ -399,6 +404,7 @@ async fn an_embedded_store_moves_to_postgresql_with_everything() {
         })
         .collect();
     let back = tempfile::tempdir().unwrap();
+    run(deployd(back.path(), None).arg("migrate"));
     let mut import_back = deployd(back.path(), None)
         .args(["events", "import", "-"])
         .stdin(Stdio::piped())
@@ -434,6 +440,7 @@ async fn an_embedded_store_moves_to_postgresql_with_everything() {
     let tampered_file = data.join("tampered.jsonl");
     std::fs::write(&tampered_file, tampered).unwrap();
     let fresh = tempfile::tempdir().unwrap();
+    run(deployd(fresh.path(), None).arg("migrate"));
     let out = deployd(fresh.path(), None)
         .args(["events", "import", tampered_file.to_str().unwrap()])
         .output()
@@ -767,4 +774,70 @@ async fn killed_with_a_webhook_in_flight(database_url: Option<&str>) {
     assert_eq!(rows.len(), 4);
     assert!(rows.iter().all(|d| d["status"] == "succeeded"), "{log}");
     second.stop().await;
+}
+
+#[tokio::test]
+async fn writing_commands_never_create_a_store_and_tokens_can_be_listed_and_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    // In a directory with no store, every writing command fails, naming
+    // where it looked and how to make one, and creates nothing.
+    for args in [
+        vec!["token", "create", "--workspace", WS],
+        vec!["catalog", "import", "-"],
+        vec!["events", "import", "-"],
+        vec!["token", "list"],
+    ] {
+        let out = deployd(dir.path(), None)
+            .args(&args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            stderr.contains("no deployd store at") && stderr.contains("deployd migrate"),
+            "{args:?}: {stderr}"
+        );
+        assert!(stderr.contains("deployd.db"), "{stderr}");
+    }
+    assert!(!dir.path().join("data").exists());
+
+    // Once made, a token create says where it wrote; list shows it (never
+    // its secret); revoke refuses it from the next request on.
+    let secret = token(dir.path(), None);
+    let out = run(deployd(dir.path(), None).args(["token", "list", "--json"]));
+    let listed: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["name"], "ci");
+    assert_eq!(listed[0]["workspaces"], json!([WS]));
+    assert!(listed[0]["lastUsedAt"].is_null());
+    assert!(!listed[0].to_string().contains(&secret[4..]));
+    let id = listed[0]["id"].as_str().unwrap().to_string();
+
+    let server = Server::start(dir.path(), None, &secret, &[]).await;
+    assert_eq!(server.get("/api/deploys").await.0, 200);
+    // The last use is recorded (at most once a minute).
+    let mut used = Value::Null;
+    for _ in 0..100 {
+        let out = run(deployd(dir.path(), None).args(["token", "list", "--json"]));
+        used = serde_json::from_str(String::from_utf8(out.stdout).unwrap().trim()).unwrap();
+        if used["lastUsedAt"].is_string() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(used["lastUsedAt"].is_string(), "{used}");
+    let out = run(deployd(dir.path(), None).args(["token", "revoke", &id]));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("revoked"));
+    assert_eq!(server.get("/api/deploys").await.0, 401);
+    let again = deployd(dir.path(), None)
+        .args(["token", "revoke", &id])
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    server.stop().await;
 }

@@ -31,8 +31,15 @@ pub struct TestApp {
     shutdown: CancellationToken,
     server: tokio::task::JoinHandle<anyhow::Result<()>>,
     pub data_dir: tempfile::TempDir,
+    /// Where the tests' builds are written: the server's
+    /// `DEPLOYD_ARTIFACT_ROOTS`, with [`FIXED_ROOT`].
+    pub artifacts: tempfile::TempDir,
     pub options: Options,
 }
+
+/// A root for the fixed paths (`/srv/…`) tests name in catalog documents
+/// whose files no deploy reads.
+pub const FIXED_ROOT: &str = "/srv";
 
 /// How a test's server is set up.
 #[derive(Clone)]
@@ -69,6 +76,7 @@ pub fn settings(
     database_url: Option<&str>,
     prefix: &str,
     data_dir: &std::path::Path,
+    artifacts: &std::path::Path,
     options: &Options,
 ) -> Settings {
     Settings {
@@ -81,6 +89,7 @@ pub fn settings(
         nats_prefix: prefix.to_string(),
         listen: "127.0.0.1:0".into(),
         data_dir: data_dir.to_path_buf(),
+        artifact_roots: vec![artifacts.to_path_buf(), FIXED_ROOT.into()],
         public_url: None,
         api: options.api.clone(),
         run_worker: options.worker,
@@ -116,20 +125,28 @@ impl TestApp {
         };
         let prefix = format!("t{}", ulid::Ulid::generate().to_string().to_lowercase());
         let data_dir = tempfile::tempdir().unwrap();
-        Self::start(database, prefix, data_dir, None, options).await
+        let artifacts = tempfile::tempdir().unwrap();
+        Self::start(database, prefix, data_dir, artifacts, None, options).await
     }
 
     async fn start(
         database: Option<(String, String)>,
         prefix: String,
         data_dir: tempfile::TempDir,
+        artifacts: tempfile::TempDir,
         tokens: Option<(String, String)>,
         options: Options,
     ) -> TestApp {
         let database_url = database.as_ref().map(|(_, url)| url.as_str());
-        let app = Application::build(settings(database_url, &prefix, data_dir.path(), &options))
-            .await
-            .expect("the server starts");
+        let app = Application::build(settings(
+            database_url,
+            &prefix,
+            data_dir.path(),
+            artifacts.path(),
+            &options,
+        ))
+        .await
+        .expect("the server starts");
         let address = format!("http://127.0.0.1:{}", app.port());
         let shutdown = app.shutdown_token();
         let db = app.db().clone();
@@ -153,6 +170,7 @@ impl TestApp {
             shutdown,
             server,
             data_dir,
+            artifacts,
             options,
         }
     }
@@ -169,6 +187,7 @@ impl TestApp {
             self.database,
             self.prefix,
             self.data_dir,
+            self.artifacts,
             Some((self.token, self.other_token)),
             self.options,
         )
@@ -208,10 +227,19 @@ impl TestApp {
         format!("{}{}", self.address, path)
     }
 
+    /// The server's artifact roots.
+    pub fn artifact_roots(&self) -> deployd::hosting::artifacts::ArtifactRoots {
+        deployd::hosting::artifacts::ArtifactRoots::new(
+            vec![self.artifacts.path().to_path_buf(), FIXED_ROOT.into()],
+            self.data_dir.path(),
+        )
+    }
+
     pub async fn import(&self, documents: &[Value]) -> deployd::catalog::ImportReport {
-        let feed = deployd::catalog::CatalogFeed::new(std::sync::Arc::new(
-            deployd::store::commands::Commands::new(self.db.clone()),
-        ));
+        let feed = deployd::catalog::CatalogFeed::new(
+            std::sync::Arc::new(deployd::store::commands::Commands::new(self.db.clone())),
+            self.artifact_roots(),
+        );
         let text: String = documents.iter().map(|d| format!("{d}\n")).collect();
         deployd::catalog::import(&feed, text.as_bytes(), std::io::sink())
             .await
@@ -221,7 +249,7 @@ impl TestApp {
     /// A successful build of `seeded`'s default version with these files.
     pub async fn seed_build(&self, seeded: &Seeded, files: &[(&str, &str)]) -> String {
         let build = format!("bld_{}", ulid::Ulid::generate());
-        let dir = self.data_dir.path().join(format!("site-{build}"));
+        let dir = self.artifacts.path().join(format!("site-{build}"));
         for (path, content) in files {
             let file = dir.join(path);
             std::fs::create_dir_all(file.parent().unwrap()).unwrap();
@@ -243,7 +271,7 @@ impl TestApp {
     /// A build of `seeded` with `count` small files (a long upload).
     pub async fn seed_big_build(&self, seeded: &Seeded, count: usize) -> String {
         let build = format!("bld_{}", ulid::Ulid::generate());
-        let dir = self.data_dir.path().join(format!("site-{build}"));
+        let dir = self.artifacts.path().join(format!("site-{build}"));
         std::fs::create_dir_all(dir.join("assets")).unwrap();
         std::fs::write(dir.join("index.html"), format!("<h1>{build}</h1>")).unwrap();
         for i in 0..count {
@@ -311,7 +339,7 @@ impl TestApp {
         let app = format!("app_{}", ulid::Ulid::generate());
         let version = format!("ver_{}", ulid::Ulid::generate());
         let build = format!("bld_{}", ulid::Ulid::generate());
-        let dir = self.data_dir.path().join(format!("site-{build}"));
+        let dir = self.artifacts.path().join(format!("site-{build}"));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("index.html"), format!("<h1>{build}</h1>")).unwrap();
         let report = self

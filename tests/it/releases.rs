@@ -172,7 +172,7 @@ async fn a_preview_deploy_never_goes_live_and_target_is_set_at_create_or_default
     // A build of another version defaults to preview.
     let other_version = format!("ver_{}", ulid::Ulid::generate());
     let other_build = format!("bld_{}", ulid::Ulid::generate());
-    let dir = app.data_dir.path().join(format!("site-{other_build}"));
+    let dir = app.artifacts.path().join(format!("site-{other_build}"));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("index.html"), "<h1>other</h1>").unwrap();
     let report = app
@@ -599,8 +599,10 @@ async fn under_latest_older_pending_deploys_of_the_target_are_superseded_and_run
     // An unknown policy is refused, naming it.
     let mut bad = with_policy(&seeded, "sometimes");
     bad["occurredAt"] = json!("2026-11-27T10:00:50Z");
-    let feed =
-        deployd::catalog::CatalogFeed::new(std::sync::Arc::new(Commands::new(app.db.clone())));
+    let feed = deployd::catalog::CatalogFeed::new(
+        std::sync::Arc::new(Commands::new(app.db.clone())),
+        app.artifact_roots(),
+    );
     let mut errors = Vec::new();
     let report = deployd::catalog::import(&feed, format!("{bad}\n").as_bytes(), &mut errors)
         .await

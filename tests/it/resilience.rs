@@ -18,6 +18,7 @@ fn spawn_worker(app: &TestApp) -> Child {
         .env("NATS_URL", app.options.nats_url.as_deref().unwrap())
         .env("DEPLOYD_NATS_PREFIX", &app.prefix)
         .env("DEPLOYD_DATA_DIR", app.data_dir.path())
+        .env("DEPLOYD_ARTIFACT_ROOTS", app.artifacts.path())
         .env("DEPLOYD_PUBLIC_URL", &app.address)
         .env("DEPLOYD_SWEEP_INTERVAL_MS", "300")
         .env("DEPLOYD_LOG", "warn")

@@ -211,14 +211,18 @@ async fn a_build_that_cannot_be_read_fails_the_deploy_with_a_clear_error() {
         &seeded.app,
         &seeded.version,
         &gone,
-        "/nonexistent/deployd/site",
+        app.artifacts
+            .path()
+            .join("nonexistent/site")
+            .to_str()
+            .unwrap(),
     )])
     .await;
     let id = app.create(&gone).await["id"].as_str().unwrap().to_string();
     let failed = app.wait_status(&id, "failed").await;
     let error = failed["error"].as_str().unwrap();
     assert!(
-        error.starts_with("prepare: artifact directory /nonexistent/deployd/site does not exist"),
+        error.starts_with("prepare: ") && error.contains("nonexistent/site does not exist"),
         "{error}"
     );
     assert_eq!(

@@ -444,6 +444,13 @@ fn parse_shorthands(raw: &RawListParams, errors: &mut Vec<FieldError>) -> Shorth
             errors.push(FieldError::new("created_by", "must not be empty"));
             None
         }
+        Some(s) if s.contains('\0') => {
+            errors.push(FieldError::new(
+                "created_by",
+                "must not contain NUL (\\u0000)",
+            ));
+            None
+        }
         other => other.map(str::to_owned),
     };
     Shorthands {

@@ -195,6 +195,12 @@ pub(crate) fn default_order() -> Vec<DeployOrderBy> {
 pub(crate) fn parse_order_text(text: &str, p: &str) -> Result<Vec<DeployOrderBy>, Vec<FieldError>> {
     let value: Value = serde_json::from_str(text)
         .map_err(|e| vec![FieldError::new(p, format!("is not valid JSON: {e}"))])?;
+    if let Some(at) = crate::domain::json::duplicate_key(text.as_bytes()) {
+        return Err(vec![FieldError::new(
+            format!("{p}/{at}"),
+            "this key appears more than once in its object",
+        )]);
+    }
     let Some(items) = value.as_array() else {
         return Err(vec![FieldError::new(
             p,

@@ -46,6 +46,21 @@ pub(crate) fn parse_filter_text(
     }
     let value: Value = serde_json::from_str(text)
         .map_err(|e| vec![FieldError::new(pointer, format!("is not valid JSON: {e}"))])?;
+    // A NUL can be in no stored text (PostgreSQL refuses it): the same 400
+    // on both engines rather than an error from one of them.
+    if let Some(at) = crate::domain::json::duplicate_key(text.as_bytes()) {
+        return Err(vec![FieldError::new(
+            format!("{pointer}/{at}"),
+            "this key appears more than once in its object",
+        )]);
+    }
+    let nul = crate::domain::json::nul_issues(&value, pointer);
+    if !nul.is_empty() {
+        return Err(nul
+            .into_iter()
+            .map(|i| FieldError::new(i.pointer, i.message))
+            .collect());
+    }
     parse_filter_value(&value, pointer)
 }
 
@@ -162,8 +177,11 @@ const STRING_OPS: &[&str] = &[
 
 fn comparator_object<'v>(v: &'v Value, p: &str, cx: &mut Cx) -> Option<&'v Map<String, Value>> {
     let obj = v.as_object();
-    if obj.is_none() {
-        cx.err(p, "expected an object of comparators, e.g. {\"eq\": …}");
+    match obj {
+        None => cx.err(p, "expected an object of comparators, e.g. {\"eq\": …}"),
+        // `{}` would match everything: a mistake, not a filter.
+        Some(o) if o.is_empty() => cx.err(p, "give at least one comparator, e.g. {\"eq\": …}"),
+        Some(_) => {}
     }
     obj
 }
