@@ -206,7 +206,7 @@ async fn readyz(
     // Every reader of the log must be moving: one that cannot apply an
     // event, or has not moved for longer than the bound, is named here.
     let (readers, readers_ok) = if database == "ok" {
-        match crate::store::health::readers(
+        match crate::store::log::reader_statuses(
             &state.db,
             state.signals.health(),
             state.settings.ready_max_lag,

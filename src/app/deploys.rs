@@ -3,12 +3,12 @@
 use cqrs_es::Aggregate;
 use serde_json::{Map, Value};
 
-use super::{Actor, Failed, Refusal, Services};
+use super::{refused, visible, Actor, Failed, Refusal, Services};
 use crate::domain::deploy::{CreateDeploy, Deploy, DeployCommand, DeployError, Origin};
 use crate::domain::ids::{BuildId, DeployId, EntityId};
 use crate::domain::{Target, Trigger};
 use crate::read_model::lookups::{self, BuildRef};
-use crate::read_model::{DeployRow, DeploysProjection};
+use crate::read_model::DeployRow;
 use crate::store::commands::CommandError;
 use crate::store::log::{self, LogPosition};
 
@@ -140,38 +140,5 @@ async fn resolve(s: Services<'_>, actor: Actor<'_>, source: &Source) -> Result<B
                     ))
                 })
         }
-    }
-}
-
-/// Waits until the `deploys` projection shows `head` (read-your-writes).
-pub(super) async fn visible(s: Services<'_>, head: LogPosition, id: &str) -> Result<(), Failed> {
-    let shown = log::wait_for_checkpoint(
-        s.db,
-        s.signals,
-        DeploysProjection::NAME,
-        head,
-        s.projection_wait,
-    )
-    .await
-    .map_err(Failed::after_commit)?;
-    if shown {
-        Ok(())
-    } else {
-        Err(Failed::after_commit(Refusal::Behind { id: id.to_string() }))
-    }
-}
-
-/// A refused deploy command, as the use case's refusal.
-pub(super) fn refused(e: CommandError<DeployError>) -> Refusal {
-    match e {
-        CommandError::Domain(DeployError::NotFound) => Refusal::NotFound("deploy not found".into()),
-        CommandError::Domain(DeployError::Terminal(status)) => Refusal::Conflict(format!(
-            "the deploy is already {status}; nothing leaves that status"
-        )),
-        CommandError::Domain(other) => Refusal::Conflict(other.to_string()),
-        CommandError::Conflict => {
-            Refusal::Conflict(CommandError::<DeployError>::Conflict.to_string())
-        }
-        CommandError::Store(e) => Refusal::Internal(anyhow::anyhow!(e)),
     }
 }

@@ -11,6 +11,11 @@ pub mod releases;
 
 use std::time::Duration;
 
+use crate::domain::deploy::DeployError;
+use crate::read_model::DeploysProjection;
+use crate::store::commands::CommandError;
+use crate::store::log::{self, LogPosition};
+
 use crate::store::commands::{CommandMeta, Commands};
 use crate::store::db::Db;
 use crate::store::log::LogSignals;
@@ -97,5 +102,38 @@ impl Failed {
             refusal: refusal.into(),
             committed: true,
         }
+    }
+}
+
+/// Waits until the `deploys` projection shows `head` (read-your-writes).
+pub(crate) async fn visible(s: Services<'_>, head: LogPosition, id: &str) -> Result<(), Failed> {
+    let shown = log::wait_for_checkpoint(
+        s.db,
+        s.signals,
+        DeploysProjection::NAME,
+        head,
+        s.projection_wait,
+    )
+    .await
+    .map_err(Failed::after_commit)?;
+    if shown {
+        Ok(())
+    } else {
+        Err(Failed::after_commit(Refusal::Behind { id: id.to_string() }))
+    }
+}
+
+/// A refused deploy command, as the use case's refusal.
+pub(crate) fn refused(e: CommandError<DeployError>) -> Refusal {
+    match e {
+        CommandError::Domain(DeployError::NotFound) => Refusal::NotFound("deploy not found".into()),
+        CommandError::Domain(DeployError::Terminal(status)) => Refusal::Conflict(format!(
+            "the deploy is already {status}; nothing leaves that status"
+        )),
+        CommandError::Domain(other) => Refusal::Conflict(other.to_string()),
+        CommandError::Conflict => {
+            Refusal::Conflict(CommandError::<DeployError>::Conflict.to_string())
+        }
+        CommandError::Store(e) => Refusal::Internal(anyhow::anyhow!(e)),
     }
 }

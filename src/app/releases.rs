@@ -107,12 +107,12 @@ pub async fn release(
                 .await?
                 .unwrap_or(LogPosition::START)
         }
-        Err(e) => return Err(super::deploys::refused(e).into()),
+        Err(e) => return Err(super::refused(e).into()),
     };
     let superseded = supersede_older(s.commands, request.deploy_id, &meta)
         .await
         .map_err(Failed::after_commit)?;
-    super::deploys::visible(s, head.max(superseded), &id).await?;
+    super::visible(s, head.max(superseded), &id).await?;
     lookups::deploy_in_scope(s.db, &id, &scope)
         .await
         .map_err(Failed::after_commit)?

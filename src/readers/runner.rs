@@ -58,7 +58,9 @@ pub async fn run(db: Db, reader: &dyn Reader, signals: LogSignals, shutdown: Can
                 // Loudly: logged as an error, counted, and named by /readyz
                 // with the position the reader cannot get past.
                 let at = log::checkpoint(&db, reader.name()).await.ok();
-                signals.health().failed(reader.name(), at, &error);
+                signals
+                    .health()
+                    .failed(reader.name(), at.map(|p| p.position), &error);
                 tracing::warn!(
                     reader = reader.name(),
                     failures,

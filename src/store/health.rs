@@ -11,12 +11,8 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use serde::Serialize;
-
-use crate::store::log::LogPosition;
-use crate::store::Db;
 
 /// A reader that failed on its last attempt.
 #[derive(Debug, Clone, Serialize)]
@@ -45,19 +41,20 @@ impl ReaderHealth {
         }
     }
 
-    /// A batch of `reader`, standing at `at`, failed with `error`.
-    pub fn failed(&self, reader: &str, at: Option<LogPosition>, error: &anyhow::Error) {
+    /// A batch of `reader`, standing at log position `at`, failed with
+    /// `error`.
+    pub fn failed(&self, reader: &str, at: Option<i64>, error: &anyhow::Error) {
         let mut readers = self.0.lock().expect("reader health");
         let entry = readers
             .entry(reader.to_string())
             .or_insert_with(|| Failing {
-                position: at.map(|a| a.position).unwrap_or(0),
+                position: at.unwrap_or(0),
                 error: String::new(),
                 attempts: 0,
                 since: crate::domain::time::now(),
             });
         if let Some(at) = at {
-            entry.position = at.position;
+            entry.position = at;
         }
         entry.error = format!("{error:#}");
         entry.attempts += 1;
@@ -95,51 +92,4 @@ pub struct ReaderStatus {
     pub stalled_seconds: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-}
-
-/// Every reader's status; the second value is false when one is failing or
-/// stalled beyond `max_lag`.
-pub async fn readers(
-    db: &Db,
-    health: &ReaderHealth,
-    max_lag: Duration,
-) -> sqlx::Result<(Vec<ReaderStatus>, bool)> {
-    let failing = health.failing();
-    let mut all_ok = true;
-    let mut statuses = Vec::new();
-    for lag in crate::store::log::reader_stalls(db).await? {
-        let failure = failing.get(&lag.reader);
-        let stalled = lag.events_behind > 0 && lag.stalled_seconds > max_lag.as_secs_f64();
-        let status = if failure.is_some() {
-            "failing"
-        } else if stalled {
-            "stalled"
-        } else {
-            "ok"
-        };
-        all_ok &= status == "ok";
-        statuses.push(ReaderStatus {
-            status: status.into(),
-            position: lag.position,
-            events_behind: lag.events_behind,
-            stalled_seconds: lag.stalled_seconds,
-            error: failure.map(|f| f.error.clone()),
-            reader: lag.reader,
-        });
-    }
-    // A failing reader without a checkpoint yet (it never applied a batch).
-    for (reader, failure) in failing {
-        if !statuses.iter().any(|s| s.reader == reader) {
-            all_ok = false;
-            statuses.push(ReaderStatus {
-                reader,
-                status: "failing".into(),
-                position: failure.position,
-                events_behind: 0,
-                stalled_seconds: 0.0,
-                error: Some(failure.error),
-            });
-        }
-    }
-    Ok((statuses, all_ok))
 }

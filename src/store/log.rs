@@ -673,3 +673,50 @@ pub async fn wait_for_checkpoint(
         wait_signal(&mut rx, (deadline - now).min(Duration::from_millis(50))).await;
     }
 }
+
+/// Every reader's status; the second value is false when one is failing or
+/// stalled beyond `max_lag`.
+pub async fn reader_statuses(
+    db: &Db,
+    health: &crate::store::health::ReaderHealth,
+    max_lag: Duration,
+) -> sqlx::Result<(Vec<crate::store::health::ReaderStatus>, bool)> {
+    let failing = health.failing();
+    let mut all_ok = true;
+    let mut statuses = Vec::new();
+    for lag in reader_stalls(db).await? {
+        let failure = failing.get(&lag.reader);
+        let stalled = lag.events_behind > 0 && lag.stalled_seconds > max_lag.as_secs_f64();
+        let status = if failure.is_some() {
+            "failing"
+        } else if stalled {
+            "stalled"
+        } else {
+            "ok"
+        };
+        all_ok &= status == "ok";
+        statuses.push(crate::store::health::ReaderStatus {
+            status: status.into(),
+            position: lag.position,
+            events_behind: lag.events_behind,
+            stalled_seconds: lag.stalled_seconds,
+            error: failure.map(|f| f.error.clone()),
+            reader: lag.reader,
+        });
+    }
+    // A failing reader without a checkpoint yet (it never applied a batch).
+    for (reader, failure) in failing {
+        if !statuses.iter().any(|s| s.reader == reader) {
+            all_ok = false;
+            statuses.push(crate::store::health::ReaderStatus {
+                reader,
+                status: "failing".into(),
+                position: failure.position,
+                events_behind: 0,
+                stalled_seconds: 0.0,
+                error: Some(failure.error),
+            });
+        }
+    }
+    Ok((statuses, all_ok))
+}
