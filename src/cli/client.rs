@@ -65,28 +65,10 @@ pub enum DeploysCommand {
     Watch { id: String },
     /// Go back to an earlier production deploy: a new deploy of its build
     /// that goes live and pins production.
-    Rollback {
-        id: String,
-        #[arg(long)]
-        reason: Option<String>,
-        #[arg(long)]
-        idempotency_key: Option<String>,
-        /// Follow the new deploy until it ends.
-        #[arg(long)]
-        wait: bool,
-    },
+    Rollback(ReleaseArgs),
     /// Make a finished deploy (a preview, or one kept off production by a
     /// pin) the production one; unpins production.
-    Promote {
-        id: String,
-        #[arg(long)]
-        reason: Option<String>,
-        #[arg(long)]
-        idempotency_key: Option<String>,
-        /// Follow the new deploy until it ends.
-        #[arg(long)]
-        wait: bool,
-    },
+    Promote(ReleaseArgs),
 }
 
 /// Where the server is and how to talk to it (the flags of `deploys`).
@@ -778,21 +760,31 @@ fn build_rows(rows: &[Value]) -> String {
 }
 
 /// A rollback or promotion as asked at the terminal.
-struct Release {
-    /// `rollback` or `promote` (the path's last part).
-    action: &'static str,
-    id: String,
-    reason: Option<String>,
-    idempotency_key: Option<String>,
-    wait: bool,
+/// What `rollback` and `promote` take.
+#[derive(Debug, Args)]
+pub struct ReleaseArgs {
+    pub id: String,
+    #[arg(long)]
+    pub reason: Option<String>,
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+    /// Follow the new deploy until it ends.
+    #[arg(long)]
+    pub wait: bool,
 }
 
-async fn release(client: &Client, ask: Release, json_out: bool) -> anyhow::Result<ExitCode> {
+/// `action` is `rollback` or `promote` (the path's last part).
+async fn release(
+    client: &Client,
+    action: &str,
+    ask: ReleaseArgs,
+    json_out: bool,
+) -> anyhow::Result<ExitCode> {
     let body = match ask.reason {
         Some(r) => json!({ "reason": r }),
         None => json!({}),
     };
-    let path = format!("/api/deploys/{}/{}", ask.id, ask.action);
+    let path = format!("/api/deploys/{}/{action}", ask.id);
     let mut request = client.http.post(client.endpoint(&path)).json(&body);
     if let Some(key) = ask.idempotency_key {
         request = request.header("Idempotency-Key", key);
@@ -801,7 +793,7 @@ async fn release(client: &Client, ask: Release, json_out: bool) -> anyhow::Resul
     let new = created["id"].as_str().unwrap_or_default().to_string();
     if ask.wait {
         if !json_out {
-            eprintln!("created {new} ({} of {})", ask.action, ask.id);
+            eprintln!("created {new} ({action} of {})", ask.id);
         }
         return follow(client, &new, json_out).await;
     }
@@ -952,36 +944,8 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
             let answer = client.send(request).await?;
             print(json_out, &answer, |_| format!("cancelled {id}"));
         }
-        DeploysCommand::Rollback {
-            id,
-            reason,
-            idempotency_key,
-            wait,
-        } => {
-            let ask = Release {
-                action: "rollback",
-                id,
-                reason,
-                idempotency_key,
-                wait,
-            };
-            return release(&client, ask, json_out).await;
-        }
-        DeploysCommand::Promote {
-            id,
-            reason,
-            idempotency_key,
-            wait,
-        } => {
-            let ask = Release {
-                action: "promote",
-                id,
-                reason,
-                idempotency_key,
-                wait,
-            };
-            return release(&client, ask, json_out).await;
-        }
+        DeploysCommand::Rollback(ask) => return release(&client, "rollback", ask, json_out).await,
+        DeploysCommand::Promote(ask) => return release(&client, "promote", ask, json_out).await,
         DeploysCommand::Watch { id } => return follow(&client, &id, json_out).await,
         DeploysCommand::Events { id } => {
             let events = client
