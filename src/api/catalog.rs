@@ -1,14 +1,24 @@
-//! `GET /api/entities[/{id}]` and `GET /api/builds[/{id}]`: read-only,
-//! scoped to the caller's workspaces (404 outside them), keyset pages like
-//! the deploy list (`read_model::catalog_pages`).
+//! `GET /api/entities[/{id}]` and `GET /api/builds[/{id}]`: scoped to the
+//! caller's workspaces (404 outside them), keyset pages like the deploy
+//! list (`read_model::catalog_pages`); `POST /api/entities` makes an app or
+//! function without an upstream catalog (`app::entities`).
 
+use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
+use serde_json::{Map, Value};
 
+use super::deploys::{json_object, unknown_fields};
 use super::list::scoped_key;
-use crate::api::problem::Problem;
+use crate::api::auth::RequestId;
+use crate::api::problem::{FieldError, Problem};
 use crate::api::AppState;
+use crate::app::entities::NewEntity;
+use crate::domain::ids::{EntityKind, WorkspaceId};
+use crate::domain::DeployPolicy;
 use crate::read_model::catalog_pages::{self, BuildView, CatalogParams, EntityView, Page};
 use crate::store::tokens::Caller;
 
@@ -107,4 +117,157 @@ pub async fn build(
         .await?
         .map(Json)
         .ok_or_else(not_found)
+}
+
+/// Longest entity name, in characters.
+const NAME_LIMIT: usize = 100;
+
+/// POST /api/entities
+pub async fn create_entity(
+    State(state): State<AppState>,
+    caller: Caller,
+    request_id: RequestId,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    let map = json_object(&headers, &body, false)?;
+    let new = parse_entity(&caller, &map).map_err(Problem::invalid)?;
+    let actor = super::deploys::actor(&caller, &request_id);
+    let created = crate::app::entities::create(state.services(), actor, new)
+        .await
+        .map_err(|failed| Problem::from(failed.refusal))?;
+    let location = HeaderValue::from_str(&format!("/api/entities/{}", created.id))
+        .map_err(|e| Problem::internal(e.to_string()))?;
+    let mut response = (StatusCode::CREATED, Json(created)).into_response();
+    response.headers_mut().insert(header::LOCATION, location);
+    Ok(response)
+}
+
+/// The body of `POST /api/entities`, every complaint naming its field.
+fn parse_entity(caller: &Caller, map: &Map<String, Value>) -> Result<NewEntity, Vec<FieldError>> {
+    let mut errors = unknown_fields(
+        map,
+        &["kind", "name", "autoDeploy", "deployPolicy", "workspaceId"],
+    );
+    let kind = match map.get("kind") {
+        Some(Value::String(k)) if k == "app" => Some(EntityKind::App),
+        Some(Value::String(k)) if k == "function" => Some(EntityKind::Function),
+        None | Some(Value::Null) => {
+            errors.push(FieldError::new("body/kind", "required: app or function"));
+            None
+        }
+        Some(_) => {
+            errors.push(FieldError::new("body/kind", "expected app or function"));
+            None
+        }
+    };
+    let name = match map.get("name") {
+        Some(Value::String(n)) => match name_issue(n) {
+            None => Some(n.clone()),
+            Some(issue) => {
+                errors.push(FieldError::new("body/name", issue));
+                None
+            }
+        },
+        None | Some(Value::Null) => {
+            errors.push(FieldError::new("body/name", "required: the entity's name"));
+            None
+        }
+        Some(_) => {
+            errors.push(FieldError::new("body/name", "expected a string"));
+            None
+        }
+    };
+    let auto_deploy = match map.get("autoDeploy") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            errors.push(FieldError::new("body/autoDeploy", "expected true or false"));
+            false
+        }
+    };
+    let deploy_policy = match map.get("deployPolicy") {
+        None | Some(Value::Null) => DeployPolicy::default(),
+        Some(Value::String(p)) => p.parse().unwrap_or_else(|e: String| {
+            errors.push(FieldError::new("body/deployPolicy", e));
+            DeployPolicy::default()
+        }),
+        Some(_) => {
+            errors.push(FieldError::new(
+                "body/deployPolicy",
+                "expected queue or latest",
+            ));
+            DeployPolicy::default()
+        }
+    };
+    let workspace = body_workspace(caller, map.get("workspaceId"), &mut errors);
+    match (kind, name, workspace) {
+        (Some(kind), Some(name), Some(workspace)) if errors.is_empty() => Ok(NewEntity {
+            workspace,
+            kind,
+            name,
+            auto_deploy,
+            deploy_policy,
+        }),
+        _ => Err(errors),
+    }
+}
+
+/// What is wrong with a name, if anything. A name is what `deployd deploy
+/// --app NAME` finds the entity by, so it may not look like an id.
+fn name_issue(name: &str) -> Option<String> {
+    if name.trim().is_empty() {
+        return Some("must not be empty".into());
+    }
+    if name.trim() != name {
+        return Some("must not start or end with white space".into());
+    }
+    if name.chars().count() > NAME_LIMIT {
+        return Some(format!("at most {NAME_LIMIT} characters"));
+    }
+    if name.chars().any(char::is_control) {
+        return Some("must not contain control characters".into());
+    }
+    if name.parse::<crate::domain::ids::EntityId>().is_ok() {
+        return Some("must not be an entity id (app_…, fn_…): names and ids are told apart".into());
+    }
+    None
+}
+
+/// The workspace a body names, or the token's only one: required when the
+/// token grants several, and one of the token's.
+pub(crate) fn body_workspace(
+    caller: &Caller,
+    value: Option<&Value>,
+    errors: &mut Vec<FieldError>,
+) -> Option<WorkspaceId> {
+    match value {
+        None | Some(Value::Null) => match caller.workspaces.as_slice() {
+            [one] => Some(*one),
+            _ => {
+                errors.push(FieldError::new(
+                    "body/workspaceId",
+                    "required: the token grants several workspaces",
+                ));
+                None
+            }
+        },
+        Some(Value::String(w)) => match w.parse::<WorkspaceId>() {
+            Ok(w) if caller.can_see(&w.to_string()) => Some(w),
+            _ => {
+                errors.push(FieldError::new(
+                    "body/workspaceId",
+                    "not one of the token's workspaces",
+                ));
+                None
+            }
+        },
+        Some(_) => {
+            errors.push(FieldError::new(
+                "body/workspaceId",
+                "expected a workspace id",
+            ));
+            None
+        }
+    }
 }

@@ -177,6 +177,23 @@ pub struct CreateDeployRequest {
     target: Option<crate::domain::Target>,
 }
 
+/// The body of `POST /api/entities`.
+#[derive(Debug, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)] // only its schema is used; the handler parses by hand to name bad fields
+pub struct CreateEntityRequest {
+    /// `app` or `function` (the id starts `app_` or `fn_`).
+    kind: crate::domain::ids::EntityKind,
+    /// Unique in the workspace; 1 to 100 characters, not an entity id.
+    name: String,
+    /// Deploy every successful build of the default version (default false).
+    auto_deploy: Option<bool>,
+    /// `queue` (the default) or `latest`.
+    deploy_policy: Option<crate::domain::DeployPolicy>,
+    /// Required when the token grants several workspaces.
+    workspace_id: Option<String>,
+}
+
 /// The body of `POST /api/deploys/{id}/cancel`, `…/rollback` and
 /// `…/promote` (optional).
 #[derive(Debug, schemars::JsonSchema)]

@@ -344,9 +344,20 @@ fn api_routes() -> ApiRouter<AppState> {
         .api_route(
             "/api/entities",
             get_with(catalog::entities, |t| {
-                op(t, "List entities", "Apps and functions with what is live and whether production is pinned; keyset pages in id order.")
+                op(t, "List entities", "Apps and functions with what is live and whether production is pinned; keyset pages in id order; `name` finds one by its name.")
                     .response::<200, Json<crate::read_model::catalog_pages::Page<crate::read_model::catalog_pages::EntityView>>>()
                     .response_with::<400, Problem, _>(|r| r.description("A bad parameter, named by pointer"))
+            })
+            .post_with(catalog::create_entity, |t| {
+                op(t, "Create an entity", "An app or function without an upstream catalog, with a default version of its own; recorded as the same EntityUpserted event a catalog document makes. Answers the entity once the read model shows it.")
+                    .input::<Json<docs::CreateEntityRequest>>()
+                    .response_with::<201, Json<crate::read_model::catalog_pages::EntityView>, _>(|r| r.description("Created; Location names it"))
+                    .response_with::<400, Problem, _>(|r| r.description("A bad body, named by pointer"))
+                    .response_with::<408, Problem, _>(|r| r.description("The body did not arrive in time"))
+                    .response_with::<409, Problem, _>(|r| r.description("The workspace already has an entity of that name"))
+                    .response_with::<413, Problem, _>(|r| r.description("The body is larger than the server takes"))
+                    .response_with::<415, Problem, _>(|r| r.description("The body is not sent as application/json"))
+                    .response_with::<503, Problem, _>(|r| r.description("Recorded, but the read model is behind; see Retry-After"))
             }),
         )
         .api_route(

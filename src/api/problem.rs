@@ -200,8 +200,13 @@ impl From<Refusal> for Problem {
             Refusal::Unprocessable(detail) => Problem::unprocessable(detail),
             Refusal::Conflict(detail) => Problem::conflict(detail),
             Refusal::Behind { id } => {
+                let (what, path) = if id.starts_with("dep_") {
+                    ("deploy", "deploys")
+                } else {
+                    ("entity", "entities")
+                };
                 let mut problem = Problem::unavailable(format!(
-                    "deploy {id} was recorded but the read model is behind; GET /api/deploys/{id} shortly"
+                    "{what} {id} was recorded but the read model is behind; GET /api/{path}/{id} shortly"
                 ));
                 problem
                     .headers

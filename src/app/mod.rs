@@ -7,6 +7,7 @@
 //! shows the result (read-your-writes).
 
 pub mod deploys;
+pub mod entities;
 pub mod releases;
 
 use std::time::Duration;

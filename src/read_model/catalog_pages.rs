@@ -131,6 +131,8 @@ pub struct CatalogParams {
     pub workspace_id: Option<String>,
     /// Entities: only this kind (`app`, `function`).
     pub kind: Option<String>,
+    /// Entities: only those with this name (exactly).
+    pub name: Option<String>,
     /// Builds: only builds of this entity.
     pub entity_id: Option<String>,
     /// Builds: only this status (`succeeded`, `failed`).
@@ -144,7 +146,7 @@ struct Request {
     workspace_id: Option<String>,
     /// `kind` (entities) or `entity_id` (builds).
     first: Option<String>,
-    /// `status` (builds).
+    /// `status` (builds) or `name` (entities).
     second: Option<String>,
 }
 
@@ -206,10 +208,12 @@ fn parse(
                 None
             }
         });
-        (kind, None)
+        (kind, raw.name.clone())
     } else {
-        if raw.kind.is_some() {
-            errors.push(FieldError::new("kind", "not a parameter of this list"));
+        for (name, value) in [("kind", &raw.kind), ("name", &raw.name)] {
+            if value.is_some() {
+                errors.push(FieldError::new(name, "not a parameter of this list"));
+            }
         }
         let entity = raw.entity_id.as_deref().and_then(|e| {
             e.parse::<EntityId>()
@@ -379,7 +383,11 @@ pub async fn entities(
     };
     let keys = [("e.id", false)];
     let forward = !matches!(req.cursor, Some((CursorSide::Before, _)));
-    let base = matching(db, "e", &["($3 IS NULL OR e.kind = $3)"]);
+    let base = matching(
+        db,
+        "e",
+        &["($3 IS NULL OR e.kind = $3)", "($5 IS NULL OR e.name = $5)"],
+    );
     let seek = beyond(&keys, forward, 4);
     let at = req.cursor.as_ref().and_then(|(_, v)| text(&v[0]));
     let page_sql = format!(
@@ -390,16 +398,20 @@ pub async fn entities(
     let count_sql = format!("SELECT count(*) FROM entities e WHERE {base} AND $4 IS NULL");
     let behind_sql =
         format!("SELECT count(*) FROM entities e WHERE {base} AND $4 IS NOT NULL AND NOT {seek}");
-    let (ws, kind) = (req.workspace_id.clone(), req.first.clone());
+    let (ws, kind, name) = (
+        req.workspace_id.clone(),
+        req.first.clone(),
+        req.second.clone(),
+    );
     let (rows, total, behind): (Vec<EntityRow>, i64, i64) = on_db!(db, pool => {
         let rows = sqlx::query_as(&page_sql)
-            .bind(TextList(scope)).bind(&ws).bind(&kind).bind(&at)
+            .bind(TextList(scope)).bind(&ws).bind(&kind).bind(&at).bind(&name)
             .fetch_all(pool).await?;
         let total = sqlx::query_scalar(&count_sql)
-            .bind(TextList(scope)).bind(&ws).bind(&kind).bind(None::<String>)
+            .bind(TextList(scope)).bind(&ws).bind(&kind).bind(None::<String>).bind(&name)
             .fetch_one(pool).await?;
         let behind = sqlx::query_scalar(&behind_sql)
-            .bind(TextList(scope)).bind(&ws).bind(&kind).bind(&at)
+            .bind(TextList(scope)).bind(&ws).bind(&kind).bind(&at).bind(&name)
             .fetch_one(pool).await?;
         (rows, total, behind)
     });

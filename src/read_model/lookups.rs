@@ -179,6 +179,18 @@ pub async fn entity_workspace(db: &Db, id: &str) -> sqlx::Result<Option<String>>
         .await)
 }
 
+/// The entity of workspace `ws` named `name`, if there is one (the oldest,
+/// should upstream have recorded several).
+pub async fn entity_named(db: &Db, ws: &str, name: &str) -> sqlx::Result<Option<String>> {
+    on_db!(db, pool => sqlx::query_scalar(
+        "SELECT id FROM entities WHERE workspace_id = $1 AND name = $2 ORDER BY id LIMIT 1",
+    )
+    .bind(ws)
+    .bind(name)
+    .fetch_optional(pool)
+    .await)
+}
+
 /// The deploy of the entity to drive next: one that runs already (one at
 /// a time per entity), else the oldest pending production deploy, else the
 /// oldest pending preview.

@@ -15,6 +15,7 @@ mod create;
 mod dashboard;
 mod deploys;
 mod embedded;
+mod entities;
 mod feeds;
 mod fuzz;
 mod list;
