@@ -53,7 +53,8 @@ fn deployd(dir: &Path, database_url: &str, prefix: &str) -> Command {
         .env("DEPLOYD_DATA_DIR", dir.join("data"))
         .env("DEPLOYD_LOG", "warn")
         .env("DEPLOYD_RATE_LIMIT", "0")
-        .env("DEPLOYD_WEBHOOK_ALLOW_PRIVATE", "true");
+        .env("DEPLOYD_WEBHOOK_ALLOW_PRIVATE", "true")
+        .env("DEPLOYD_ARTIFACT_ROOTS", dir.join("builds"));
     cmd
 }
 
@@ -111,7 +112,7 @@ fn catalog(dir: &Path, entities: usize) -> (Vec<String>, String) {
         let app = format!("app_{}", ulid::Ulid::generate());
         let version = format!("ver_{}", ulid::Ulid::generate());
         let build = format!("bld_{}", ulid::Ulid::generate());
-        let site = dir.join(format!("site-{build}"));
+        let site = dir.join("builds").join(format!("site-{build}"));
         std::fs::create_dir_all(&site).unwrap();
         for f in 0..5 {
             std::fs::write(site.join(format!("{f}.html")), format!("{app} {f}")).unwrap();
