@@ -291,6 +291,10 @@ impl Application {
             });
         }
 
+        let streams = Arc::new(crate::feeds::Streams::default());
+        let hub =
+            crate::feeds::hub::FeedHub::new(db.clone(), streams.clone(), settings.api.sse_buffer);
+        tasks.spawn(hub.clone().run(signals.events(), shutdown.clone()));
         let state = AppState::new(api::Inner {
             cursor_key: api::cursor_key(&db).await?,
             db: db.clone(),
@@ -308,7 +312,8 @@ impl Application {
             settings: settings.api.clone(),
             hosting,
             nats: bus.nats().map(|n| n.client().clone()),
-            streams: Default::default(),
+            streams,
+            hub,
             webhooks: settings.webhooks.clone(),
             asyncapi: crate::feeds::asyncapi::document(&settings.nats_prefix),
             shutdown: shutdown.clone(),
@@ -344,6 +349,11 @@ impl Application {
     /// The server's database handle.
     pub fn db(&self) -> &Db {
         &self.state.db
+    }
+
+    /// The follower of the log that feeds the server's SSE clients.
+    pub fn feed_hub(&self) -> Arc<crate::feeds::hub::FeedHub> {
+        self.state.hub.clone()
     }
 
     pub fn port(&self) -> u16 {

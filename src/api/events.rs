@@ -7,14 +7,21 @@
 //! - `GET /api/events`: the caller's workspaces' events in log order, as
 //!   JSON keyset pages, or as an endless stream (`id:` = position token).
 //!
-//! Each stream is fed by a task of its own that reads the log when the
-//! log's wake-up fires (LISTEN/NOTIFY, or the embedded engine's signal),
-//! into a bounded channel. A client whose channel stays full for
-//! `sse_slow_client` is disconnected, so a slow client costs the server one
-//! channel of memory and never slows another; it resumes from its last id.
-//! Every feeder ends on the server's shutdown token.
+//! A feed stream (`/api/events`) reads the log itself only until it has
+//! caught up; from then on it takes the events of the process's one
+//! follower of the log (`feeds::hub`), which reads each batch once for
+//! every client and cuts loose, at once, a client whose bounded queue is
+//! full. The client reads what its queue holds and its stream ends; it
+//! resumes from its last id.
+//!
+//! A deploy's stream (short-lived, one stream of the log) is fed by a task
+//! of its own reading that stream into a bounded channel; a client whose
+//! channel stays full for `sse_slow_client` is disconnected.
+//! Every stream ends on the server's shutdown token.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
@@ -29,6 +36,7 @@ use crate::api::docs::DeployPath;
 use crate::api::problem::Problem;
 use crate::api::AppState;
 use crate::domain::ids::{DeployId, EntityId, WorkspaceId};
+use crate::feeds::hub::FeedEvent;
 use crate::feeds::{self, Filter};
 use crate::store::log::{self, LogPosition};
 use crate::store::tokens::Caller;
@@ -107,12 +115,16 @@ where
     let events = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|e| (Ok::<_, Infallible>(e), rx))
     });
+    sse_response(events, state.settings.sse_heartbeat)
+}
+
+/// The SSE answer of `events`, with heartbeats while idle.
+fn sse_response<S>(events: S, heartbeat: Duration) -> Response
+where
+    S: futures::Stream<Item = Result<Event, Infallible>> + Send + 'static,
+{
     let mut response = Sse::new(events)
-        .keep_alive(
-            KeepAlive::new()
-                .interval(state.settings.sse_heartbeat)
-                .text("heartbeat"),
-        )
+        .keep_alive(KeepAlive::new().interval(heartbeat).text("heartbeat"))
         .into_response();
     response
         .headers_mut()
@@ -301,6 +313,114 @@ fn filter(caller: &Caller, params: &FeedParams) -> Result<Filter, Problem> {
 /// Events the JSON page and the stream look at per read, at most.
 const SCAN: usize = 10_000;
 
+/// Where one `/api/events` client is.
+enum Phase {
+    /// Reading the log itself: before subscribing (`None`), then once more
+    /// after (`Some`), up to where the log ends.
+    CatchingUp(Option<mpsc::Receiver<Arc<FeedEvent>>>),
+    /// Taking the hub's events.
+    Live(mpsc::Receiver<Arc<FeedEvent>>),
+}
+
+/// One `/api/events` client: its own reading of the log until it has
+/// caught up, then the hub's queue (`feeds::hub` explains the hand-over).
+struct FeedClient {
+    state: AppState,
+    filter: Filter,
+    /// Past every event sent or looked at.
+    cursor: LogPosition,
+    ready: VecDeque<Event>,
+    phase: Phase,
+}
+
+impl FeedClient {
+    /// The next message; `None` ends the stream (shutdown, a failed read,
+    /// or the client fell behind and was cut loose).
+    async fn next(&mut self) -> Option<Event> {
+        loop {
+            if let Some(event) = self.ready.pop_front() {
+                return Some(event);
+            }
+            if self.state.shutdown.is_cancelled() {
+                return None;
+            }
+            match &mut self.phase {
+                Phase::CatchingUp(subscribed) => {
+                    let page = match feeds::read(
+                        &self.state.db,
+                        &self.state.streams,
+                        &self.filter,
+                        self.cursor,
+                        self.state.settings.sse_buffer.max(1),
+                        SCAN,
+                    )
+                    .await
+                    {
+                        Ok(page) => page,
+                        Err(error) => {
+                            tracing::warn!(%error, "reading the event feed failed");
+                            return None;
+                        }
+                    };
+                    for (event, workspace) in &page.events {
+                        self.ready
+                            .push_back(message(feeds::token(event.log), event, workspace));
+                    }
+                    self.cursor = page.next;
+                    if !page.more {
+                        self.phase = match subscribed.take() {
+                            Some(queue) => Phase::Live(queue),
+                            None => match self.state.hub.subscribe(self.filter.clone()).await {
+                                Ok(queue) => Phase::CatchingUp(Some(queue)),
+                                Err(error) => {
+                                    tracing::warn!(%error, "joining the event feed failed");
+                                    return None;
+                                }
+                            },
+                        };
+                    }
+                }
+                Phase::Live(queue) => {
+                    let event = tokio::select! {
+                        _ = self.state.shutdown.cancelled() => return None,
+                        event = queue.recv() => event?,
+                    };
+                    // Read already by the client's own catching up.
+                    if event.log <= self.cursor {
+                        continue;
+                    }
+                    self.cursor = event.log;
+                    return Some(
+                        Event::default()
+                            .id(feeds::token(event.log))
+                            .event(&event.event_type)
+                            .data(&event.body),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The endless stream of `GET /api/events` from after `after`.
+fn feed_stream(state: AppState, filter: Filter, after: LogPosition) -> Response {
+    let heartbeat = state.settings.sse_heartbeat;
+    let client = FeedClient {
+        state,
+        filter,
+        cursor: after,
+        ready: VecDeque::new(),
+        phase: Phase::CatchingUp(None),
+    };
+    let events = futures::stream::unfold(client, |mut client| async move {
+        client
+            .next()
+            .await
+            .map(|event| (Ok::<_, Infallible>(event), client))
+    });
+    sse_response(events, heartbeat)
+}
+
 /// GET /api/events
 pub async fn feed(
     State(state): State<AppState>,
@@ -325,41 +445,7 @@ pub async fn feed(
         _ => LogPosition::START,
     };
     if wants_stream(&headers) {
-        return Ok(stream(&state, move |feeder| async move {
-            let mut wake = feeder.state.signals.events();
-            let mut after = after;
-            loop {
-                wake.borrow_and_update();
-                let page = match feeds::read(
-                    &feeder.state.db,
-                    &feeder.state.streams,
-                    &filter,
-                    after,
-                    feeder.state.settings.sse_buffer.max(1),
-                    SCAN,
-                )
-                .await
-                {
-                    Ok(page) => page,
-                    Err(error) => {
-                        tracing::warn!(%error, "reading the event feed failed");
-                        return;
-                    }
-                };
-                for (event, workspace) in &page.events {
-                    if !feeder
-                        .send(message(feeds::token(event.log), event, workspace))
-                        .await
-                    {
-                        return;
-                    }
-                }
-                after = page.next;
-                if !page.more && !feeder.idle(&mut wake).await {
-                    return;
-                }
-            }
-        }));
+        return Ok(feed_stream(state, filter, after));
     }
     let limit = match params.limit.as_deref() {
         None => 100,

@@ -82,7 +82,7 @@ impl Default for ApiSettings {
             body_timeout: Duration::from_secs(10),
             rate_limit_per_second: 100,
             rate_limit_burst: 200,
-            sse_buffer: 256,
+            sse_buffer: 1024,
             sse_slow_client: Duration::from_secs(5),
             sse_heartbeat: Duration::from_secs(15),
             auth_failure_rate: 1,
@@ -112,7 +112,9 @@ pub struct Inner {
     /// For `/readyz`: NATS, or `None` on the in-process bus.
     pub nats: Option<async_nats::Client>,
     /// Streams' workspaces and entities, for the feeds.
-    pub streams: crate::feeds::Streams,
+    pub streams: Arc<crate::feeds::Streams>,
+    /// The one follower of the log that feeds every `/api/events` stream.
+    pub hub: Arc<crate::feeds::hub::FeedHub>,
     /// How webhooks are checked (private addresses) and rotated.
     pub webhooks: crate::webhooks::WebhookSettings,
     /// The AsyncAPI document (`feeds::asyncapi`), for this NATS prefix.

@@ -10,6 +10,7 @@
 //! since they never change).
 
 pub mod asyncapi;
+pub mod hub;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;

@@ -276,6 +276,23 @@ pub async fn read_after<'a>(
     Ok(rows.into_iter().map(EventRow::upcast).collect())
 }
 
+/// Where the readable log ends now: the last event [`read_after`] could
+/// return (the start when none). Every event a later reading finds is
+/// after it.
+pub async fn tail(db: &Db) -> Result<LogPosition, sqlx::Error> {
+    let sql = db.pick(
+        "SELECT tx_id::text::bigint, position FROM events \
+         WHERE tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
+         ORDER BY tx_id DESC, position DESC LIMIT 1",
+        "SELECT tx_id, position FROM events ORDER BY tx_id DESC, position DESC LIMIT 1",
+    );
+    let row: Option<(i64, i64)> =
+        crate::on_db!(db, pool => sqlx::query_as(sql).fetch_optional(pool).await?);
+    Ok(row
+        .map(|(tx, position)| LogPosition { tx, position })
+        .unwrap_or(LogPosition::START))
+}
+
 /// The events of one stream, in stream order, after `after_sequence`.
 pub async fn read_stream<'a>(
     conn: impl Into<Conn<'a>>,

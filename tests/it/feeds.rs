@@ -368,6 +368,247 @@ async fn an_idle_stream_sends_heartbeats_and_outlives_the_request_timeout() {
     app.stop().await;
 }
 
+/// An SSE client on a socket of its own with a small receive buffer,
+/// speaking HTTP/1.1 by hand, that can stop reading.
+struct RawClient {
+    socket: tokio::net::TcpStream,
+    /// Everything read so far: the answer's head and its chunked body.
+    raw: Vec<u8>,
+}
+
+impl RawClient {
+    async fn open(app: &TestApp, path: &str, token: &str) -> RawClient {
+        use tokio::io::AsyncWriteExt;
+        let address = app.address.strip_prefix("http://").unwrap();
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut socket = socket.connect(address.parse().unwrap()).await.unwrap();
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\n\
+             Accept: text/event-stream\r\nConnection: close\r\n\r\n"
+        );
+        socket.write_all(request.as_bytes()).await.unwrap();
+        RawClient {
+            socket,
+            raw: Vec::new(),
+        }
+    }
+
+    /// Reads until `n` messages have arrived (then reads no more).
+    async fn read_messages(&mut self, n: usize) {
+        use tokio::io::AsyncReadExt;
+        while self.messages().len() < n {
+            let mut chunk = [0u8; 1024];
+            let read = tokio::time::timeout(Duration::from_secs(20), self.socket.read(&mut chunk))
+                .await
+                .expect("the stream said nothing for 20 s")
+                .unwrap();
+            assert!(read > 0, "the stream ended early");
+            self.raw.extend_from_slice(&chunk[..read]);
+        }
+    }
+
+    /// Reads everything until the server closes the connection; fails the
+    /// test if the stream is still open after 20 s of silence.
+    async fn read_to_close(&mut self) {
+        use tokio::io::AsyncReadExt;
+        loop {
+            let mut chunk = [0u8; 16 * 1024];
+            let read = tokio::time::timeout(Duration::from_secs(20), self.socket.read(&mut chunk))
+                .await
+                .expect("the stream was not closed")
+                .unwrap();
+            if read == 0 {
+                return;
+            }
+            self.raw.extend_from_slice(&chunk[..read]);
+        }
+    }
+
+    /// The body so far, chunked transfer coding removed; and whether the
+    /// last chunk (the body's end) was seen.
+    fn body(&self) -> (String, bool) {
+        let text = String::from_utf8_lossy(&self.raw).to_string();
+        let Some((head, mut rest)) = text.split_once("\r\n\r\n") else {
+            return (String::new(), false);
+        };
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("transfer-encoding: chunked"),
+            "{head}"
+        );
+        let mut body = String::new();
+        loop {
+            let Some((size, after)) = rest.split_once("\r\n") else {
+                return (body, false);
+            };
+            let size = usize::from_str_radix(size.split(';').next().unwrap().trim(), 16).unwrap();
+            if size == 0 {
+                return (body, true);
+            }
+            if after.len() < size + 2 {
+                return (body, false);
+            }
+            body.push_str(&after[..size]);
+            rest = &after[size + 2..];
+        }
+    }
+
+    /// The complete messages so far: (id, event, data).
+    fn messages(&self) -> Vec<Message> {
+        let (body, _) = self.body();
+        let mut out = Vec::new();
+        let mut rest = body.as_str();
+        while let Some(end) = rest.find("\n\n") {
+            let block = &rest[..end];
+            rest = &rest[end + 2..];
+            let (mut id, mut event, mut data) = (String::new(), String::new(), String::new());
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("id: ") {
+                    id = v.into();
+                } else if let Some(v) = line.strip_prefix("event: ") {
+                    event = v.into();
+                } else if let Some(v) = line.strip_prefix("data: ") {
+                    data.push_str(v);
+                }
+            }
+            if !data.is_empty() {
+                out.push((id, event, serde_json::from_str(&data).unwrap()));
+            }
+        }
+        out
+    }
+}
+
+async fn a_slow_feed_client_is_cut_loose_without_slowing_another_and_resumes_exactly() {
+    let app = TestApp::spawn_with(Options {
+        api: deployd::api::ApiSettings {
+            sse_buffer: 16,
+            ..Default::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    let seeded = app.seed_app(WS).await;
+    let mut fast = Stream::open(&app, "/api/events", &app.token, None).await;
+    let mut slow = RawClient::open(&app, "/api/events", &app.token).await;
+    // Both have the catalog's two events, so both follow the hub now.
+    assert_eq!(fast.take(2).await.len(), 2);
+    slow.read_messages(2).await;
+    assert_eq!(app.hub.subscribers().await, 2);
+
+    // Deploys with large metadata (about 12 KiB per event) until the
+    // slow client, which reads no more, has filled its socket, the
+    // server's buffers and its queue of 16, and is cut loose. The fast
+    // one reads every batch before the next is made, so its queue never
+    // holds more than a batch.
+    let metadata = json!({"note": "x".repeat(12 * 1024)});
+    let mut created = Vec::new();
+    for _ in 0..200 {
+        for _ in 0..8 {
+            let response = app
+                .post(
+                    "/api/deploys",
+                    &app.token,
+                    json!({"buildId": seeded.build, "metadata": metadata}),
+                )
+                .await;
+            assert_eq!(response.status(), StatusCode::CREATED);
+            let body: Value = response.json().await.unwrap();
+            created.push(body["id"].as_str().unwrap().to_string());
+        }
+        let got = fast.take(8).await;
+        let got: Vec<&str> = got
+            .iter()
+            .map(|m| m.2["aggregateId"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            got,
+            created[created.len() - 8..],
+            "the fast client has every event"
+        );
+        if app.hub.cut_total() > 0 {
+            break;
+        }
+    }
+    assert_eq!(
+        app.hub.cut_total(),
+        1,
+        "the slow client was never cut loose"
+    );
+    assert_eq!(app.hub.subscribers().await, 1, "the fast one still follows");
+    // The fast one goes on as before.
+    let after_cut = app.create(&seeded.build).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(fast.take(1).await[0].2["aggregateId"], after_cut.as_str());
+
+    // The slow client reads again: what the server held for it, then the
+    // end of the stream.
+    slow.read_to_close().await;
+    assert!(slow.body().1, "the stream ended with its last chunk");
+    let got = slow.messages();
+    let all = all_pages(&app, &app.token, "").await;
+    let all_ids: Vec<String> = all
+        .iter()
+        .map(|e| e["eventId"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(all_ids.len(), 2 + created.len() + 1);
+    assert!(got.len() >= 2 && got.len() < all_ids.len(), "{}", got.len());
+    assert_eq!(ids(&got), all_ids[..got.len()], "a prefix, with no gap");
+    // Resumed from its last id: exactly the rest, then what comes next.
+    let last = got.last().unwrap().0.clone();
+    let mut resumed = Stream::open(&app, "/api/events", &app.token, Some(&last)).await;
+    let rest = resumed.take(all_ids.len() - got.len()).await;
+    assert_eq!(ids(&rest), all_ids[got.len()..], "no gap, no repeat");
+    let next = app.create(&seeded.build).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(resumed.take(1).await[0].2["aggregateId"], next.as_str());
+    assert_eq!(fast.take(1).await[0].2["aggregateId"], next.as_str());
+    assert_eq!(app.hub.cut_total(), 1);
+    app.stop().await;
+}
+
+/// Many clients of one server cost one reading of the log per batch, not
+/// one each: the hub's reads do not grow with the clients.
+async fn feed_clients_share_one_reading_of_the_log() {
+    let app = TestApp::spawn().await;
+    let seeded = app.seed_app(WS).await;
+    let mut clients = Vec::new();
+    for _ in 0..20 {
+        let mut client = Stream::open(&app, "/api/events", &app.token, None).await;
+        client.take(2).await;
+        clients.push(client);
+    }
+    let reads_before = app.hub.reads_total();
+    let mut created = Vec::new();
+    for _ in 0..10 {
+        created.push(
+            app.create(&seeded.build).await["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    for client in &mut clients {
+        let got = client.take(10).await;
+        let got: Vec<&str> = got
+            .iter()
+            .map(|m| m.2["aggregateId"].as_str().unwrap())
+            .collect();
+        assert_eq!(got, created);
+    }
+    let reads = app.hub.reads_total() - reads_before;
+    // One read per batch the hub found (at most one per deploy here) and
+    // its idle polls: not the 200 of one read per client per event.
+    assert!(reads < 100, "{reads} reads for 20 clients and 10 events");
+    app.stop().await;
+}
+
 /// The node a local `$ref` (`#/a/b`) points at.
 fn resolve<'a>(doc: &'a Value, reference: &str) -> Option<&'a Value> {
     doc.pointer(reference.strip_prefix('#')?)
@@ -483,6 +724,8 @@ crate::backend_tests!(
     the_feed_stream_resumes_by_position_without_gaps_or_repeats_and_shows_no_other_workspace,
     the_feed_pages_filter_and_name_bad_values,
     an_idle_stream_sends_heartbeats_and_outlives_the_request_timeout,
+    a_slow_feed_client_is_cut_loose_without_slowing_another_and_resumes_exactly,
+    feed_clients_share_one_reading_of_the_log,
 );
 
 /// NATS only: the relay's messages carry the CloudEvents 1.0 attributes

@@ -35,6 +35,8 @@ pub struct TestApp {
     /// `DEPLOYD_ARTIFACT_ROOTS`, with [`FIXED_ROOT`].
     pub artifacts: tempfile::TempDir,
     pub options: Options,
+    /// The server's follower of the log for SSE clients.
+    pub hub: std::sync::Arc<deployd::feeds::hub::FeedHub>,
 }
 
 /// A root for the fixed paths (`/srv/…`) tests name in catalog documents
@@ -150,6 +152,7 @@ impl TestApp {
         let address = format!("http://127.0.0.1:{}", app.port());
         let shutdown = app.shutdown_token();
         let db = app.db().clone();
+        let hub = app.feed_hub();
         let server = tokio::spawn(app.run_until_stopped());
         let (token, other_token) = match tokens {
             Some(t) => t,
@@ -172,6 +175,7 @@ impl TestApp {
             data_dir,
             artifacts,
             options,
+            hub,
         }
     }
 
