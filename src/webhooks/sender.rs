@@ -5,7 +5,9 @@
 //! due deliveries, which sends them one at a time in log order: a slow or
 //! failing endpoint holds only its own task, never another webhook's
 //! deliveries. A failed attempt is retried after the schedule's next wait;
-//! after the last, the delivery is `failed`.
+//! after the last, the delivery is `failed`. Attempts are recorded a batch
+//! at a time (up to 50 sends, or up to the first failure) in one
+//! transaction, so the database costs a commit per batch, not per send.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -22,6 +24,9 @@ use crate::webhooks::{address, signing, WebhookSettings};
 const LEASE: &str = "deployd.webhooks.sender";
 /// Webhooks sent to at once, at most.
 const CONCURRENT: usize = 64;
+/// Deliveries of one webhook sent per batch before their attempts are
+/// recorded.
+const BATCH: i64 = 50;
 /// How often the sender looks for due deliveries without a wake-up.
 const POLL: Duration = Duration::from_millis(500);
 
@@ -140,13 +145,18 @@ async fn deliver(
         if hook.disabled {
             return Ok(());
         }
-        let due = store::due_deliveries(db, webhook, crate::domain::time::now(), 20).await?;
+        let due = store::due_deliveries(db, webhook, crate::domain::time::now(), BATCH).await?;
         if due.is_empty() {
             return Ok(());
         }
+        // Sent one after another, in log order; the attempts recorded
+        // together after the batch or its first failure (one transaction,
+        // not one per send). A crash before that leaves them pending: they
+        // are sent again (at least once).
+        let mut attempts = Vec::with_capacity(due.len());
         for (delivery, body) in due {
             if shutdown.is_cancelled() {
-                return Ok(());
+                break;
             }
             let attempt = send(http, settings, &hook, &delivery, &body).await;
             let next = if attempt.succeeded {
@@ -165,14 +175,21 @@ async fn deliver(
                 "outcome" => if attempt.succeeded { "succeeded" } else { "failed" }
             )
             .increment(1);
-            store::record(
-                db,
-                &delivery,
-                &attempt,
-                next,
-                chrono::Duration::from_std(settings.disable_after).unwrap_or(chrono::Duration::MAX),
-            )
-            .await?;
+            let failed = !attempt.succeeded;
+            attempts.push((delivery, attempt, next));
+            if failed {
+                // Recorded at once; the next due delivery comes after.
+                break;
+            }
+        }
+        store::record_all(
+            db,
+            &attempts,
+            chrono::Duration::from_std(settings.disable_after).unwrap_or(chrono::Duration::MAX),
+        )
+        .await?;
+        if shutdown.is_cancelled() {
+            return Ok(());
         }
     }
 }

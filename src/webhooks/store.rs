@@ -241,48 +241,75 @@ pub async fn record(
     next_attempt_at: Option<DateTime<Utc>>,
     disable_after: chrono::Duration,
 ) -> sqlx::Result<()> {
-    let now = crate::domain::time::now();
-    let status = match (attempt.succeeded, next_attempt_at) {
-        (true, _) => "succeeded",
-        (false, Some(_)) => "pending",
-        (false, None) => "failed",
-    };
-    let mut tx = db.begin().await?;
-    crate::on_tx!(&mut tx, c => sqlx::query(
-        "UPDATE webhook_deliveries SET attempt = attempt + 1, status = $2, response_status = $3, \
-         duration_ms = $4, error = $5, next_attempt_at = $6, updated_at = $7 WHERE id = $1",
+    record_all(
+        db,
+        &[(delivery.clone(), attempt.clone(), next_attempt_at)],
+        disable_after,
     )
-    .bind(&delivery.id)
-    .bind(status)
-    .bind(attempt.response_status)
-    .bind(attempt.duration_ms)
-    .bind(&attempt.error)
-    .bind(next_attempt_at)
-    .bind(now)
-    .execute(c).await.map(|_| ()))?;
-    if attempt.succeeded {
+    .await
+}
+
+/// Records attempts of one webhook, in the order they were made, in one
+/// transaction: each delivery's new state, then the webhook's failing
+/// streak as the last of them leaves it.
+pub async fn record_all(
+    db: &Db,
+    attempts: &[(Delivery, Attempt, Option<DateTime<Utc>>)],
+    disable_after: chrono::Duration,
+) -> sqlx::Result<()> {
+    let Some((last_delivery, last, _)) = attempts.last() else {
+        return Ok(());
+    };
+    let now = crate::domain::time::now();
+    let mut tx = db.begin().await?;
+    for (delivery, attempt, next_attempt_at) in attempts {
+        let status = match (attempt.succeeded, next_attempt_at) {
+            (true, _) => "succeeded",
+            (false, Some(_)) => "pending",
+            (false, None) => "failed",
+        };
+        crate::on_tx!(&mut tx, c => sqlx::query(
+            "UPDATE webhook_deliveries SET attempt = attempt + 1, status = $2, response_status = $3, \
+             duration_ms = $4, error = $5, next_attempt_at = $6, updated_at = $7 WHERE id = $1",
+        )
+        .bind(&delivery.id)
+        .bind(status)
+        .bind(attempt.response_status)
+        .bind(attempt.duration_ms)
+        .bind(&attempt.error)
+        .bind(next_attempt_at)
+        .bind(now)
+        .execute(c).await.map(|_| ()))?;
+    }
+    let webhook = &last_delivery.webhook_id;
+    if last.succeeded {
         crate::on_tx!(&mut tx, c => sqlx::query(
             "UPDATE webhooks SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL",
         )
-        .bind(&delivery.webhook_id)
+        .bind(webhook)
         .execute(c).await.map(|_| ()))?;
     } else {
-        crate::on_tx!(&mut tx, c => sqlx::query(
-            "UPDATE webhooks SET failing_since = COALESCE(failing_since, $2) WHERE id = $1",
-        )
-        .bind(&delivery.webhook_id)
+        // Failing since the first failure after the batch's last success,
+        // or since before the batch when none succeeded.
+        let sql = if attempts.iter().any(|(_, a, _)| a.succeeded) {
+            "UPDATE webhooks SET failing_since = $2 WHERE id = $1"
+        } else {
+            "UPDATE webhooks SET failing_since = COALESCE(failing_since, $2) WHERE id = $1"
+        };
+        crate::on_tx!(&mut tx, c => sqlx::query(sql)
+        .bind(webhook)
         .bind(now)
         .execute(c).await.map(|_| ()))?;
         let reason = format!(
             "every delivery failed for {} hours; the last: {}",
             disable_after.num_hours(),
-            attempt.error.as_deref().unwrap_or("no answer")
+            last.error.as_deref().unwrap_or("no answer")
         );
         crate::on_tx!(&mut tx, c => sqlx::query(
             "UPDATE webhooks SET disabled = true, disabled_reason = $2, updated_at = $3 \
              WHERE id = $1 AND NOT disabled AND failing_since <= $4",
         )
-        .bind(&delivery.webhook_id)
+        .bind(webhook)
         .bind(reason)
         .bind(now)
         .bind(now - disable_after)

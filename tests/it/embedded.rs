@@ -776,6 +776,72 @@ async fn killed_with_a_webhook_in_flight(database_url: Option<&str>) {
     second.stop().await;
 }
 
+/// Two servers on one PostgreSQL database, both running the webhooks'
+/// fan-out and sender: each event reaches the receiver once, in one
+/// attempt, whichever process sent it.
+#[tokio::test]
+async fn two_servers_on_one_database_send_each_webhook_event_once() {
+    use crate::webhooks::{accepted, Receiver};
+    let (name, url) = support::fresh_database();
+    let dir = tempfile::tempdir().unwrap();
+    let token = token(dir.path(), Some(&url));
+    let receiver = Receiver::start().await;
+    let private = ["--webhook-allow-private"];
+    let first = Server::start(dir.path(), Some(&url), &token, &private).await;
+    let second = Server::start(dir.path(), Some(&url), &token, &private).await;
+    let hook = first
+        .post("/api/webhooks", json!({"url": receiver.url}))
+        .await;
+    receiver.trust(&[hook["secret"].as_str().unwrap()]).await;
+    for i in 0..3 {
+        let (_, documents) = catalog(dir.path(), 0);
+        let file = dir.path().join(format!("catalog-{i}.jsonl"));
+        std::fs::write(&file, documents).unwrap();
+        run(deployd(dir.path(), Some(&url)).args(["catalog", "import", file.to_str().unwrap()]));
+    }
+    let (_, feed) = second.get("/api/events?limit=1000").await;
+    let expected: Vec<String> = feed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["eventId"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(expected.len(), 12);
+    receiver
+        .wait_until("every event", |r| {
+            expected.iter().all(|id| accepted(r).contains(id))
+        })
+        .await;
+    // Once every delivery is recorded as succeeded, nothing else was sent.
+    let path = format!("/api/webhooks/{}/deliveries", hook["id"].as_str().unwrap());
+    let mut log = Value::Null;
+    for _ in 0..200 {
+        log = first.get(&path).await.1;
+        if log["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["status"] == "succeeded")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rows = log["data"].as_array().unwrap();
+    assert_eq!(rows.len(), expected.len(), "one delivery per event: {log}");
+    assert!(
+        rows.iter()
+            .all(|d| d["status"] == "succeeded" && d["attempt"] == 1),
+        "{log}"
+    );
+    let got = receiver.received().await;
+    assert_eq!(accepted(&got), expected, "each once, in log order");
+    assert_eq!(got.len(), expected.len());
+    first.stop().await;
+    second.stop().await;
+    support::drop_database(&name).await;
+}
+
 #[tokio::test]
 async fn writing_commands_never_create_a_store_and_tokens_can_be_listed_and_revoked() {
     let dir = tempfile::tempdir().unwrap();
