@@ -33,11 +33,12 @@ pub async fn step(db: &Db, streams: &Streams) -> anyhow::Result<usize> {
     let hooks = store::enabled(&mut tx).await?;
     if !hooks.is_empty() {
         let infos = streams.resolve(db, &events).await?;
-        let now = crate::domain::time::now();
+        let mut deliveries = Vec::new();
         for (event, info) in events.iter().zip(infos) {
             let Some(workspace) = info.workspace else {
                 continue;
             };
+            let mut body = None;
             for hook in &hooks {
                 if hook.workspace_id != workspace
                     || hook.created_at > event.recorded_at
@@ -45,19 +46,19 @@ pub async fn step(db: &Db, streams: &Streams) -> anyhow::Result<usize> {
                 {
                     continue;
                 }
-                store::add_delivery(
-                    &mut tx,
-                    &DeliveryId::generate().to_string(),
-                    &hook.id,
-                    &event.event_id,
-                    &event.event_type,
-                    event.log.position,
-                    &feeds::body(event, &workspace),
-                    now,
-                )
-                .await?;
+                deliveries.push(store::NewDelivery {
+                    id: DeliveryId::generate().to_string(),
+                    webhook: hook.id.clone(),
+                    event_id: event.event_id.clone(),
+                    event_type: event.event_type.clone(),
+                    position: event.log.position,
+                    body: body
+                        .get_or_insert_with(|| feeds::body(event, &workspace))
+                        .clone(),
+                });
             }
         }
+        store::add_deliveries(&mut tx, &deliveries, crate::domain::time::now()).await?;
     }
     log::save_checkpoint(&mut tx, NAME, last).await?;
     tx.commit().await?;

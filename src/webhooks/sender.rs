@@ -6,7 +6,7 @@
 //! failing endpoint holds only its own task, never another webhook's
 //! deliveries. A failed attempt is retried after the schedule's next wait;
 //! after the last, the delivery is `failed`. Attempts are recorded a batch
-//! at a time (up to 50 sends, or up to the first failure) in one
+//! at a time (up to 100 sends, or up to the first failure) in one
 //! transaction, so the database costs a commit per batch, not per send.
 
 use std::collections::HashSet;
@@ -26,7 +26,7 @@ const LEASE: &str = "deployd.webhooks.sender";
 const CONCURRENT: usize = 64;
 /// Deliveries of one webhook sent per batch before their attempts are
 /// recorded.
-const BATCH: i64 = 50;
+const BATCH: i64 = 100;
 /// How often the sender looks for due deliveries without a wake-up.
 const POLL: Duration = Duration::from_millis(500);
 

@@ -153,31 +153,56 @@ pub async fn by_id(db: &Db, id: &str) -> sqlx::Result<Option<Webhook>> {
     on_db!(db, pool => sqlx::query_as(&sql).bind(id).fetch_optional(pool).await)
 }
 
-/// A new delivery, due now; nothing when the event is already there.
-#[allow(clippy::too_many_arguments)]
-pub async fn add_delivery(
+/// `postgres` or `sqlite`, for the transaction's engine.
+fn pick<'s>(tx: &Tx, postgres: &'s str, sqlite: &'s str) -> &'s str {
+    match tx.engine() {
+        crate::store::db::Engine::Postgres => postgres,
+        crate::store::db::Engine::Sqlite => sqlite,
+    }
+}
+
+/// A delivery for [`add_deliveries`].
+#[derive(Debug, Clone, Serialize)]
+pub struct NewDelivery {
+    pub id: String,
+    pub webhook: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub position: i64,
+    pub body: String,
+}
+
+/// New deliveries, due now, in one statement; an event a webhook already
+/// has is left as it is.
+pub async fn add_deliveries(
     tx: &mut Tx,
-    id: &str,
-    webhook: &str,
-    event_id: &str,
-    event_type: &str,
-    position: i64,
-    body: &str,
+    deliveries: &[NewDelivery],
     now: DateTime<Utc>,
 ) -> sqlx::Result<()> {
-    crate::on_tx!(tx, c => sqlx::query(
+    if deliveries.is_empty() {
+        return Ok(());
+    }
+    let rows = serde_json::to_string(deliveries).expect("deliveries serialise");
+    let sql = pick(
+        tx,
         "INSERT INTO webhook_deliveries (id, webhook_id, event_id, event_type, position, body, \
-         next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $7) \
+         next_attempt_at, created_at, updated_at) \
+         SELECT d->>'id', d->>'webhook', d->>'event_id', d->>'event_type', \
+                (d->>'position')::bigint, d->>'body', $2, $2, $2 \
+         FROM jsonb_array_elements($1::text::jsonb) d \
          ON CONFLICT (webhook_id, event_id) DO NOTHING",
-    )
-    .bind(id)
-    .bind(webhook)
-    .bind(event_id)
-    .bind(event_type)
-    .bind(position)
-    .bind(body)
-    .bind(now)
-    .execute(c).await.map(|_| ()))?;
+        "INSERT INTO webhook_deliveries (id, webhook_id, event_id, event_type, position, body, \
+         next_attempt_at, created_at, updated_at) \
+         SELECT json_extract(d.value, '$.id'), json_extract(d.value, '$.webhook'), \
+                json_extract(d.value, '$.event_id'), json_extract(d.value, '$.event_type'), \
+                json_extract(d.value, '$.position'), json_extract(d.value, '$.body'), $2, $2, $2 \
+         FROM json_each($1) d WHERE true \
+         ON CONFLICT (webhook_id, event_id) DO NOTHING",
+    );
+    crate::on_tx!(tx, c => sqlx::query(sql)
+        .bind(rows)
+        .bind(now)
+        .execute(c).await.map(|_| ()))?;
     Ok(())
 }
 
@@ -262,7 +287,32 @@ pub async fn record_all(
     };
     let now = crate::domain::time::now();
     let mut tx = db.begin().await?;
-    for (delivery, attempt, next_attempt_at) in attempts {
+    // The successes in one statement: (id, response status, duration).
+    let succeeded: Vec<(&str, Option<i32>, i64)> = attempts
+        .iter()
+        .filter(|(_, a, _)| a.succeeded)
+        .map(|(d, a, _)| (d.id.as_str(), a.response_status, a.duration_ms))
+        .collect();
+    if !succeeded.is_empty() {
+        let rows = serde_json::to_string(&succeeded).expect("attempts serialise");
+        let sql = pick(
+            &tx,
+            "UPDATE webhook_deliveries w SET attempt = w.attempt + 1, status = 'succeeded', \
+                    response_status = (a->>1)::integer, duration_ms = (a->>2)::bigint, \
+                    error = NULL, next_attempt_at = NULL, updated_at = $2 \
+             FROM jsonb_array_elements($1::text::jsonb) a WHERE w.id = a->>0",
+            "UPDATE webhook_deliveries SET attempt = attempt + 1, status = 'succeeded', \
+                    response_status = json_extract(a.value, '$[1]'), \
+                    duration_ms = json_extract(a.value, '$[2]'), \
+                    error = NULL, next_attempt_at = NULL, updated_at = $2 \
+             FROM json_each($1) a WHERE webhook_deliveries.id = json_extract(a.value, '$[0]')",
+        );
+        crate::on_tx!(&mut tx, c => sqlx::query(sql)
+            .bind(rows)
+            .bind(now)
+            .execute(c).await.map(|_| ()))?;
+    }
+    for (delivery, attempt, next_attempt_at) in attempts.iter().filter(|(_, a, _)| !a.succeeded) {
         let status = match (attempt.succeeded, next_attempt_at) {
             (true, _) => "succeeded",
             (false, Some(_)) => "pending",
