@@ -451,6 +451,7 @@ async fn measure(
         listen: "127.0.0.1:0".into(),
         data_dir: data_dir.to_path_buf(),
         artifact_roots: vec![builds_dir(data_dir)],
+        artifact_store: None,
         public_url: None,
         api: ApiSettings {
             rate_limit_per_second: 0,

@@ -141,6 +141,7 @@ async fn main() -> anyhow::Result<()> {
         target: TargetSettings::Local,
         webhooks: Default::default(),
         artifact_roots: vec![builds_dir.path().to_path_buf()],
+        artifact_store: None,
     };
     let app = Application::build(settings).await?;
     let address = format!("http://127.0.0.1:{}", app.port());

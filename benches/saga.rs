@@ -399,6 +399,7 @@ async fn run(
         // never be published from the data directory).
         data_dir: data_dir.path().join("data"),
         artifact_roots: vec![data_dir.path().join("builds")],
+        artifact_store: None,
         public_url: None,
         api: ApiSettings::default(),
         run_worker: false,

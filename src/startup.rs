@@ -13,6 +13,7 @@ use crate::api::{self, ApiSettings, AppState};
 use crate::bus::Bus;
 use crate::catalog::{self, CatalogFeed};
 use crate::hosting::local::LocalHosting;
+use crate::hosting::store::ArtifactStore;
 use crate::hosting::DeployTarget;
 use crate::read_model;
 use crate::readers::{projector, relay};
@@ -51,6 +52,9 @@ pub struct Settings {
     /// The directories builds may be published from
     /// (`DEPLOYD_ARTIFACT_ROOTS`); empty: none.
     pub artifact_roots: Vec<std::path::PathBuf>,
+    /// The artifact store (`DEPLOYD_ARTIFACT_STORE`: `file://PATH` or
+    /// `s3://BUCKET[/PREFIX]`); `None`: `<data_dir>/blobs`.
+    pub artifact_store: Option<String>,
     /// Base of the URLs deployd hands out; `http://<listen>` when unset.
     pub public_url: Option<String>,
     pub api: ApiSettings,
@@ -78,6 +82,8 @@ pub struct Core {
     pub bus: Bus,
     pub signals: LogSignals,
     pub commands: Arc<Commands>,
+    /// Builds' files and deploys' manifests.
+    pub store: Arc<ArtifactStore>,
 }
 
 impl Core {
@@ -90,11 +96,16 @@ impl Core {
         let bus = Bus::connect(settings.nats_url.as_deref(), &settings.nats_prefix).await?;
         let signals = LogSignals::listen(&db, shutdown.clone()).await?;
         let commands = Arc::new(Commands::new(db.clone()));
+        let store = Arc::new(ArtifactStore::open(
+            settings.artifact_store.as_deref(),
+            &settings.data_dir,
+        )?);
         Ok(Core {
             db,
             bus,
             signals,
             commands,
+            store,
         })
     }
 
@@ -110,10 +121,10 @@ impl Core {
     }
 
     /// The deploy target and, for local hosting, the local store.
-    pub fn target(settings: &Settings, public_url: &str) -> anyhow::Result<Targets> {
+    pub fn target(&self, settings: &Settings, public_url: &str) -> anyhow::Result<Targets> {
         Ok(match &settings.target {
             TargetSettings::Local => {
-                let local = Arc::new(LocalHosting::new(settings.data_dir.clone(), public_url));
+                let local = Arc::new(LocalHosting::new(self.store.clone(), public_url));
                 (local.clone() as Arc<dyn DeployTarget>, Some(local))
             }
             TargetSettings::Cloudflare(cf) => (
@@ -134,6 +145,7 @@ impl Core {
             self.commands.clone(),
             self.signals.clone(),
             target,
+            self.store.clone(),
             worker_settings,
         ))
     }
@@ -148,7 +160,7 @@ pub async fn run_worker(settings: Settings, shutdown: CancellationToken) -> anyh
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{}", settings.listen));
-    let (target, _) = Core::target(&settings, &public_url)?;
+    let (target, _) = core.target(&settings, &public_url)?;
     tracing::info!(target = target.name(), "worker started");
     core.worker(&settings, target)
         .run(core.bus.clone(), shutdown)
@@ -200,7 +212,9 @@ impl Application {
             bus,
             signals,
             commands,
+            store,
         } = &core;
+        let store = store.clone();
         let (db, bus, signals, commands) =
             (db.clone(), bus.clone(), signals.clone(), commands.clone());
         std::fs::create_dir_all(&settings.data_dir).with_context(|| {
@@ -219,7 +233,7 @@ impl Application {
             .unwrap_or_else(|| format!("http://{address}"));
 
         let mut tasks = JoinSet::new();
-        let (target, hosting) = Core::target(&settings, &public_url)?;
+        let (target, hosting) = core.target(&settings, &public_url)?;
         bus.prepare_events().await?;
         tasks.spawn(relay::run(
             db.clone(),
@@ -257,7 +271,7 @@ impl Application {
             nats.prepare_catalog().await?;
         }
         {
-            let (bus, shutdown) = (bus.clone(), shutdown.clone());
+            let (bus, shutdown, feed) = (bus.clone(), shutdown.clone(), feed.clone());
             tasks.spawn(async move {
                 while !shutdown.is_cancelled() {
                     if let Err(error) = catalog::consumer::run(&bus, &feed, shutdown.clone()).await
@@ -311,6 +325,8 @@ impl Application {
             ),
             settings: settings.api.clone(),
             hosting,
+            store,
+            catalog: feed,
             nats: bus.nats().map(|n| n.client().clone()),
             streams,
             hub,
@@ -323,6 +339,7 @@ impl Application {
             %public_url,
             database = db.describe(),
             bus = bus.kind(),
+            artifact_store = core.store.describe(),
             "deployd is listening"
         );
         if bus.nats().is_none() && !settings.run_worker {

@@ -19,12 +19,13 @@ pub mod ratelimit;
 pub mod releases;
 pub mod sites;
 pub mod ui;
+pub mod uploads;
 pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use aide::axum::routing::{get_with, post_with};
+use aide::axum::routing::{get_with, post_with, put_with};
 use aide::axum::ApiRouter;
 use aide::openapi::{OpenApi, SecurityScheme};
 use aide::transform::TransformOpenApi;
@@ -32,7 +33,6 @@ use axum::http::{HeaderName, StatusCode};
 use axum::{Extension, Json, Router};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId as TowerRequestId, SetRequestIdLayer,
 };
@@ -71,6 +71,22 @@ pub struct ApiSettings {
     /// `/readyz` answers 503 when a reader has had events waiting, without
     /// moving, for longer than this.
     pub ready_max_lag: Duration,
+    /// Largest file of an upload (`PUT /api/blobs/{sha256}`), in bytes.
+    pub max_blob_bytes: u64,
+    /// Most files an uploaded build may hold.
+    pub max_build_files: usize,
+}
+
+impl ApiSettings {
+    /// Largest body of `POST /api/builds`: its file list, at most
+    /// [`MAX_PATH_BYTES`](uploads::MAX_PATH_BYTES) of path and the rest of
+    /// an entry per file.
+    pub fn build_body_limit(&self) -> usize {
+        self.body_limit.max(
+            self.max_build_files
+                .saturating_mul(uploads::MAX_PATH_BYTES + 160),
+        )
+    }
 }
 
 impl Default for ApiSettings {
@@ -88,6 +104,8 @@ impl Default for ApiSettings {
             auth_failure_rate: 1,
             auth_failure_burst: 20,
             ready_max_lag: Duration::from_secs(30),
+            max_blob_bytes: 25 * 1024 * 1024,
+            max_build_files: 20_000,
         }
     }
 }
@@ -104,6 +122,10 @@ pub struct Inner {
     pub settings: ApiSettings,
     /// Set when deploys are hosted locally: the sites are served here.
     pub hosting: Option<Arc<crate::hosting::local::LocalHosting>>,
+    /// Builds' files: uploads go here.
+    pub store: Arc<crate::hosting::store::ArtifactStore>,
+    /// Records builds as the catalog does (an upload's finalize).
+    pub catalog: crate::catalog::CatalogFeed,
     pub limiter: ratelimit::RateLimiter,
     /// Failed authentications per client address.
     pub auth_failures: ratelimit::RateLimiter,
@@ -295,7 +317,7 @@ fn hook_op<'t>(
 
 /// The API's routes, each with its OpenAPI description.
 fn api_routes() -> ApiRouter<AppState> {
-    use docs::{op, CancelRequest, CancelResponse, CreateDeployRequest, Readiness};
+    use docs::{op, tagged_op, CancelRequest, CancelResponse, CreateDeployRequest, Readiness};
     use problem::Problem;
     ApiRouter::new()
         .api_route(
@@ -377,6 +399,17 @@ fn api_routes() -> ApiRouter<AppState> {
                 op(t, "List builds", "Builds, newest first; keyset pages.")
                     .response::<200, Json<crate::read_model::catalog_pages::Page<crate::read_model::catalog_pages::BuildView>>>()
                     .response_with::<400, Problem, _>(|r| r.description("A bad parameter, named by pointer"))
+            })
+            .post_with(uploads::create, |t| {
+                tagged_op(t, "uploads", "Start an uploaded build", "Lists the build's files (path, SHA-256, size). Answers the new build, `uploading`, with the blobs this workspace has not sent before (`missing`): PUT each to /api/blobs/{sha256}, then finalize. Paths are normalised (`./`, repeated `/`); absolute paths, `..`, NUL, a path listed twice, or more than DEPLOYD_MAX_BUILD_FILES files are refused, naming the entry.")
+                    .input::<Json<uploads::CreateBuildRequest>>()
+                    .response_with::<201, Json<uploads::CreateBuildResponse>, _>(|r| r.description("The build, uploading; Location names it"))
+                    .response_with::<400, Problem, _>(|r| r.description("A bad body, named by pointer"))
+                    .response_with::<404, Problem, _>(|r| r.description("The entity is unknown or outside the caller's workspaces"))
+                    .response_with::<408, Problem, _>(|r| r.description("The body did not arrive in time"))
+                    .response_with::<413, Problem, _>(|r| r.description("The body, or a file it lists, is larger than the server takes"))
+                    .response_with::<415, Problem, _>(|r| r.description("The body is not sent as application/json"))
+                    .response_with::<422, Problem, _>(|r| r.description("No versionId, and the entity has no default version"))
             }),
         )
         .api_route(
@@ -385,6 +418,26 @@ fn api_routes() -> ApiRouter<AppState> {
                 op(t, "Get a build", "A build as upstream reported it.")
                     .response::<200, Json<crate::read_model::catalog_pages::BuildView>>()
                     .response_with::<404, Problem, _>(|r| r.description("Unknown, or outside the caller's workspaces"))
+            }),
+        )
+        .api_route(
+            "/api/builds/{id}/finalize",
+            post_with(uploads::finalize, |t| {
+                tagged_op(t, "uploads", "Finalize an uploaded build", "Once every blob is stored, the build is recorded as succeeded through the same events as an upstream build.succeeded (so an entity with autoDeploy deploys it: autoDeployId). Finalizing again answers the same build.")
+                    .response::<200, Json<uploads::FinalizedBuild>>()
+                    .response_with::<404, Problem, _>(|r| r.description("Unknown, or outside the caller's workspaces"))
+                    .response_with::<422, Problem, _>(|r| r.description("Blobs are still missing: listed in `missing`"))
+            }),
+        )
+        .api_route(
+            "/api/blobs/{sha256}",
+            put_with(uploads::put_blob, |t| {
+                tagged_op(t, "uploads", "Upload one file", "The file's bytes as the body (any content type). They are hashed on the way into the artifact store: a body whose SHA-256 is not the one in the path stores nothing. Idempotent. Only a blob that one of the caller's uploading builds lists is taken.")
+                    .response::<200, Json<uploads::BlobStored>>()
+                    .response_with::<400, Problem, _>(|r| r.description("The bytes do not hash to the path's SHA-256, or their size is not the one the build lists; nothing was stored"))
+                    .response_with::<404, Problem, _>(|r| r.description("No uploading build of the caller's workspaces lists this blob"))
+                    .response_with::<408, Problem, _>(|r| r.description("The body did not arrive in time"))
+                    .response_with::<413, Problem, _>(|r| r.description("Larger than DEPLOYD_MAX_BLOB_BYTES"))
             }),
         )
         .api_route(
@@ -533,6 +586,38 @@ pub fn openapi() -> OpenApi {
     api
 }
 
+/// The largest body a request may send: `DEPLOYD_BODY_LIMIT`, but a
+/// build's file list and a blob may be larger (a blob's own limit is the
+/// handler's, which answers 413 naming it). As tower-http's
+/// `RequestBodyLimit` does: a `Content-Length` over the limit is a 413 at
+/// once, and a body that grows past it fails the handler's read with one.
+async fn limit_body(
+    axum::extract::State(settings): axum::extract::State<ApiSettings>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let path = request.uri().path();
+    let limit = match *request.method() {
+        axum::http::Method::PUT if path.starts_with("/api/blobs/") => {
+            usize::try_from(settings.max_blob_bytes.saturating_add(1)).unwrap_or(usize::MAX)
+        }
+        axum::http::Method::POST if path == "/api/builds" => settings.build_body_limit(),
+        _ => settings.body_limit,
+    };
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) && !path.starts_with("/api/blobs/") {
+        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    }
+    let request =
+        request.map(|body| axum::body::Body::new(http_body_util::Limited::new(body, limit)));
+    next.run(request).await
+}
+
 /// The router with its middleware.
 pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
@@ -557,7 +642,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
-        .layer(RequestBodyLimitLayer::new(settings.body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            settings.clone(),
+            limit_body,
+        ))
         // A body that stops arriving is a 408, before the request timeout.
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
             settings.body_timeout,

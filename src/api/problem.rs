@@ -27,6 +27,9 @@ pub struct Problem {
     pub errors: Vec<FieldError>,
     /// Extra headers (`WWW-Authenticate`, `Retry-After`).
     pub headers: Vec<(header::HeaderName, HeaderValue)>,
+    /// Extension members of the body (RFC 9457 3.2): `missing` of a
+    /// finalize that came too early.
+    pub extensions: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Serialize)]
@@ -38,6 +41,8 @@ struct Body<'a> {
     detail: &'a str,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     errors: &'a [FieldError],
+    #[serde(flatten)]
+    extensions: &'a serde_json::Map<String, serde_json::Value>,
 }
 
 impl Problem {
@@ -48,6 +53,7 @@ impl Problem {
             detail: detail.into(),
             errors: Vec::new(),
             headers: Vec::new(),
+            extensions: serde_json::Map::new(),
         }
     }
 
@@ -83,6 +89,11 @@ impl Problem {
 
     pub fn conflict(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, "Conflict", detail)
+    }
+
+    /// 413: a body or a file larger than the server takes.
+    pub fn too_large(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large", detail)
     }
 
     pub fn unprocessable(detail: impl Into<String>) -> Self {
@@ -158,6 +169,7 @@ impl Problem {
             status: self.status.as_u16(),
             detail: &self.detail,
             errors: &self.errors,
+            extensions: &self.extensions,
         })
         .unwrap_or_default()
     }

@@ -170,6 +170,18 @@ pub struct ServeArgs {
     /// Largest request body, in bytes.
     #[arg(long, env = "DEPLOYD_BODY_LIMIT", default_value_t = 65_536)]
     pub body_limit: usize,
+    /// Where builds' files and deploys' manifests are kept: `file://PATH`,
+    /// or `s3://BUCKET[/PREFIX]` with the standard `AWS_*` variables
+    /// (`AWS_ENDPOINT`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY`, `AWS_ALLOW_HTTP`). Unset: `<data dir>/blobs`.
+    #[arg(long, env = "DEPLOYD_ARTIFACT_STORE")]
+    pub artifact_store: Option<String>,
+    /// Largest file an upload may hold (`PUT /api/blobs/{sha256}`), in bytes.
+    #[arg(long, env = "DEPLOYD_MAX_BLOB_BYTES", default_value_t = 25 * 1024 * 1024)]
+    pub max_blob_bytes: u64,
+    /// Most files an uploaded build may hold.
+    #[arg(long, env = "DEPLOYD_MAX_BUILD_FILES", default_value_t = 20_000)]
+    pub max_build_files: usize,
     /// Let webhooks reach loopback and private addresses.
     #[arg(long, env = "DEPLOYD_WEBHOOK_ALLOW_PRIVATE")]
     pub webhook_allow_private: bool,
@@ -303,6 +315,7 @@ impl ServeArgs {
             listen: self.listen.clone(),
             data_dir: cli.data_dir.clone(),
             artifact_roots: cli.artifact_roots().roots().to_vec(),
+            artifact_store: self.artifact_store.clone(),
             public_url: self.public_url.clone(),
             api: ApiSettings {
                 projection_wait: Duration::from_millis(self.projection_wait_ms),
@@ -314,6 +327,8 @@ impl ServeArgs {
                 auth_failure_rate: self.auth_failure_rate,
                 auth_failure_burst: self.auth_failure_burst,
                 ready_max_lag: Duration::from_millis(self.ready_max_lag_ms),
+                max_blob_bytes: self.max_blob_bytes,
+                max_build_files: self.max_build_files,
                 ..ApiSettings::default()
             },
             run_worker: !self.no_worker,

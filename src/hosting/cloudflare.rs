@@ -158,6 +158,16 @@ fn is_asset(path: &str) -> bool {
             .any(|s| s == ".DS_Store" || s == "node_modules" || s == ".git")
 }
 
+/// The build's directory, which the files are read from.
+fn artifact_dir(ctx: &StepContext) -> Result<std::path::PathBuf, StepError> {
+    ctx.artifact_dir.clone().ok_or_else(|| {
+        StepError::permanent(format!(
+            "build {} was uploaded; the Pages target publishes builds with an artifactDir",
+            ctx.build_id
+        ))
+    })
+}
+
 /// Reads a file whole, checking it is still what the manifest says.
 fn read_checked(root: &Path, path: &str, sha256: &str) -> Result<Vec<u8>, StepError> {
     use std::io::Read;
@@ -242,7 +252,7 @@ async fn assets(ctx: &StepContext, manifest: &Manifest) -> Result<Vec<Asset>, St
             entry.size
         )));
     }
-    let root = ctx.artifact_dir.clone();
+    let root = artifact_dir(ctx)?;
     tokio::task::spawn_blocking(move || {
         entries
             .into_iter()
@@ -658,7 +668,7 @@ impl CloudflarePages {
         project: &str,
         jwt: &Mutex<String>,
     ) -> Result<(), StepError> {
-        let root = ctx.artifact_dir.clone();
+        let root = artifact_dir(ctx)?;
         let sums: Vec<String> = bucket
             .iter()
             .map(|a| {
@@ -866,7 +876,7 @@ impl DeployTarget for CloudflarePages {
         // `_headers` and `_redirects` go with the deployment, as files.
         for special in ["_headers", "_redirects"] {
             if let Some(entry) = manifest.files.get(special) {
-                let root = ctx.artifact_dir.clone();
+                let root = artifact_dir(ctx)?;
                 let sha = entry.sha256.clone();
                 let content =
                     tokio::task::spawn_blocking(move || read_checked(&root, special, &sha))

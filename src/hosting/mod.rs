@@ -4,7 +4,9 @@
 //! installation's [`DeployTarget`]:
 //!
 //! 1. `prepare`: scan the build's `artifactDir` into a [`Manifest`] (path →
-//!    SHA-256, size, content type) and keep it under the data directory.
+//!    SHA-256, size, content type), copy the files the artifact store
+//!    (`store.rs`) lacks into it, and keep the manifest there; an uploaded
+//!    build's files and manifest are in the store already.
 //! 2. `upload`: make every file of the manifest available on the target
 //!    (a file the target already has is not sent again).
 //! 3. `promote`: make the deploy servable. What is *live* is decided by the
@@ -19,6 +21,7 @@ pub mod artifacts;
 pub mod cloudflare;
 pub mod local;
 pub mod manifests;
+pub mod store;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -27,7 +30,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::domain::ids::{DeployId, EntityId};
+use crate::domain::ids::{BuildId, DeployId, EntityId};
 
 /// One file of a deploy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -281,7 +284,11 @@ pub fn hex(bytes: &[u8]) -> String {
 pub struct StepContext {
     pub deploy_id: DeployId,
     pub entity_id: EntityId,
-    pub artifact_dir: PathBuf,
+    pub build_id: BuildId,
+    /// The build's directory (checked against the artifact roots), for a
+    /// build from the catalog; `None` for an uploaded build, whose files
+    /// are in the artifact store already.
+    pub artifact_dir: Option<PathBuf>,
     /// Whether this is a production deploy (its URLs include the entity's
     /// production URL).
     pub production: bool,

@@ -24,5 +24,6 @@ pub mod log;
 pub mod sqlite_fns;
 pub mod tokens;
 pub mod upcast;
+pub mod uploads;
 
 pub use db::{Db, Engine, Tx};

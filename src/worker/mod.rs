@@ -37,6 +37,7 @@ use cqrs_es::Aggregate;
 use serde_json::Value;
 
 use crate::domain::deploy::{Deploy, DeployCommand, DeployEvent};
+use crate::hosting::store::ArtifactStore;
 use crate::hosting::{DeployTarget, StepError};
 use crate::read_model::{lookups, DeploysProjection};
 use crate::store::commands::{CommandError, CommandMeta, Commands};
@@ -96,6 +97,8 @@ pub struct Worker {
     commands: Arc<Commands>,
     signals: LogSignals,
     target: Arc<dyn DeployTarget>,
+    /// Where builds' files and deploys' manifests are kept.
+    store: Arc<ArtifactStore>,
     settings: WorkerSettings,
     /// Identifies this worker in event metadata.
     name: String,
@@ -112,6 +115,7 @@ impl Worker {
         commands: Arc<Commands>,
         signals: LogSignals,
         target: Arc<dyn DeployTarget>,
+        store: Arc<ArtifactStore>,
         settings: WorkerSettings,
     ) -> Self {
         Self {
@@ -119,6 +123,7 @@ impl Worker {
             commands,
             signals,
             target,
+            store,
             settings,
             name: format!("worker:{}:{}", std::process::id(), ulid::Ulid::generate()),
         }

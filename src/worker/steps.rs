@@ -8,9 +8,11 @@ use super::Worker;
 use crate::domain::deploy::DeployCreated;
 use crate::domain::ids::DeployId;
 use crate::domain::{StepName, Target};
-use crate::hosting::manifests::{load_manifest, save_manifest};
 use crate::hosting::{Manifest, StepContext, StepError};
 use crate::read_model::lookups;
+
+/// Files copied into the store at once by `prepare`.
+const COPY_CONCURRENCY: usize = 8;
 
 impl Worker {
     /// What a step of `created` works on.
@@ -21,25 +23,24 @@ impl Worker {
         let (artifact_dir, _, _) = row.ok_or_else(|| {
             StepError::permanent(format!("build {} is not in the catalog", created.build_id))
         })?;
-        let artifact_dir = artifact_dir.ok_or_else(|| {
-            StepError::permanent(format!(
-                "build {} has no artifact directory",
-                created.build_id
-            ))
-        })?;
         // Checked again here: the document was checked when it was recorded,
         // but the roots, the links on the way or the log may have changed.
-        let artifact_dir = crate::hosting::artifacts::ArtifactRoots::new(
-            self.settings.artifact_roots.clone(),
-            self.settings.data_dir.clone(),
-        )
-        .check(std::path::Path::new(&artifact_dir))
-        .map_err(|reason| {
-            StepError::permanent(format!(
-                "build {}: artifactDir refused: {reason}",
-                created.build_id
-            ))
-        })?;
+        // No directory: an uploaded build (its files are in the store).
+        let artifact_dir = artifact_dir
+            .map(|dir| {
+                crate::hosting::artifacts::ArtifactRoots::new(
+                    self.settings.artifact_roots.clone(),
+                    self.settings.data_dir.clone(),
+                )
+                .check(std::path::Path::new(&dir))
+                .map_err(|reason| {
+                    StepError::permanent(format!(
+                        "build {}: artifactDir refused: {reason}",
+                        created.build_id
+                    ))
+                })
+            })
+            .transpose()?;
         let pinned_by = self
             .pinned_by(created)
             .await
@@ -47,6 +48,7 @@ impl Worker {
         Ok(StepContext {
             deploy_id: created.deploy_id,
             entity_id: created.entity_id,
+            build_id: created.build_id,
             artifact_dir,
             production: created.target == Target::Production,
             live: created.release(pinned_by).is_some_and(|r| r.live),
@@ -68,48 +70,110 @@ impl Worker {
             .transpose()
     }
 
-    /// The deploy's manifest as `prepare` saved it, or scanned again when
-    /// this worker cannot see that file.
-    async fn manifest(&self, ctx: &StepContext) -> Result<Manifest, StepError> {
-        if let Some(m) = load_manifest(&self.settings.data_dir, &ctx.deploy_id)
+    /// The deploy's manifest as `prepare` kept it in the store, or prepared
+    /// again when it is not there.
+    async fn manifest(
+        &self,
+        created: &DeployCreated,
+        ctx: &StepContext,
+        heartbeat: &(dyn Fn() + Send + Sync),
+    ) -> Result<Manifest, StepError> {
+        if let Some(m) = self
+            .store
+            .load_deploy_manifest(&ctx.deploy_id)
+            .await
             .map_err(|e| StepError::transient(format!("{e:#}")))?
         {
             return Ok(m);
         }
-        self.scan(ctx).await
+        self.prepare(created, ctx, heartbeat).await
     }
 
-    /// The manifest of the deploy a rollback or promotion redeploys, saved
-    /// as this deploy's, when this worker has it (`None`: scan instead).
-    async fn reuse_source_manifest(
+    /// The deploy's files, in the store, and its manifest kept there:
+    /// a rollback or promotion reuses its source's manifest (the same
+    /// build, whose files are stored already); an uploaded build its own;
+    /// a build from the catalog is scanned afresh (a retried prepare sees
+    /// the files as they are now) and the files the store lacks are copied.
+    async fn prepare(
         &self,
         created: &DeployCreated,
         ctx: &StepContext,
-    ) -> Result<Option<Manifest>, StepError> {
-        let Some(source) = created.rollback_of.or(created.promoted_from) else {
-            return Ok(None);
+        heartbeat: &(dyn Fn() + Send + Sync),
+    ) -> Result<Manifest, StepError> {
+        let transient = |e: anyhow::Error| StepError::transient(format!("{e:#}"));
+        let source = created.rollback_of.or(created.promoted_from);
+        let reused = match source {
+            Some(source) => self
+                .store
+                .load_deploy_manifest(&source)
+                .await
+                .map_err(transient)?,
+            None => None,
         };
-        let data_dir = &self.settings.data_dir;
-        let Some(manifest) =
-            load_manifest(data_dir, &source).map_err(|e| StepError::transient(format!("{e:#}")))?
-        else {
-            return Ok(None);
+        let manifest = match (reused, &ctx.artifact_dir) {
+            (Some(manifest), _) => manifest,
+            (None, Some(dir)) => {
+                let dir = dir.clone();
+                let manifest = tokio::task::spawn_blocking({
+                    let dir = dir.clone();
+                    move || Manifest::scan(&dir)
+                })
+                .await
+                .map_err(|e| StepError::transient(format!("scan task: {e}")))?
+                .map_err(|e| StepError::permanent(format!("{e:#}")))?;
+                heartbeat();
+                self.copy_into_store(&dir, &manifest, heartbeat).await?;
+                manifest
+            }
+            (None, None) => self
+                .store
+                .load_build_manifest(&ctx.build_id)
+                .await
+                .map_err(transient)?
+                .ok_or_else(|| {
+                    StepError::permanent(format!(
+                        "build {} has no artifact directory and no uploaded files",
+                        ctx.build_id
+                    ))
+                })?,
         };
-        save_manifest(data_dir, &ctx.deploy_id, &manifest)
-            .map_err(|e| StepError::transient(format!("{e:#}")))?;
-        Ok(Some(manifest))
+        self.store
+            .save_deploy_manifest(&ctx.deploy_id, &manifest)
+            .await
+            .map_err(transient)?;
+        Ok(manifest)
     }
 
-    /// Scans the build's files and saves the manifest.
-    async fn scan(&self, ctx: &StepContext) -> Result<Manifest, StepError> {
-        let dir = ctx.artifact_dir.clone();
-        let manifest = tokio::task::spawn_blocking(move || Manifest::scan(&dir))
-            .await
-            .map_err(|e| StepError::transient(format!("scan task: {e}")))?
-            .map_err(|e| StepError::permanent(format!("{e:#}")))?;
-        save_manifest(&self.settings.data_dir, &ctx.deploy_id, &manifest)
-            .map_err(|e| StepError::transient(format!("{e:#}")))?;
-        Ok(manifest)
+    /// Copies the files of `dir` the store lacks into it, several at once.
+    async fn copy_into_store(
+        &self,
+        dir: &std::path::Path,
+        manifest: &Manifest,
+        heartbeat: &(dyn Fn() + Send + Sync),
+    ) -> Result<(), StepError> {
+        use futures::{StreamExt, TryStreamExt};
+        let mut seen = std::collections::HashSet::new();
+        let files: Vec<(String, String)> = manifest
+            .files
+            .iter()
+            .filter(|(_, e)| seen.insert(e.sha256.clone()))
+            .map(|(path, e)| (path.clone(), e.sha256.clone()))
+            .collect();
+        let (store, dir) = (self.store.clone(), dir.to_path_buf());
+        let mut copied = 0usize;
+        let mut stream = futures::stream::iter(files)
+            .map(move |(path, sha256)| {
+                let (store, dir) = (store.clone(), dir.clone());
+                async move { store.put_artifact(&dir, &path, &sha256).await }
+            })
+            .buffer_unordered(COPY_CONCURRENCY);
+        while stream.try_next().await?.is_some() {
+            copied += 1;
+            if copied % 256 == 0 {
+                heartbeat();
+            }
+        }
+        Ok(())
     }
 
     async fn execute(
@@ -121,26 +185,19 @@ impl Worker {
         let ctx = self.context(created).await?;
         match step {
             StepName::Prepare => {
-                // A rollback or promotion reuses its source's manifest (the
-                // same build, whose files are stored already); otherwise
-                // always a fresh scan: a retried prepare sees the files as
-                // they are now.
-                let manifest = match self.reuse_source_manifest(created, &ctx).await? {
-                    Some(manifest) => manifest,
-                    None => self.scan(&ctx).await?,
-                };
+                let manifest = self.prepare(created, &ctx, heartbeat).await?;
                 let bytes: u64 = manifest.files.values().map(|f| f.size).sum();
                 Ok(Some(
                     json!({ "files": manifest.files.len(), "bytes": bytes }),
                 ))
             }
             StepName::Upload => {
-                let manifest = self.manifest(&ctx).await?;
+                let manifest = self.manifest(created, &ctx, heartbeat).await?;
                 self.target.upload(&ctx, &manifest, heartbeat).await?;
                 Ok(None)
             }
             StepName::Promote => {
-                let manifest = self.manifest(&ctx).await?;
+                let manifest = self.manifest(created, &ctx, heartbeat).await?;
                 let urls = self.target.promote(&ctx, &manifest).await?;
                 Ok(Some(json!({
                     "previewUrl": urls.preview_url,

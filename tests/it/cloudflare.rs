@@ -518,7 +518,8 @@ fn context(entity: EntityId, dir: &Path, production: bool) -> StepContext {
     StepContext {
         deploy_id: DeployId::generate(),
         entity_id: entity,
-        artifact_dir: dir.to_path_buf(),
+        build_id: deployd::domain::ids::BuildId::generate(),
+        artifact_dir: Some(dir.to_path_buf()),
         production,
         live: production,
     }
@@ -542,7 +543,7 @@ fn expected_manifest(dir: &Path) -> BTreeMap<String, String> {
 }
 
 async fn upload(target: &CloudflarePages, ctx: &StepContext) -> Result<usize, StepError> {
-    let manifest = Manifest::scan(&ctx.artifact_dir).unwrap();
+    let manifest = Manifest::scan(ctx.artifact_dir.as_deref().unwrap()).unwrap();
     let progress = AtomicUsize::new(0);
     target
         .upload(ctx, &manifest, &|| {
@@ -556,7 +557,7 @@ async fn promote(
     target: &CloudflarePages,
     ctx: &StepContext,
 ) -> Result<deployd::hosting::Urls, StepError> {
-    let manifest = Manifest::scan(&ctx.artifact_dir).unwrap();
+    let manifest = Manifest::scan(ctx.artifact_dir.as_deref().unwrap()).unwrap();
     target.promote(ctx, &manifest).await
 }
 

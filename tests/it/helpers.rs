@@ -53,6 +53,8 @@ pub struct Options {
     pub worker_settings: WorkerSettings,
     pub api: ApiSettings,
     pub webhooks: deployd::webhooks::WebhookSettings,
+    /// `DEPLOYD_ARTIFACT_STORE`; `None`: `<data_dir>/blobs`.
+    pub artifact_store: Option<String>,
 }
 
 impl Default for Options {
@@ -70,6 +72,7 @@ impl Default for Options {
             },
             api: ApiSettings::default(),
             webhooks: Default::default(),
+            artifact_store: None,
         }
     }
 }
@@ -92,6 +95,7 @@ pub fn settings(
         listen: "127.0.0.1:0".into(),
         data_dir: data_dir.to_path_buf(),
         artifact_roots: vec![artifacts.to_path_buf(), FIXED_ROOT.into()],
+        artifact_store: options.artifact_store.clone(),
         public_url: None,
         api: options.api.clone(),
         run_worker: options.worker,

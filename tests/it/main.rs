@@ -31,4 +31,5 @@ mod saga;
 mod schema_parity;
 mod schemas;
 mod sites;
+mod uploads;
 mod webhooks;

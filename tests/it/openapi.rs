@@ -39,6 +39,8 @@ async fn every_documented_operation_is_live_and_answers_only_documented_statuses
         "/api/webhooks/{id}/rotate-secret",
         "/api/webhooks/{id}/deliveries",
         "/api/webhooks/{id}/deliveries/{deliveryId}/retry",
+        "/api/builds/{id}/finalize",
+        "/api/blobs/{sha256}",
     ] {
         assert!(paths.contains_key(expected), "{expected} is not documented");
     }
@@ -48,7 +50,8 @@ async fn every_documented_operation_is_live_and_answers_only_documented_statuses
             let url = app.url(
                 &path
                     .replace("{id}", &id)
-                    .replace("{deliveryId}", "whd_nope"),
+                    .replace("{deliveryId}", "whd_nope")
+                    .replace("{sha256}", &"0".repeat(64)),
             );
             // A good request, and a bad one where the operation takes input.
             let requests = match method.as_str() {
@@ -80,6 +83,10 @@ async fn every_documented_operation_is_live_and_answers_only_documented_statuses
                         .bearer_auth(&app.token)
                         .json(&json!({"nope": 1})),
                     app.client.patch(&url).json(&json!({})),
+                ],
+                "put" => vec![
+                    app.client.put(&url).bearer_auth(&app.token).body("bytes"),
+                    app.client.put(&url).body("bytes"),
                 ],
                 "delete" => vec![
                     app.client.delete(&url).bearer_auth(&app.token),

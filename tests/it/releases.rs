@@ -247,7 +247,7 @@ async fn body(app: &TestApp, url: &str) -> String {
         .unwrap()
 }
 
-/// Files in the local content-addressed store.
+/// Blobs in the artifact store (a directory, `<data>/blobs/sha256/`).
 fn blobs(app: &TestApp) -> usize {
     fn walk(dir: &std::path::Path) -> usize {
         std::fs::read_dir(dir)
@@ -265,7 +265,7 @@ fn blobs(app: &TestApp) -> usize {
             })
             .unwrap_or(0)
     }
-    walk(&app.data_dir.path().join("blobs"))
+    walk(&app.data_dir.path().join("blobs/sha256"))
 }
 
 /// The entity's release row: (live deploy, pinned by).
