@@ -29,7 +29,7 @@ pub struct Problem {
     pub headers: Vec<(header::HeaderName, HeaderValue)>,
     /// Extension members of the body (RFC 9457 3.2): `missing` of a
     /// finalize that came too early.
-    pub extensions: serde_json::Map<String, serde_json::Value>,
+    pub extensions: Vec<(&'static str, serde_json::Value)>,
 }
 
 #[derive(Serialize)]
@@ -42,7 +42,7 @@ struct Body<'a> {
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     errors: &'a [FieldError],
     #[serde(flatten)]
-    extensions: &'a serde_json::Map<String, serde_json::Value>,
+    extensions: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Problem {
@@ -53,7 +53,7 @@ impl Problem {
             detail: detail.into(),
             errors: Vec::new(),
             headers: Vec::new(),
-            extensions: serde_json::Map::new(),
+            extensions: Vec::new(),
         }
     }
 
@@ -169,7 +169,11 @@ impl Problem {
             status: self.status.as_u16(),
             detail: &self.detail,
             errors: &self.errors,
-            extensions: &self.extensions,
+            extensions: self
+                .extensions
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
         })
         .unwrap_or_default()
     }

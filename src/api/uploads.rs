@@ -567,7 +567,7 @@ pub async fn finalize(
                 "{} blobs have not been uploaded yet (PUT /api/blobs/{{sha256}} each, then finalize again)",
                 missing.len()
             ));
-            problem.extensions.insert("missing".into(), missing.into());
+            problem.extensions.push(("missing", missing.into()));
             return Err(problem);
         }
     }

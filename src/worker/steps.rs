@@ -169,7 +169,7 @@ impl Worker {
             .buffer_unordered(COPY_CONCURRENCY);
         while stream.try_next().await?.is_some() {
             copied += 1;
-            if copied % 256 == 0 {
+            if copied.is_multiple_of(256) {
                 heartbeat();
             }
         }
