@@ -113,10 +113,13 @@ async fn main() -> anyhow::Result<()> {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    let call = |r: reqwest::RequestBuilder| async move {
-        let r = r.bearer_auth(&token).send().await?;
-        anyhow::ensure!(r.status().is_success(), "{}", r.text().await?);
-        Ok::<Value, anyhow::Error>(r.json().await?)
+    let call = |r: reqwest::RequestBuilder| {
+        let request = r.bearer_auth(&token);
+        async move {
+            let r = request.send().await?;
+            anyhow::ensure!(r.status().is_success(), "{}", r.text().await?);
+            Ok::<Value, anyhow::Error>(r.json().await?)
+        }
     };
     let created = call(client.post(format!("{address}/api/builds")).json(&json!({
         "entityId": entity, "files": [{"path": "file.bin", "sha256": sha256, "size": bytes}]

@@ -130,6 +130,7 @@ impl Core {
             TargetSettings::Cloudflare(cf) => (
                 Arc::new(crate::hosting::cloudflare::CloudflarePages::new(
                     cf.clone(),
+                    self.store.clone(),
                 )?) as Arc<dyn DeployTarget>,
                 None,
             ),

@@ -22,6 +22,9 @@
 //! A 401 from an asset endpoint means the JWT expired: a new one is fetched
 //! and the request sent once more.
 //!
+//! The files are read from the artifact store (`store.rs`), where `prepare`
+//! put them, so a worker on any machine can publish any build.
+//!
 //! `promote`: `POST /accounts/{account}/pages/projects/{project}/deployments`
 //! (multipart: `manifest` = `{"/path": hash}`, `branch`, `commit_message`),
 //! unless the project already has a deployment made for this deploy (see
@@ -32,7 +35,7 @@
 //! `errors[].message` in the text.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -44,6 +47,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
+use super::store::ArtifactStore;
 use super::{DeployTarget, Manifest, StepContext, StepError, Urls};
 use crate::domain::ids::{DeployId, EntityId};
 
@@ -158,82 +162,108 @@ fn is_asset(path: &str) -> bool {
             .any(|s| s == ".DS_Store" || s == "node_modules" || s == ".git")
 }
 
-/// The build's directory, which the files are read from.
-fn artifact_dir(ctx: &StepContext) -> Result<std::path::PathBuf, StepError> {
-    ctx.artifact_dir.clone().ok_or_else(|| {
-        StepError::permanent(format!(
-            "build {} was uploaded; the Pages target publishes builds with an artifactDir",
-            ctx.build_id
-        ))
-    })
-}
-
-/// Reads a file whole, checking it is still what the manifest says.
-fn read_checked(root: &Path, path: &str, sha256: &str) -> Result<Vec<u8>, StepError> {
-    use std::io::Read;
-    let file = root.join(path);
+/// Reads a file's blob whole from the artifact store, checking it is what
+/// the manifest says.
+async fn read_checked(
+    store: &ArtifactStore,
+    path: &str,
+    sha256: &str,
+) -> Result<Vec<u8>, StepError> {
+    let blob = store
+        .get(sha256, None)
+        .await
+        .map_err(|e| StepError::transient(format!("reading {path}: {e:#}")))?
+        .ok_or_else(|| {
+            StepError::permanent(format!(
+                "{path} (blob {sha256}) is missing from the artifact store"
+            ))
+        })?;
     let mut content = Vec::new();
-    super::artifacts::open_artifact(root, path)
-        .map_err(|e| StepError::permanent(format!("{e:#}")))?
-        .read_to_end(&mut content)
-        .map_err(|e| StepError::permanent(format!("reading {}: {e}", file.display())))?;
+    let mut body = blob.body;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| StepError::transient(format!("reading {path}: {e}")))?;
+        content.extend_from_slice(&chunk);
+    }
     if super::hex(&Sha256::digest(&content)) != sha256 {
         return Err(StepError::permanent(format!(
-            "{} changed while it was being deployed",
-            file.display()
+            "{path}: blob {sha256} does not hash to its name"
         )));
     }
     Ok(content)
 }
 
-/// Hashes a file the Pages way, streamed (base64 of whole 3-byte groups
-/// concatenates), checking it against the manifest's SHA-256.
-fn hash_asset_file(root: &Path, path: &str, sha256: &str) -> Result<String, StepError> {
-    use std::io::Read;
-    let file_path = root.join(path);
-    let fail =
-        |e: std::io::Error| StepError::permanent(format!("reading {}: {e}", file_path.display()));
-    let mut file = super::artifacts::open_artifact(root, path)
-        .map_err(|e| StepError::permanent(format!("{e:#}")))?;
-    let mut blake = blake3::Hasher::new();
-    let mut sha = Sha256::new();
-    let mut buffer = vec![0u8; 3 * 64 * 1024];
-    let mut encoded = String::new();
-    loop {
-        // Fill the buffer: only the last chunk may be short of a multiple
-        // of three.
-        let mut filled = 0;
-        while filled < buffer.len() {
-            let n = file.read(&mut buffer[filled..]).map_err(fail)?;
-            if n == 0 {
-                break;
-            }
-            filled += n;
-        }
-        if filled == 0 {
-            break;
-        }
-        sha.update(&buffer[..filled]);
-        encoded.clear();
-        base64::engine::general_purpose::STANDARD.encode_string(&buffer[..filled], &mut encoded);
-        blake.update(encoded.as_bytes());
-        if filled < buffer.len() {
-            break;
-        }
-    }
-    if super::hex(&sha.finalize()) != sha256 {
-        return Err(StepError::permanent(format!(
-            "{} changed while it was being deployed",
-            file_path.display()
-        )));
-    }
-    blake.update(extension(path).as_bytes());
-    Ok(blake.finalize().to_hex()[..32].to_string())
+/// The Pages hash of bytes that arrive in pieces, and their SHA-256:
+/// base64 of whole 3-byte groups concatenates, so each piece's whole
+/// groups are encoded as they come and the rest waits for the next.
+#[derive(Default)]
+struct PagesHasher {
+    blake: blake3::Hasher,
+    sha: Sha256,
+    pending: Vec<u8>,
+    encoded: String,
 }
 
-/// The deploy's assets with their Pages hashes (files are read and hashed
-/// off the async threads).
-async fn assets(ctx: &StepContext, manifest: &Manifest) -> Result<Vec<Asset>, StepError> {
+impl PagesHasher {
+    fn encode(&mut self, bytes: &[u8]) {
+        self.encoded.clear();
+        base64::engine::general_purpose::STANDARD.encode_string(bytes, &mut self.encoded);
+        self.blake.update(self.encoded.as_bytes());
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        self.sha.update(bytes);
+        self.pending.extend_from_slice(bytes);
+        let whole = self.pending.len() / 3 * 3;
+        if whole > 0 {
+            let groups: Vec<u8> = self.pending.drain(..whole).collect();
+            self.encode(&groups);
+        }
+    }
+
+    /// (hex SHA-256, Pages hash of the file at `path`).
+    fn finish(mut self, path: &str) -> (String, String) {
+        let rest = std::mem::take(&mut self.pending);
+        self.encode(&rest);
+        self.blake.update(extension(path).as_bytes());
+        (
+            super::hex(&self.sha.finalize()),
+            self.blake.finalize().to_hex()[..32].to_string(),
+        )
+    }
+}
+
+/// Hashes a file's blob the Pages way, streamed from the store, checking
+/// it against the manifest's SHA-256.
+async fn hash_asset(store: &ArtifactStore, path: &str, sha256: &str) -> Result<String, StepError> {
+    let blob = store
+        .get(sha256, None)
+        .await
+        .map_err(|e| StepError::transient(format!("reading {path}: {e:#}")))?
+        .ok_or_else(|| {
+            StepError::permanent(format!(
+                "{path} (blob {sha256}) is missing from the artifact store"
+            ))
+        })?;
+    let mut hasher = PagesHasher::default();
+    let mut body = blob.body;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| StepError::transient(format!("reading {path}: {e}")))?;
+        hasher.update(&chunk);
+    }
+    let (sha, hash) = hasher.finish(path);
+    if sha != sha256 {
+        return Err(StepError::permanent(format!(
+            "{path}: blob {sha256} does not hash to its name"
+        )));
+    }
+    Ok(hash)
+}
+
+/// Files hashed at once.
+const HASH_CONCURRENCY: usize = 8;
+
+/// The deploy's assets with their Pages hashes, read from the store.
+async fn assets(store: &Arc<ArtifactStore>, manifest: &Manifest) -> Result<Vec<Asset>, StepError> {
     let entries: Vec<_> = manifest
         .files
         .iter()
@@ -252,23 +282,23 @@ async fn assets(ctx: &StepContext, manifest: &Manifest) -> Result<Vec<Asset>, St
             entry.size
         )));
     }
-    let root = artifact_dir(ctx)?;
-    tokio::task::spawn_blocking(move || {
-        entries
-            .into_iter()
-            .map(|(path, entry)| {
-                let hash = hash_asset_file(&root, &path, &entry.sha256)?;
-                Ok(Asset {
+    let store = store.clone();
+    futures::stream::iter(entries)
+        .map(move |(path, entry)| {
+            let store = store.clone();
+            async move {
+                let hash = hash_asset(&store, &path, &entry.sha256).await?;
+                Ok::<_, StepError>(Asset {
                     path,
                     hash,
                     size: entry.size,
                     content_type: entry.content_type,
                 })
-            })
-            .collect()
-    })
-    .await
-    .map_err(|e| StepError::transient(format!("hashing task: {e}")))?
+            }
+        })
+        .buffered(HASH_CONCURRENCY)
+        .try_collect()
+        .await
 }
 
 /// Groups files into upload requests the way wrangler does: largest first,
@@ -426,10 +456,12 @@ pub struct CloudflarePages {
     http: reqwest::Client,
     /// Projects known to exist, by name.
     projects: Mutex<HashMap<String, Project>>,
+    /// Where the files are read from.
+    store: Arc<ArtifactStore>,
 }
 
 impl CloudflarePages {
-    pub fn new(settings: CloudflareSettings) -> anyhow::Result<Self> {
+    pub fn new(settings: CloudflareSettings, store: Arc<ArtifactStore>) -> anyhow::Result<Self> {
         anyhow::ensure!(
             !settings.account_id.trim().is_empty(),
             "CLOUDFLARE_ACCOUNT_ID is empty"
@@ -455,7 +487,13 @@ impl CloudflarePages {
             api_token: settings.api_token,
             http,
             projects: Mutex::new(HashMap::new()),
+            store,
         })
+    }
+
+    /// The artifact store the files are read from.
+    pub fn store(&self) -> &Arc<ArtifactStore> {
+        &self.store
     }
 
     fn project_url(&self, project: &str) -> String {
@@ -662,36 +700,33 @@ impl CloudflarePages {
     /// Sends one bucket of files.
     async fn upload_bucket(
         &self,
-        ctx: &StepContext,
         manifest: &Manifest,
         bucket: Vec<Asset>,
         project: &str,
         jwt: &Mutex<String>,
     ) -> Result<(), StepError> {
-        let root = artifact_dir(ctx)?;
-        let sums: Vec<String> = bucket
-            .iter()
-            .map(|a| {
-                manifest
-                    .files
-                    .get(&a.path)
-                    .map(|e| e.sha256.clone())
-                    .unwrap_or_default()
-            })
-            .collect();
+        let mut contents = Vec::with_capacity(bucket.len());
+        for asset in &bucket {
+            let sha256 = manifest
+                .files
+                .get(&asset.path)
+                .map(|e| e.sha256.clone())
+                .unwrap_or_default();
+            contents.push(read_checked(&self.store, &asset.path, &sha256).await?);
+        }
         let body = tokio::task::spawn_blocking(move || {
-            let mut items = Vec::with_capacity(bucket.len());
-            for (asset, sha256) in bucket.iter().zip(&sums) {
-                let content = read_checked(&root, &asset.path, sha256)?;
-                items.push(UploadItem {
+            let items: Vec<UploadItem<'_>> = bucket
+                .iter()
+                .zip(&contents)
+                .map(|(asset, content)| UploadItem {
                     key: &asset.hash,
-                    value: base64::engine::general_purpose::STANDARD.encode(&content),
+                    value: base64::engine::general_purpose::STANDARD.encode(content),
                     metadata: UploadMetadata {
                         content_type: &asset.content_type,
                     },
                     base64: true,
-                });
-            }
+                })
+                .collect();
             serde_json::to_vec(&items)
                 .map_err(|e| StepError::permanent(format!("encoding an upload: {e}")))
         })
@@ -755,7 +790,7 @@ impl DeployTarget for CloudflarePages {
         progress: &(dyn Fn() + Send + Sync),
     ) -> Result<(), StepError> {
         let project = self.project(&ctx.entity_id).await?;
-        let assets = assets(ctx, manifest).await?;
+        let assets = assets(&self.store, manifest).await?;
         progress();
         let jwt = Mutex::new(self.upload_token(&project.name).await?);
         let hashes: Vec<&str> = {
@@ -793,7 +828,7 @@ impl DeployTarget for CloudflarePages {
             "uploading to Cloudflare Pages"
         );
         futures::stream::iter(buckets(to_send))
-            .map(|bucket| self.upload_bucket(ctx, manifest, bucket, &project.name, &jwt))
+            .map(|bucket| self.upload_bucket(manifest, bucket, &project.name, &jwt))
             .buffer_unordered(BULK_UPLOAD_CONCURRENCY)
             .try_for_each(|()| async {
                 progress();
@@ -855,7 +890,7 @@ impl DeployTarget for CloudflarePages {
             });
         }
 
-        let assets = assets(ctx, manifest).await?;
+        let assets = assets(&self.store, manifest).await?;
         let pages_manifest: BTreeMap<String, &str> = assets
             .iter()
             .map(|a| (format!("/{}", a.path), a.hash.as_str()))
@@ -876,12 +911,7 @@ impl DeployTarget for CloudflarePages {
         // `_headers` and `_redirects` go with the deployment, as files.
         for special in ["_headers", "_redirects"] {
             if let Some(entry) = manifest.files.get(special) {
-                let root = artifact_dir(ctx)?;
-                let sha = entry.sha256.clone();
-                let content =
-                    tokio::task::spawn_blocking(move || read_checked(&root, special, &sha))
-                        .await
-                        .map_err(|e| StepError::transient(format!("reading {special}: {e}")))??;
+                let content = read_checked(&self.store, special, &entry.sha256).await?;
                 form = form.part(
                     special,
                     reqwest::multipart::Part::bytes(content).file_name(special),
@@ -936,16 +966,24 @@ mod tests {
 
     #[test]
     fn streamed_hashing_equals_whole_hashing() {
-        let dir = tempfile::tempdir().unwrap();
         for size in [0usize, 1, 2, 3, 196_607, 196_608, 196_609, 500_000] {
             let content: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
-            std::fs::write(dir.path().join("f.bin"), &content).unwrap();
-            let sha = super::super::hex(&Sha256::digest(&content));
-            assert_eq!(
-                hash_asset_file(dir.path(), "f.bin", &sha).unwrap(),
-                asset_hash("f.bin", &content),
-                "size {size}"
-            );
+            for piece in [1usize, 2, 7, 8192, 65_536] {
+                let mut hasher = PagesHasher::default();
+                for chunk in content.chunks(piece) {
+                    hasher.update(chunk);
+                }
+                let (sha, hash) = hasher.finish("f.bin");
+                assert_eq!(sha, super::super::hex(&Sha256::digest(&content)));
+                assert_eq!(
+                    hash,
+                    asset_hash("f.bin", &content),
+                    "size {size}, pieces {piece}"
+                );
+                if size > 10_000 && piece < 8 {
+                    break;
+                }
+            }
         }
     }
 

@@ -27,6 +27,7 @@ use serde_json::{json, Value};
 
 use deployd::domain::ids::{DeployId, EntityId, EntityKind};
 use deployd::hosting::cloudflare::{CloudflarePages, CloudflareSettings};
+use deployd::hosting::store::ArtifactStore;
 use deployd::hosting::{DeployTarget, Manifest, StepContext, StepError};
 
 const ACCOUNT: &str = "0123456789abcdef0123456789abcdef";
@@ -69,6 +70,16 @@ struct Made {
 struct FakePages {
     addr: SocketAddr,
     cloud: Shared,
+    /// The artifact store the target reads (a directory of the test's own).
+    store: Arc<ArtifactStore>,
+    _blobs: tempfile::TempDir,
+}
+
+/// An artifact store in a directory of its own.
+fn store() -> (Arc<ArtifactStore>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ArtifactStore::open(None, dir.path()).unwrap();
+    (Arc::new(store), dir)
 }
 
 impl FakePages {
@@ -99,15 +110,24 @@ impl FakePages {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Self { addr, cloud }
+        let (store, _blobs) = store();
+        Self {
+            addr,
+            cloud,
+            store,
+            _blobs,
+        }
     }
 
     fn target(&self) -> CloudflarePages {
-        CloudflarePages::new(CloudflareSettings {
-            api_base: format!("http://{}/client/v4", self.addr),
-            account_id: ACCOUNT.into(),
-            api_token: API_TOKEN.into(),
-        })
+        CloudflarePages::new(
+            CloudflareSettings {
+                api_base: format!("http://{}/client/v4", self.addr),
+                account_id: ACCOUNT.into(),
+                api_token: API_TOKEN.into(),
+            },
+            self.store.clone(),
+        )
         .unwrap()
     }
 
@@ -542,8 +562,23 @@ fn expected_manifest(dir: &Path) -> BTreeMap<String, String> {
     .collect()
 }
 
+/// The deploy's manifest, with its files in the target's store (as
+/// `prepare` leaves them).
+async fn prepared(target: &CloudflarePages, ctx: &StepContext) -> Manifest {
+    let dir = ctx.artifact_dir.as_deref().unwrap();
+    let manifest = Manifest::scan(dir).unwrap();
+    for (path, entry) in &manifest.files {
+        target
+            .store()
+            .put_artifact(dir, path, &entry.sha256)
+            .await
+            .unwrap();
+    }
+    manifest
+}
+
 async fn upload(target: &CloudflarePages, ctx: &StepContext) -> Result<usize, StepError> {
-    let manifest = Manifest::scan(ctx.artifact_dir.as_deref().unwrap()).unwrap();
+    let manifest = prepared(target, ctx).await;
     let progress = AtomicUsize::new(0);
     target
         .upload(ctx, &manifest, &|| {
@@ -557,7 +592,7 @@ async fn promote(
     target: &CloudflarePages,
     ctx: &StepContext,
 ) -> Result<deployd::hosting::Urls, StepError> {
-    let manifest = Manifest::scan(ctx.artifact_dir.as_deref().unwrap()).unwrap();
+    let manifest = prepared(target, ctx).await;
     target.promote(ctx, &manifest).await
 }
 
@@ -692,11 +727,15 @@ async fn an_unreachable_api_is_a_transient_error() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     drop(listener);
-    let target = CloudflarePages::new(CloudflareSettings {
-        api_base: format!("http://{addr}/client/v4"),
-        account_id: ACCOUNT.into(),
-        api_token: API_TOKEN.into(),
-    })
+    let (blobs, _dir) = store();
+    let target = CloudflarePages::new(
+        CloudflareSettings {
+            api_base: format!("http://{addr}/client/v4"),
+            account_id: ACCOUNT.into(),
+            api_token: API_TOKEN.into(),
+        },
+        blobs,
+    )
     .unwrap();
     let dir = site();
     let ctx = context(EntityId::new(EntityKind::App), dir.path(), true);
