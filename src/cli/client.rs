@@ -253,14 +253,14 @@ fn shell_quote(value: &str) -> String {
     }
 }
 
-struct Client {
-    http: reqwest::Client,
-    url: String,
-    token: String,
+pub(super) struct Client {
+    pub(super) http: reqwest::Client,
+    pub(super) url: String,
+    pub(super) token: String,
 }
 
 /// A problem+json answer, as a sentence.
-fn describe_problem(status: reqwest::StatusCode, body: &Value) -> String {
+pub(super) fn describe_problem(status: reqwest::StatusCode, body: &Value) -> String {
     let mut text = format!(
         "{} {}: {}",
         status.as_u16(),
@@ -314,11 +314,11 @@ impl Client {
         }
     }
 
-    fn endpoint(&self, path: &str) -> String {
+    pub(super) fn endpoint(&self, path: &str) -> String {
         format!("{}{path}", self.url.trim_end_matches('/'))
     }
 
-    async fn get(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
+    pub(super) async fn get(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
         self.send(self.http.get(self.endpoint(path)).query(query))
             .await
     }
@@ -453,7 +453,7 @@ fn print(json_out: bool, value: &Value, text: impl FnOnce(&Value) -> String) {
 
 /// The last line of a deploy that did not complete: why, and for a
 /// cancelled one, who cancelled it.
-fn ending(id: &str, d: &Value) -> String {
+pub(super) fn ending(id: &str, d: &Value) -> String {
     let status = d["status"].as_str().unwrap_or("");
     if status == "cancelled" {
         let c = &d["cancellation"];
@@ -540,6 +540,23 @@ pub fn parse_sse_block(block: &str) -> Option<SseMessage> {
 /// step as it moves (reconnecting with `Last-Event-ID` if the connection
 /// drops), then prints the deploy.
 async fn follow(client: &Client, id: &str, json_out: bool) -> anyhow::Result<ExitCode> {
+    let d = follow_to_end(client, id, json_out).await?;
+    print(json_out, &d, deploy_detail);
+    Ok(if d["status"] == "completed" {
+        ExitCode::SUCCESS
+    } else {
+        if !json_out {
+            eprintln!("{}", ending(id, &d));
+        }
+        ExitCode::FAILURE
+    })
+}
+
+/// Follows a deploy's event stream until its terminal event, printing each
+/// step on stderr as it moves (unless `quiet`); answers the deploy's detail
+/// as it ended.
+pub(super) async fn follow_to_end(client: &Client, id: &str, quiet: bool) -> anyhow::Result<Value> {
+    let json_out = quiet;
     let started = Instant::now();
     let mut stderr = std::io::stderr();
     let mut last: Option<String> = None;
@@ -628,19 +645,10 @@ async fn follow(client: &Client, id: &str, json_out: bool) -> anyhow::Result<Exi
         tokio::time::sleep(Duration::from_millis(50)).await;
         d = client.get(&format!("/api/deploys/{id}"), &[]).await?;
     }
-    let now = d["status"].as_str().unwrap_or("").to_string();
-    print(json_out, &d, deploy_detail);
-    Ok(if now == "completed" {
-        ExitCode::SUCCESS
-    } else {
-        if !json_out {
-            writeln!(stderr, "{}", ending(id, &d))?;
-        }
-        ExitCode::FAILURE
-    })
+    Ok(d)
 }
 
-fn client(url: &str, token: Option<String>) -> anyhow::Result<Client> {
+pub(super) fn client(url: &str, token: Option<String>) -> anyhow::Result<Client> {
     let token = match token.as_deref().map(str::trim) {
         Some(token) if !token.is_empty() => token.to_string(),
         given => anyhow::bail!(

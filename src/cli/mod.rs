@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod client;
+pub mod deploy;
 mod globals;
 pub mod ids;
 
@@ -58,7 +59,7 @@ pub struct Cli {
 }
 
 impl Cli {
-    /// Parses the process's arguments. `deploys` (the client) and `ids`
+    /// Parses the process's arguments. `deploy`, `deploys` (the client) and `ids`
     /// accept the global store flags like every command, but their help
     /// does not list them: they never open the database.
     pub fn parse_process_args() -> Self {
@@ -68,7 +69,7 @@ impl Cli {
     }
 
     /// The clap command, as [`Cli::parse_process_args`] parses with it:
-    /// `deploys` gets hidden copies of the store flags, which clap then
+    /// the client commands get hidden copies of the store flags, which clap then
     /// propagates below it instead of the visible ones.
     pub fn clap_command() -> clap::Command {
         use clap::CommandFactory;
@@ -78,7 +79,7 @@ impl Cli {
             .filter(|a| ["database_url", "data_dir"].contains(&a.get_id().as_str()))
             .map(|a| a.clone().hide(true))
             .collect();
-        ["deploys", "ids"]
+        ["deploy", "deploys", "ids"]
             .into_iter()
             .fold(command, |command, name| {
                 command.mut_subcommand(name, |c| c.args(hidden.clone()))
@@ -112,6 +113,10 @@ pub enum Command {
     /// Feed catalog documents (entities, builds).
     #[command(subcommand)]
     Catalog(CatalogCommand),
+    /// Deploy a directory: hash its files, upload what the server lacks,
+    /// deploy it and follow the deploy; prints the preview and production
+    /// URLs (needs only DEPLOYD_URL and DEPLOYD_TOKEN).
+    Deploy(deploy::DeployArgs),
     /// Talk to a deployd server: list, get, create, cancel, events,
     /// rollback, promote (needs only DEPLOYD_URL and DEPLOYD_TOKEN).
     Deploys(client::ClientArgs),
@@ -401,6 +406,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             crate::startup::run_relay(args.settings(&globals)?, from, shutdown).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Deploy(args) => deploy::run(args).await,
         Command::Deploys(args) => client::run(args).await,
         Command::Apps(args) => client::run_apps(args).await,
         Command::Builds(args) => client::run_builds(args).await,

@@ -613,9 +613,9 @@ async fn the_embedded_server_killed_mid_deploy_resumes_it_and_completes_no_step_
 }
 
 /// The README's quick start, run as written in an empty directory with
-/// this build's binary first on the PATH (for `cargo install --path .`),
-/// on a free port instead of 8080, and `deployd serve &` followed by a wait
-/// until it answers.
+/// this build's binary first on the PATH (for its `cargo build`), on a
+/// free port instead of 8080, and `cargo run --release -- serve &` run as
+/// that binary's `serve`, followed by a wait until it answers.
 #[tokio::test]
 async fn the_readme_quick_start_runs_as_written() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -632,10 +632,10 @@ async fn the_readme_quick_start_runs_as_written() {
     let mut script = String::from("set -eu\n");
     for line in block.lines() {
         let command = line.split("  #").next().unwrap().trim_end();
-        if command.starts_with("cargo install") {
+        if command.starts_with("cargo build") {
             continue;
         }
-        if command == "deployd serve &" {
+        if command == "cargo run --release -- serve &" {
             script.push_str(&format!(
                 "deployd serve > serve.log 2>&1 & echo $! > '{}'\n\
                  until curl -sf http://127.0.0.1:{port}/healthz >/dev/null; do sleep 0.1; done\n",
@@ -646,7 +646,7 @@ async fn the_readme_quick_start_runs_as_written() {
         script.push_str(&command.replace("127.0.0.1:8080", &format!("127.0.0.1:{port}")));
         script.push('\n');
     }
-    assert!(script.contains("deployd deploys create"), "{script}");
+    assert!(script.contains("deployd deploy examples/site"), "{script}");
     // The checkout's examples, as the quick start is run from a checkout.
     std::os::unix::fs::symlink(repo.join("examples"), dir.path().join("examples")).unwrap();
     let bin = Path::new(env!("CARGO_BIN_EXE_deployd")).parent().unwrap();
@@ -669,23 +669,43 @@ async fn the_readme_quick_start_runs_as_written() {
         .env("DEPLOYD_LOG", "warn")
         .kill_on_drop(true)
         .output();
-    let out = tokio::time::timeout(Duration::from_secs(120), run).await;
-    if let Ok(pid) = std::fs::read_to_string(&pid_file) {
-        let _ = Command::new("kill").args(["-TERM", pid.trim()]).status();
+    // The server it started goes when the test ends, passed or not.
+    struct StopServer(std::path::PathBuf);
+    impl Drop for StopServer {
+        fn drop(&mut self) {
+            if let Ok(pid) = std::fs::read_to_string(&self.0) {
+                let _ = Command::new("kill").args(["-TERM", pid.trim()]).status();
+            }
+        }
     }
+    let _server = StopServer(pid_file.clone());
+    let out = tokio::time::timeout(Duration::from_secs(120), run).await;
     let out = out
         .unwrap_or_else(|_| panic!("the quick start did not finish in 120 s:\n{script}"))
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{script}\n{stdout}\n{stderr}");
-    assert!(stderr.contains("2 documents recorded"), "{stderr}");
+    assert!(stderr.contains("created app hello"), "{stderr}");
     assert!(stderr.contains("deploy completed"), "{stderr}");
-    let index = std::fs::read_to_string(repo.join("examples/site/index.html")).unwrap();
+    // The URL it prints to open: the example site, live.
+    let production = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("production"))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no production URL printed: {stdout}"));
     assert!(
-        stdout.ends_with(&index),
-        "the live site is not the example: {stdout}"
+        production.starts_with(&format!("http://127.0.0.1:{port}/live/app_")),
+        "{production}"
     );
+    let index = std::fs::read_to_string(repo.join("examples/site/index.html")).unwrap();
+    let live = reqwest::get(production)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(live, index, "the live site is not the example");
 }
 
 #[tokio::test]

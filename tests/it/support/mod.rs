@@ -10,6 +10,8 @@
 
 #![allow(dead_code)] // each test binary uses part of it
 
+pub mod moto;
+
 use std::future::Future;
 
 use sqlx::PgPool;
