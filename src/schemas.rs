@@ -57,9 +57,11 @@ pub fn all() -> Vec<(String, Schema)> {
             "StepStarted",
             titled::<StepStarted>("StepStarted v1", "A step began."),
         ),
-        event(
-            "StepCompleted",
-            titled::<StepCompleted>("StepCompleted v1", "A step finished and its result counts."),
+        // v2 (the promote step's output holds locations);
+        // `StepCompleted.v1.json` stays on disk.
+        (
+            "events/StepCompleted.v2.json".to_string(),
+            titled::<StepCompleted>("StepCompleted v2", "A step finished and its result counts."),
         ),
         event(
             "StepFailed",
@@ -72,12 +74,13 @@ pub fn all() -> Vec<(String, Schema)> {
                 "A step in flight at cancel finished; its result is discarded.",
             ),
         ),
-        // v2 (`release`); `DeployCompleted.v1.json` stays on disk.
+        // v3 (locations, not URLs); `DeployCompleted.v1.json` and `.v2.json`
+        // stay on disk.
         (
-            "events/DeployCompleted.v2.json".to_string(),
+            "events/DeployCompleted.v3.json".to_string(),
             with_required(
                 titled::<DeployCompleted>(
-                    "DeployCompleted v2",
+                    "DeployCompleted v3",
                     "Every step completed; `release` says what it did to the entity's production.",
                 ),
                 "release",

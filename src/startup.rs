@@ -121,10 +121,10 @@ impl Core {
     }
 
     /// The deploy target and, for local hosting, the local store.
-    pub fn target(&self, settings: &Settings, public_url: &str) -> anyhow::Result<Targets> {
+    pub fn target(&self, settings: &Settings) -> anyhow::Result<Targets> {
         Ok(match &settings.target {
             TargetSettings::Local => {
-                let local = Arc::new(LocalHosting::new(self.store.clone(), public_url));
+                let local = Arc::new(LocalHosting::new(self.store.clone()));
                 (local.clone() as Arc<dyn DeployTarget>, Some(local))
             }
             TargetSettings::Cloudflare(cf) => (
@@ -157,11 +157,9 @@ pub async fn run_worker(settings: Settings, shutdown: CancellationToken) -> anyh
     let core = Core::connect(&settings, &shutdown).await?;
     core.separate_process("worker")?;
     std::fs::create_dir_all(&settings.data_dir)?;
-    let public_url = settings
-        .public_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{}", settings.listen));
-    let (target, _) = core.target(&settings, &public_url)?;
+    // No public URL: the worker records where deploys are served as paths
+    // (`domain::location`); the server answers them under its own.
+    let (target, _) = core.target(&settings)?;
     tracing::info!(target = target.name(), "worker started");
     core.worker(&settings, target)
         .run(core.bus.clone(), shutdown)
@@ -183,9 +181,24 @@ pub async fn run_relay(
         relay::rewind(&core.db, position).await?;
         tracing::info!(position, "relay moved back; republishing");
     }
+    // The relay publishes where deploys are served as URLs under the
+    // server's public URL: it must be configured with the same one.
+    let public_url = match settings.public_url.clone() {
+        Some(url) => url,
+        None => {
+            let url = format!("http://{}", settings.listen);
+            tracing::warn!(
+                %url,
+                "DEPLOYD_PUBLIC_URL is not set: published events carry URLs under {url}; \
+                 set it to the server's"
+            );
+            url
+        }
+    };
     relay::run(
         core.db.clone(),
         core.bus.clone(),
+        public_url,
         core.signals.clone(),
         shutdown,
     )
@@ -234,11 +247,12 @@ impl Application {
             .unwrap_or_else(|| format!("http://{address}"));
 
         let mut tasks = JoinSet::new();
-        let (target, hosting) = core.target(&settings, &public_url)?;
+        let (target, hosting) = core.target(&settings)?;
         bus.prepare_events().await?;
         tasks.spawn(relay::run(
             db.clone(),
             bus.clone(),
+            public_url.clone(),
             signals.clone(),
             shutdown.clone(),
         ));
@@ -250,6 +264,7 @@ impl Application {
         }
         tasks.spawn(crate::webhooks::fanout::run(
             db.clone(),
+            public_url.clone(),
             signals.clone(),
             shutdown.clone(),
         ));
@@ -307,8 +322,12 @@ impl Application {
         }
 
         let streams = Arc::new(crate::feeds::Streams::default());
-        let hub =
-            crate::feeds::hub::FeedHub::new(db.clone(), streams.clone(), settings.api.sse_buffer);
+        let hub = crate::feeds::hub::FeedHub::new(
+            db.clone(),
+            streams.clone(),
+            public_url.clone(),
+            settings.api.sse_buffer,
+        );
         tasks.spawn(hub.clone().run(signals.events(), shutdown.clone()));
         let state = AppState::new(api::Inner {
             cursor_key: api::cursor_key(&db).await?,
@@ -325,6 +344,7 @@ impl Application {
                 settings.api.rate_limit_burst,
             ),
             settings: settings.api.clone(),
+            public_url: public_url.clone(),
             hosting,
             store,
             catalog: feed,

@@ -32,10 +32,15 @@ pub async fn entities(
 ) -> Result<Json<Page<EntityView>>, Problem> {
     let Query(raw) = params.map_err(|e| Problem::invalid_field("query", e.body_text()))?;
     let key = scoped_key(&state.cursor_key, &caller);
-    catalog_pages::entities(&state.db, &caller.workspace_strings(), &raw, &key)
+    let mut page = catalog_pages::entities(&state.db, &caller.workspace_strings(), &raw, &key)
         .await?
-        .map(Json)
-        .map_err(Problem::invalid)
+        .map_err(Problem::invalid)?;
+    page.data = page
+        .data
+        .into_iter()
+        .map(|e| e.resolved(&state.public_url))
+        .collect();
+    Ok(Json(page))
 }
 
 /// `{id}` in an entity's path.
@@ -86,7 +91,9 @@ pub async fn entity(
                 .map_err(|e| Problem::internal(format!("{e:#}")))?
         }
     };
-    found.map(Json).ok_or_else(not_found)
+    found
+        .map(|e| Json(e.resolved(&state.public_url)))
+        .ok_or_else(not_found)
 }
 
 /// GET /api/builds

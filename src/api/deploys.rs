@@ -19,6 +19,7 @@ use crate::api::AppState;
 use crate::app::{deploys, Actor, Failed};
 use crate::domain::deploy::Deploy;
 use crate::domain::ids::DeployId;
+use crate::domain::location;
 use crate::domain::Target;
 use crate::read_model::{lookups, DeployRow, StepRow};
 use crate::store::log;
@@ -375,7 +376,7 @@ pub async fn create(
     };
     let result = deploys::create(state.services(), actor(&caller, &request_id), new)
         .await
-        .map(|row| (StatusCode::CREATED, json!(row)))
+        .map(|row| (StatusCode::CREATED, json!(row.resolved(&state.public_url))))
         .map_err(Failure::from);
     Ok(answer(&state, held, result).await)
 }
@@ -434,7 +435,7 @@ pub async fn detail(
     };
     let steps = lookups::deploy_steps(&state.db, &id).await?;
     Ok(Json(DeployDetail {
-        deploy,
+        deploy: deploy.resolved(&state.public_url),
         steps,
         cancellation,
     }))
@@ -510,7 +511,7 @@ async fn detail_as_of(
         _ => None,
     };
     Ok(DeployDetail {
-        deploy: folded.row,
+        deploy: folded.row.resolved(&state.public_url),
         steps: folded.steps,
         cancellation,
     })
@@ -625,7 +626,11 @@ pub async fn events(
         events
             .into_iter()
             .map(|e| AuditEvent {
-                data: e.data().clone(),
+                data: {
+                    let mut data = e.data().clone();
+                    location::resolve_event(&e.event_type, &mut data, &state.public_url);
+                    data
+                },
                 version: e.version_json(),
                 actor: e
                     .metadata

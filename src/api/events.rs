@@ -133,11 +133,11 @@ where
 }
 
 /// An SSE message of one event.
-fn message(id: String, event: &log::StoredEvent, workspace: &str) -> Event {
+fn message(id: String, event: &log::StoredEvent, workspace: &str, public_url: &str) -> Event {
     Event::default()
         .id(id)
         .event(&event.event_type)
-        .data(feeds::body(event, workspace))
+        .data(feeds::body(event, workspace, public_url))
 }
 
 /// `GET /api/deploys/{id}/events` with `Accept: text/event-stream`.
@@ -201,7 +201,12 @@ pub async fn deploy_stream(
             let full = batch.len() == 100;
             for event in &batch {
                 after = event.sequence;
-                let msg = message(event.sequence.to_string(), event, &workspace);
+                let msg = message(
+                    event.sequence.to_string(),
+                    event,
+                    &workspace,
+                    &feeder.state.public_url,
+                );
                 if !feeder.send(msg).await {
                     return;
                 }
@@ -363,8 +368,12 @@ impl FeedClient {
                         }
                     };
                     for (event, workspace) in &page.events {
-                        self.ready
-                            .push_back(message(feeds::token(event.log), event, workspace));
+                        self.ready.push_back(message(
+                            feeds::token(event.log),
+                            event,
+                            workspace,
+                            &self.state.public_url,
+                        ));
                     }
                     self.cursor = page.next;
                     if !page.more {
@@ -460,7 +469,8 @@ pub async fn feed(
         .events
         .iter()
         .map(|(event, workspace)| {
-            serde_json::from_str(&feeds::body(event, workspace)).expect("the body is JSON")
+            serde_json::from_str(&feeds::body(event, workspace, &state.public_url))
+                .expect("the body is JSON")
         })
         .collect();
     Ok(Json(FeedPage {

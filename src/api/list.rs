@@ -31,8 +31,15 @@ pub async fn list(
     params: Result<Query<RawListParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<ListPage>, Problem> {
     let Query(raw) = params.map_err(|e| Problem::invalid_field("query", e.body_text()))?;
-    let request = list::parse_list_params(&raw).map_err(Problem::invalid)?;
+    let request = list::parse_list_params(&raw)
+        .map_err(Problem::invalid)?
+        .relocated(&state.public_url);
     let key = scoped_key(&state.cursor_key, &caller);
-    let page = list::list_deploys(&state.db, &caller.workspaces, &request, &key).await?;
+    let mut page = list::list_deploys(&state.db, &caller.workspaces, &request, &key).await?;
+    page.data = page
+        .data
+        .into_iter()
+        .map(|row| row.resolved(&state.public_url))
+        .collect();
     Ok(Json(page))
 }

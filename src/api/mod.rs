@@ -120,6 +120,10 @@ pub struct Inner {
     pub signals: LogSignals,
     pub cursor_key: Vec<u8>,
     pub settings: ApiSettings,
+    /// `DEPLOYD_PUBLIC_URL` (or `http://<listen address>`): where deploys
+    /// are served, as recorded paths, become URLs under it in every answer
+    /// (`domain::location`).
+    pub public_url: String,
     /// Set when deploys are hosted locally: the sites are served here.
     pub hosting: Option<Arc<crate::hosting::local::LocalHosting>>,
     /// Builds' files: uploads go here.

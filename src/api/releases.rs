@@ -100,7 +100,7 @@ async fn release(
     };
     let result = releases::release(state.services(), actor(&caller, &request_id), request)
         .await
-        .map(|row| (StatusCode::CREATED, json!(row)))
+        .map(|row| (StatusCode::CREATED, json!(row.resolved(&state.public_url))))
         .map_err(Failure::from);
     Ok(answer(&state, held, result).await)
 }

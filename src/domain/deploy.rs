@@ -235,7 +235,11 @@ pub struct StepStarted {
 #[serde(rename_all = "camelCase")]
 pub struct StepCompleted {
     pub step: String,
-    /// What the step produced (the promote step: `{previewUrl, productionUrl}`).
+    /// What the step produced (the promote step: `{previewUrl,
+    /// productionUrl}`, each where the deploy is served: a path under the
+    /// server's public URL, or an absolute URL of another host; the feeds
+    /// carry absolute URLs). Version 2 records paths where version 1
+    /// recorded URLs of deployd's own serving; a stored v1 reads as v2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<serde_json::Value>,
     #[serde(with = "crate::domain::time::rfc3339")]
@@ -270,11 +274,19 @@ pub struct StepDiscarded {
 /// Every step completed. Version 2 added `release`; a stored v1 reads as
 /// v2 with `release: {live: true, pinnedBy: null}` when it had a
 /// production URL (then, the latest completed production deploy was live),
-/// else null.
+/// else null. Version 3 records where the deploy is served as a location
+/// (`domain::location`): a path such as `/preview/<deploy>/` when deployd
+/// serves it, resolved under the server's `DEPLOYD_PUBLIC_URL` when
+/// answered, or an absolute URL of another host; a stored v2 with an
+/// absolute URL of deployd's own serving reads as its path.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeployCompleted {
+    /// Where the entity's production is served (a production deploy): a
+    /// path under the server's public URL or an absolute URL. The feeds
+    /// carry absolute URLs.
     pub production_url: Option<String>,
+    /// Where this deploy alone is served, as `productionUrl`.
     pub preview_url: Option<String>,
     /// What the completion did to the entity's production; null for a
     /// preview deploy.
@@ -345,8 +357,10 @@ impl DomainEvent for DeployEvent {
             // v2: `versionId`; v3: `target`, `rollbackOf`, `promotedFrom`,
             // `reason` (see `store::upcast`)
             DeployEvent::DeployCreated(_) => "3",
-            // v2: `release`
-            DeployEvent::DeployCompleted(_) => "2",
+            // v2: `release`; v3: locations, not URLs
+            DeployEvent::DeployCompleted(_) => "3",
+            // v2: the promote step's output holds locations, not URLs
+            DeployEvent::StepCompleted(_) => "2",
             _ => "1",
         }
         .to_string()

@@ -6,6 +6,7 @@ pub mod deploy;
 mod field_error;
 pub mod ids;
 pub mod json;
+pub mod location;
 pub mod time;
 
 use std::fmt;

@@ -61,6 +61,8 @@ struct Following {
 pub struct FeedHub {
     db: Db,
     streams: Arc<Streams>,
+    /// Where the events' locations resolve (`domain::location`).
+    public_url: String,
     /// Events queued per subscriber before it counts as slow.
     bound: usize,
     state: Mutex<Following>,
@@ -78,10 +80,11 @@ const IDLE_POLL: Duration = Duration::from_millis(1000);
 impl FeedHub {
     /// A hub handing out at most `bound` events per subscriber before
     /// cutting it loose. Run it with [`FeedHub::run`].
-    pub fn new(db: Db, streams: Arc<Streams>, bound: usize) -> Arc<Self> {
+    pub fn new(db: Db, streams: Arc<Streams>, public_url: String, bound: usize) -> Arc<Self> {
         Arc::new(Self {
             db,
             streams,
+            public_url,
             bound: bound.max(1),
             state: Mutex::new(Following {
                 next: LogPosition::START,
@@ -180,7 +183,7 @@ impl FeedHub {
                             event_type: event.event_type.clone(),
                             aggregate_type: event.aggregate_type.clone(),
                             aggregate_id: event.aggregate_id.clone(),
-                            body: crate::feeds::body(&event, &workspace),
+                            body: crate::feeds::body(&event, &workspace, &self.public_url),
                             stream: stream.clone(),
                         })
                     })

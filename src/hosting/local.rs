@@ -3,6 +3,9 @@
 //!
 //! A deploy is served at `<public>/preview/<dep>/` once completed, and the
 //! entity's latest completed production deploy at `<public>/live/<entity>/`.
+//! Events record the paths alone (`domain::location`): the server builds
+//! the URLs from its own `DEPLOYD_PUBLIC_URL` when it answers, so a worker
+//! in another process needs no public URL.
 //! Both are decided from the read model at request time, so production
 //! switches the moment `DeployCompleted` is projected, atomically, and a
 //! cancelled deploy is never served.
@@ -12,6 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::domain::ids::{DeployId, EntityId};
 use crate::hosting::store::ArtifactStore;
+use crate::domain::location;
 use crate::hosting::{DeployTarget, Manifest, StepContext, StepError, Urls};
 
 /// Completed deploys' manifests kept in memory (a completed deploy's
@@ -20,29 +24,19 @@ const CACHED_MANIFESTS: usize = 4096;
 
 pub struct LocalHosting {
     store: Arc<ArtifactStore>,
-    public_url: String,
     manifests: Mutex<HashMap<DeployId, Arc<Manifest>>>,
 }
 
 impl LocalHosting {
-    pub fn new(store: Arc<ArtifactStore>, public_url: &str) -> Self {
+    pub fn new(store: Arc<ArtifactStore>) -> Self {
         Self {
             store,
-            public_url: public_url.trim_end_matches('/').to_string(),
             manifests: Mutex::new(HashMap::new()),
         }
     }
 
     pub fn store(&self) -> &ArtifactStore {
         &self.store
-    }
-
-    pub fn preview_url(&self, deploy: &DeployId) -> String {
-        format!("{}/preview/{deploy}/", self.public_url)
-    }
-
-    pub fn production_url(&self, entity: &EntityId) -> String {
-        format!("{}/live/{entity}/", self.public_url)
     }
 
     /// The manifest of a *completed* deploy (the caller checked), cached.
@@ -101,8 +95,8 @@ impl DeployTarget for LocalHosting {
 
     async fn promote(&self, ctx: &StepContext, _manifest: &Manifest) -> Result<Urls, StepError> {
         Ok(Urls {
-            preview_url: Some(self.preview_url(&ctx.deploy_id)),
-            production_url: ctx.production.then(|| self.production_url(&ctx.entity_id)),
+            preview_url: Some(location::preview_path(&ctx.deploy_id)),
+            production_url: ctx.production.then(|| location::live_path(&ctx.entity_id)),
         })
     }
 }

@@ -299,7 +299,9 @@ pub struct StepContext {
     pub live: bool,
 }
 
-/// The URLs a completed deploy is served at.
+/// Where a completed deploy is served: a path under the server's public
+/// URL for deployd's own serving, an absolute URL for another host
+/// (`domain::location`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Urls {
     pub preview_url: Option<String>,

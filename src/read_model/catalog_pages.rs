@@ -44,6 +44,17 @@ pub struct EntityView {
     pub updated_at: DateTime<Utc>,
 }
 
+impl EntityView {
+    /// The view as answered: its production URL absolute under
+    /// `public_url` (`domain::location`).
+    pub fn resolved(mut self, public_url: &str) -> Self {
+        if let Some(url) = &mut self.production_url {
+            *url = crate::domain::location::resolve(public_url, url);
+        }
+        self
+    }
+}
+
 #[derive(sqlx::FromRow)]
 struct EntityRow {
     id: String,

@@ -45,7 +45,9 @@ pub struct DeployRow {
     pub trigger: TriggerColumn,
     /// The upstream event an auto-deploy came from, as upstream named it.
     pub source_event_id: Option<String>,
+    /// Where the entity's production is served (a production deploy).
     pub production_url: Option<String>,
+    /// Where this deploy alone is served.
     pub preview_url: Option<String>,
     pub error: Option<String>,
     pub metadata: serde_json::Value,
@@ -70,6 +72,21 @@ pub struct DeployRow {
     pub promoted_from: Option<String>,
     /// Cancelled by the `latest` policy: the newer deploy that superseded it.
     pub superseded_by: Option<String>,
+}
+
+impl DeployRow {
+    /// The row as answered: where the deploy is served as absolute URLs
+    /// under `public_url` (the read model holds the recorded locations,
+    /// `domain::location`).
+    pub fn resolved(mut self, public_url: &str) -> Self {
+        for url in [&mut self.preview_url, &mut self.production_url]
+            .into_iter()
+            .flatten()
+        {
+            *url = crate::domain::location::resolve(public_url, url);
+        }
+        self
+    }
 }
 
 macro_rules! enum_column {

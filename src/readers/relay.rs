@@ -57,8 +57,18 @@ pub struct PublishedEvent<'a> {
     pub data: &'a Value,
 }
 
-/// The event as every feed sends it.
-pub fn body(event: &StoredEvent, workspace: &str) -> String {
+/// The event as every feed sends it, where a deploy is served as absolute
+/// URLs under `public_url` (`domain::location`).
+pub fn body(event: &StoredEvent, workspace: &str, public_url: &str) -> String {
+    let resolved;
+    let data = if crate::domain::location::has_locations(&event.event_type) {
+        let mut data = event.data().clone();
+        crate::domain::location::resolve_event(&event.event_type, &mut data, public_url);
+        resolved = data;
+        &resolved
+    } else {
+        event.data()
+    };
     serde_json::to_string(&PublishedEvent {
         event_id: &event.event_id,
         position: event.log.position,
@@ -70,7 +80,7 @@ pub fn body(event: &StoredEvent, workspace: &str) -> String {
         version: event.version_json(),
         recorded_at: crate::domain::time::format(&event.recorded_at),
         metadata: &event.metadata,
-        data: event.data(),
+        data,
     })
     .expect("an event serialises")
 }
@@ -105,7 +115,7 @@ async fn workspaces(
 
 /// Publishes one batch. Returns how many events went out (0: nothing to
 /// do, or another relay is active).
-pub async fn step(db: &Db, bus: &Bus) -> anyhow::Result<usize> {
+pub async fn step(db: &Db, bus: &Bus, public_url: &str) -> anyhow::Result<usize> {
     let mut tx = db.begin().await?;
     let Some(from) = log::try_lock_checkpoint(&mut tx, NAME).await? else {
         return Ok(0);
@@ -121,7 +131,7 @@ pub async fn step(db: &Db, bus: &Bus) -> anyhow::Result<usize> {
             .get(&(e.aggregate_type.clone(), e.aggregate_id.clone()))
             .map(String::as_str)
             .unwrap_or("_");
-        let body = body(e, workspace).into_bytes();
+        let body = body(e, workspace, public_url).into_bytes();
         outgoing.push(Outgoing {
             event_id: e.event_id.clone(),
             workspace: workspace.to_string(),
@@ -158,8 +168,9 @@ pub async fn rewind(db: &Db, position: i64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The relay as a reader of the log.
-struct Relay(Bus);
+/// The relay as a reader of the log, with the public URL its events'
+/// locations resolve under.
+struct Relay(Bus, String);
 
 #[async_trait::async_trait]
 impl Reader for Relay {
@@ -168,7 +179,7 @@ impl Reader for Relay {
     }
 
     async fn step(&self, db: &Db) -> anyhow::Result<usize> {
-        step(db, &self.0).await
+        step(db, &self.0, &self.1).await
     }
 
     /// The stream may have been deleted: make it again.
@@ -177,13 +188,20 @@ impl Reader for Relay {
     }
 }
 
-/// Keeps publishing until `shutdown`.
-pub async fn run(db: Db, bus: Bus, signals: LogSignals, shutdown: CancellationToken) {
+/// Keeps publishing until `shutdown`; the events' locations become URLs
+/// under `public_url`.
+pub async fn run(
+    db: Db,
+    bus: Bus,
+    public_url: String,
+    signals: LogSignals,
+    shutdown: CancellationToken,
+) {
     if let Err(error) = bus.prepare_events().await {
         tracing::warn!(
             error = format!("{error:#}"),
             "relay: the events stream is not ready yet"
         );
     }
-    runner::run(db, &Relay(bus), signals, shutdown).await;
+    runner::run(db, &Relay(bus, public_url), signals, shutdown).await;
 }

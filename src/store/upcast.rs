@@ -67,6 +67,29 @@ pub const UPCASTERS: &[Upcaster] = &[
         },
     },
     Upcaster {
+        event_type: "DeployCompleted",
+        from: "2",
+        to: "3",
+        // v3 records where the deploy is served as a location: deployd's own
+        // serving as a path (the host is the server's public URL when it
+        // answers), another host's as its URL. Before it, deployd's own
+        // serving was recorded under the public URL of the process that ran
+        // the step; those read as their paths, so an imported or moved log
+        // answers the current host.
+        upcast: |data| localise(data),
+    },
+    Upcaster {
+        event_type: "StepCompleted",
+        from: "1",
+        to: "2",
+        // The same for the promote step's output.
+        upcast: |data| {
+            if let Some(Value::Object(output)) = data.get_mut("output") {
+                localise(output);
+            }
+        },
+    },
+    Upcaster {
         event_type: "EntityUpserted",
         from: "1",
         to: "2",
@@ -76,6 +99,17 @@ pub const UPCASTERS: &[Upcaster] = &[
         },
     },
 ];
+
+/// `previewUrl` and `productionUrl` of deployd's own serving, as paths.
+fn localise(urls: &mut serde_json::Map<String, Value>) {
+    for key in ["previewUrl", "productionUrl"] {
+        if let Some(Value::String(url)) = urls.get_mut(key) {
+            if let Some(path) = crate::domain::location::served_path(url) {
+                *url = path;
+            }
+        }
+    }
+}
 
 /// Brings a stored `(version, payload)` of `event_type` to the current
 /// version, in place. `payload` is the stored `{"<Type>": data}` envelope.
@@ -139,7 +173,7 @@ mod tests {
         let mut payload =
             json!({"DeployCompleted": {"productionUrl": "http://x/", "previewUrl": null}});
         upcast("DeployCompleted", &mut version, &mut payload);
-        assert_eq!(version, "2");
+        assert_eq!(version, "3");
         assert_eq!(
             payload["DeployCompleted"]["release"],
             json!({"live": true, "pinnedBy": null})
@@ -149,6 +183,46 @@ mod tests {
             json!({"DeployCompleted": {"productionUrl": null, "previewUrl": "http://y/"}});
         upcast("DeployCompleted", &mut version, &mut payload);
         assert_eq!(payload["DeployCompleted"]["release"], Value::Null);
+    }
+
+    #[test]
+    fn urls_of_deployds_own_serving_read_as_paths_and_others_stay() {
+        let dep = "dep_01JDQ2V7C8X3ZJ8Q6Y0W6H4K5M";
+        let ent = "fn_01JDQ2V7C8X3ZJ8Q6Y0W6H4K5M";
+        let mut version = "2".to_string();
+        let mut payload = json!({"DeployCompleted": {
+            "previewUrl": format!("http://127.0.0.1:8080/preview/{dep}/"),
+            "productionUrl": format!("http://127.0.0.1:8080/live/{ent}/"),
+            "release": null}});
+        upcast("DeployCompleted", &mut version, &mut payload);
+        assert_eq!(version, "3");
+        assert_eq!(
+            payload["DeployCompleted"]["previewUrl"],
+            format!("/preview/{dep}/")
+        );
+        assert_eq!(
+            payload["DeployCompleted"]["productionUrl"],
+            format!("/live/{ent}/")
+        );
+
+        let mut version = "2".to_string();
+        let mut payload = json!({"DeployCompleted": {
+            "previewUrl": "https://abc.site.pages.dev", "productionUrl": null}});
+        upcast("DeployCompleted", &mut version, &mut payload);
+        assert_eq!(
+            payload["DeployCompleted"]["previewUrl"],
+            "https://abc.site.pages.dev"
+        );
+
+        let mut version = "1".to_string();
+        let mut payload = json!({"StepCompleted": {"step": "promote", "output": {
+            "previewUrl": format!("https://old.example/preview/{dep}/"), "productionUrl": null}}});
+        upcast("StepCompleted", &mut version, &mut payload);
+        assert_eq!(version, "2");
+        assert_eq!(
+            payload["StepCompleted"]["output"]["previewUrl"],
+            format!("/preview/{dep}/")
+        );
     }
 
     #[test]

@@ -21,7 +21,7 @@ const BATCH: i64 = 500;
 
 /// Fans out one batch. Returns how many events it read (0: nothing to do,
 /// or another instance is active).
-pub async fn step(db: &Db, streams: &Streams) -> anyhow::Result<usize> {
+pub async fn step(db: &Db, streams: &Streams, public_url: &str) -> anyhow::Result<usize> {
     let mut tx = db.begin().await?;
     let Some(from) = log::try_lock_checkpoint(&mut tx, NAME).await? else {
         return Ok(0);
@@ -53,7 +53,7 @@ pub async fn step(db: &Db, streams: &Streams) -> anyhow::Result<usize> {
                     event_type: event.event_type.clone(),
                     position: event.log.position,
                     body: body
-                        .get_or_insert_with(|| feeds::body(event, &workspace))
+                        .get_or_insert_with(|| feeds::body(event, &workspace, public_url))
                         .clone(),
                 });
             }
@@ -65,8 +65,9 @@ pub async fn step(db: &Db, streams: &Streams) -> anyhow::Result<usize> {
     Ok(events.len())
 }
 
-/// The fan-out as a [`Reader`], with the streams it has resolved.
-struct FanOut(Streams);
+/// The fan-out as a [`Reader`], with the streams it has resolved and the
+/// public URL the events' locations resolve under.
+struct FanOut(Streams, String);
 
 #[async_trait::async_trait]
 impl Reader for FanOut {
@@ -75,11 +76,17 @@ impl Reader for FanOut {
     }
 
     async fn step(&self, db: &Db) -> anyhow::Result<usize> {
-        step(db, &self.0).await
+        step(db, &self.0, &self.1).await
     }
 }
 
 /// Keeps fanning out until `shutdown`.
-pub async fn run(db: Db, signals: LogSignals, shutdown: CancellationToken) {
-    runner::run(db, &FanOut(Streams::default()), signals, shutdown).await;
+pub async fn run(db: Db, public_url: String, signals: LogSignals, shutdown: CancellationToken) {
+    runner::run(
+        db,
+        &FanOut(Streams::default(), public_url),
+        signals,
+        shutdown,
+    )
+    .await;
 }

@@ -55,6 +55,8 @@ pub struct Options {
     pub webhooks: deployd::webhooks::WebhookSettings,
     /// `DEPLOYD_ARTIFACT_STORE`; `None`: `<data_dir>/blobs`.
     pub artifact_store: Option<String>,
+    /// `DEPLOYD_PUBLIC_URL`; `None`: `http://<listen address>`.
+    pub public_url: Option<String>,
 }
 
 impl Default for Options {
@@ -73,6 +75,7 @@ impl Default for Options {
             api: ApiSettings::default(),
             webhooks: Default::default(),
             artifact_store: None,
+            public_url: None,
         }
     }
 }
@@ -96,7 +99,7 @@ pub fn settings(
         data_dir: data_dir.to_path_buf(),
         artifact_roots: vec![artifacts.to_path_buf(), FIXED_ROOT.into()],
         artifact_store: options.artifact_store.clone(),
-        public_url: None,
+        public_url: options.public_url.clone(),
         api: options.api.clone(),
         run_worker: options.worker,
         worker: options.worker_settings.clone(),

@@ -21,6 +21,7 @@ mod feeds;
 mod fuzz;
 mod list;
 mod list_indexes;
+mod locations;
 mod log;
 mod machines;
 mod openapi;

@@ -339,3 +339,66 @@ fn expected(what: &str, got: &Value) -> String {
         format!("expected {what}")
     }
 }
+
+impl StringComparator {
+    /// Every operand through `f`.
+    fn map_operands(&mut self, f: &impl Fn(&mut String)) {
+        let b = &mut self.base;
+        for one in [
+            &mut b.eq, &mut b.neq, &mut b.lt, &mut b.lte, &mut b.gt, &mut b.gte,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            f(one);
+        }
+        for many in [&mut b.in_, &mut b.nin].into_iter().flatten() {
+            many.iter_mut().for_each(f);
+        }
+        for one in [
+            &mut self.contains,
+            &mut self.not_contains,
+            &mut self.starts_with,
+            &mut self.ends_with,
+            &mut self.contains_ignore_case,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            f(one);
+        }
+    }
+}
+
+impl DeployFilter {
+    /// Operands of `previewUrl` and `productionUrl` that name this
+    /// server's public URL, as the locations the rows hold: the rows keep
+    /// deployd's own serving as paths (`domain::location`) and the API
+    /// answers them under `public_url`, so a URL copied from an answer
+    /// matches its row.
+    pub fn relocate(&mut self, public_url: &str) {
+        let base = public_url.trim_end_matches('/');
+        let strip = |s: &mut String| {
+            if let Some(rest) = s.strip_prefix(base) {
+                if rest.starts_with('/') {
+                    *s = rest.to_string();
+                }
+            }
+        };
+        for c in [&mut self.preview_url, &mut self.production_url]
+            .into_iter()
+            .flatten()
+        {
+            c.map_operands(&strip);
+        }
+        for f in self.and.iter_mut() {
+            f.relocate(public_url);
+        }
+        for f in self.or.iter_mut().flatten() {
+            f.relocate(public_url);
+        }
+        if let Some(f) = self.not.as_mut() {
+            f.relocate(public_url);
+        }
+    }
+}

@@ -270,6 +270,19 @@ impl ListRequest {
     pub fn sort_keys(&self) -> &[OrderKey] {
         &self.keys
     }
+    /// The request with URL operands of this server's public URL read as
+    /// the locations the rows hold ([`DeployFilter::relocate`]).
+    pub fn relocated(mut self, public_url: &str) -> Self {
+        let mut filter = self.filter.clone();
+        filter.relocate(public_url);
+        if filter != self.filter {
+            if let Node::All(parts) = &mut self.node {
+                // The filter's node is the first part (`parse_list_params`).
+                parts[0] = filter.lower();
+            }
+        }
+        self
+    }
     /// The cursor [`list_deploys`] gives `row` under this request (as its
     /// `startCursor`/`endCursor`): `after` it continues with the rows that
     /// follow `row`. Lets a tool start a walk at a row found otherwise.
