@@ -22,15 +22,17 @@ use crate::domain::DeployPolicy;
 use crate::read_model::catalog_pages::{self, BuildView, CatalogParams, EntityView, Page};
 use crate::store::tokens::Caller;
 
-type Params = Result<Query<CatalogParams>, axum::extract::rejection::QueryRejection>;
+type Params<P> = Result<Query<P>, axum::extract::rejection::QueryRejection>;
 
 /// GET /api/entities
 pub async fn entities(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: crate::api::params::Strict<catalog_pages::EntitiesParams>,
+    params: Params<catalog_pages::EntitiesParams>,
 ) -> Result<Json<Page<EntityView>>, Problem> {
     let Query(raw) = params.map_err(|e| Problem::invalid_field("query", e.body_text()))?;
+    let raw = CatalogParams::from(raw);
     let key = scoped_key(&state.cursor_key, &caller);
     let mut page = catalog_pages::entities(&state.db, &caller.workspace_strings(), &raw, &key)
         .await?
@@ -62,6 +64,8 @@ pub struct EntityParams {
     /// An RFC 3339 instant: the entity as it stood then, and what was live
     /// (folded from the log; 404 before it existed).
     #[serde(rename = "asOf")]
+    #[serde(default)]
+    #[schemars(schema_with = "crate::api::docs::query::instant")]
     as_of: Option<String>,
 }
 
@@ -69,6 +73,7 @@ pub struct EntityParams {
 pub async fn entity(
     State(state): State<AppState>,
     caller: Caller,
+    _: crate::api::params::Strict<EntityParams>,
     Path(EntityPath { id }): Path<EntityPath>,
     Query(params): Query<EntityParams>,
 ) -> Result<Json<EntityView>, Problem> {
@@ -100,9 +105,11 @@ pub async fn entity(
 pub async fn builds(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: crate::api::params::Strict<catalog_pages::BuildsParams>,
+    params: Params<catalog_pages::BuildsParams>,
 ) -> Result<Json<Page<BuildView>>, Problem> {
     let Query(raw) = params.map_err(|e| Problem::invalid_field("query", e.body_text()))?;
+    let raw = CatalogParams::from(raw);
     let key = scoped_key(&state.cursor_key, &caller);
     catalog_pages::builds(&state.db, &caller.workspace_strings(), &raw, &key)
         .await?
@@ -114,6 +121,7 @@ pub async fn builds(
 pub async fn build(
     State(state): State<AppState>,
     caller: Caller,
+    _: crate::api::params::Strict<crate::api::params::NoQuery>,
     Path(BuildPath { id }): Path<BuildPath>,
 ) -> Result<Json<BuildView>, Problem> {
     let not_found = || Problem::not_found(format!("build {id} not found"));

@@ -405,13 +405,15 @@ pub struct DetailParams {
     /// folded from its events (404 before it existed). Encode a `+` offset
     /// as `%2B`; one sent bare arrives as a space and is read as `+`.
     #[serde(rename = "asOf")]
+    #[serde(default)]
+    #[schemars(schema_with = "crate::api::docs::query::instant")]
     as_of: Option<String>,
 }
 
 pub async fn detail(
     State(state): State<AppState>,
     caller: Caller,
-    _: crate::api::params::Strict<crate::api::params::DetailQuery>,
+    _: crate::api::params::Strict<DetailParams>,
     Path(DeployPath { id }): Path<DeployPath>,
     Query(params): Query<DetailParams>,
 ) -> Result<Json<DeployDetail>, Problem> {
@@ -573,9 +575,14 @@ pub async fn cancel(
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct EventsParams {
-    /// Only events after this sequence number (keyset).
+    /// Only events after this sequence number (keyset: the `sequence` of
+    /// the last event already read; default 0, from the first).
+    #[serde(default)]
+    #[schemars(schema_with = "crate::api::docs::query::sequence")]
     pub(crate) after: Option<String>,
     /// At most this many events, 1 to 1000 (default 100).
+    #[serde(default)]
+    #[schemars(schema_with = "crate::api::docs::query::limit_1000")]
     pub(crate) limit: Option<String>,
 }
 

@@ -160,15 +160,23 @@ pub struct DeployPath {
     pub id: String,
 }
 
-/// The body of `POST /api/deploys`: exactly one of `buildId` or `appId`.
+/// The body of `POST /api/deploys`: exactly one of `buildId` or `appId`
+/// (a null counts as absent); any other key is refused.
 #[derive(Debug, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("oneOf" = [
+    {"required": ["buildId"], "properties": {"buildId": {"type": "string"}, "appId": {"type": "null"}}},
+    {"required": ["appId"], "properties": {"appId": {"type": "string"}, "buildId": {"type": "null"}}},
+]))]
 #[allow(dead_code)] // only its schema is used; the handler parses by hand to name bad fields
 pub struct CreateDeployRequest {
-    /// Deploy this build (it must have succeeded).
+    /// Deploy this build (`bld_…`; it must have succeeded).
+    #[schemars(regex(pattern = r"^bld_[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$"))]
     build_id: Option<String>,
-    /// Deploy the latest successful build of this app's default version,
-    /// resolved once, now.
+    /// Deploy the latest successful build of this app's default version
+    /// (`app_…`; a function is deployed by its `buildId`), resolved once,
+    /// now.
+    #[schemars(regex(pattern = r"^app_[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$"))]
     app_id: Option<String>,
     /// Stored on the deploy; at most 16 KiB of JSON.
     metadata: Option<serde_json::Map<String, serde_json::Value>>,
@@ -195,8 +203,9 @@ pub struct CreateEntityRequest {
 }
 
 /// The body of `POST /api/deploys/{id}/cancel`, `…/rollback` and
-/// `…/promote` (optional).
+/// `…/promote` (optional); any other key is refused.
 #[derive(Debug, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)] // only its schema is used
 pub struct CancelRequest {
     /// Why; kept in the event (and, for a cancel, shown on the detail).
@@ -276,4 +285,118 @@ pub fn tagged_op<'t>(
             r.description("Over the token's rate limit; see Retry-After")
         })
         .response_with::<500, Problem, _>(|r| r.description("An unexpected failure, logged"))
+}
+
+/// Adds to every authenticated operation the answers the layers around
+/// its handler can give, so the document names every status the server
+/// sends: 400 (a query parameter it does not take: `api::params::Strict`),
+/// 503 (the request timeout), and for an operation with a body 400 (not
+/// JSON, a key twice), 408 (the body did not arrive in time), 413 (too
+/// large) and 415 (not sent as JSON); 404 where the path names something.
+/// An answer the route documents already keeps its description.
+pub fn every_answer(api: &mut aide::openapi::OpenApi) {
+    use aide::openapi::StatusCode as Code;
+    let Some(paths) = api.paths.as_mut() else {
+        return;
+    };
+    for (path, item) in paths.paths.iter_mut() {
+        let ReferenceOr::Item(item) = item else {
+            continue;
+        };
+        let names_something = path.contains('{');
+        for operation in [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if operation.security.is_empty() {
+                continue;
+            }
+            let body = operation.request_body.is_some();
+            let Some(responses) = operation.responses.as_mut() else {
+                continue;
+            };
+            // Every authenticated operation documents its 401 as a problem.
+            let Some(ReferenceOr::Item(problem)) =
+                responses.responses.get(&Code::Code(401)).cloned()
+            else {
+                continue;
+            };
+            let mut add = |code: u16, description: &str| {
+                responses
+                    .responses
+                    .entry(Code::Code(code))
+                    .or_insert_with(|| {
+                        ReferenceOr::Item(Response {
+                            description: description.into(),
+                            ..problem.clone()
+                        })
+                    });
+            };
+            add(
+                400,
+                "A query parameter this operation does not take, one given twice, or one not UTF-8, named by pointer",
+            );
+            add(
+                503,
+                "The request took longer than the server allows (DEPLOYD_REQUEST_TIMEOUT_MS)",
+            );
+            if body {
+                add(
+                    400,
+                    "A body that is not a JSON object, or has a key twice, named by pointer",
+                );
+                add(408, "The body did not arrive in time");
+                add(
+                    413,
+                    "The body is larger than the server takes (DEPLOYD_BODY_LIMIT)",
+                );
+                add(415, "The body is not sent as application/json");
+            }
+            if names_something {
+                add(404, "Unknown, or outside the caller's workspaces");
+            }
+            responses.responses.sort_keys();
+        }
+    }
+}
+
+/// Schemas of query parameters: what each endpoint's parser accepts.
+pub mod query {
+    use schemars::{json_schema, Schema, SchemaGenerator};
+
+    /// `limit` of the event pages: 1 to 1000, default 100.
+    pub fn limit_1000(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": "integer", "minimum": 1, "maximum": 1000, "default": 100})
+    }
+
+    /// `limit` of the deliveries: 1 to 100, default 20.
+    pub fn limit_deliveries(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": "integer", "minimum": 1, "maximum": 100, "default": 20})
+    }
+
+    /// A deploy's event sequence number (0 or more).
+    pub fn sequence(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": "integer", "minimum": 0})
+    }
+
+    /// An opaque position token.
+    pub fn token(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": "string", "minLength": 1})
+    }
+
+    /// A delivery id.
+    pub fn delivery_id(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": "string", "pattern": "^whd_[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$"})
+    }
+
+    /// An RFC 3339 instant with an offset.
+    pub fn instant(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": "string", "format": "date-time"})
+    }
 }

@@ -224,9 +224,14 @@ pub async fn deploy_stream(
 /// The query of `GET /api/events`.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct FeedParams {
-    /// A position token (`endCursor`, or an SSE `id`): events after it.
+    /// A position token (`pageInfo.endCursor` of the previous page, or an
+    /// SSE `id`): the events after it. Absent: from the start of the log.
+    #[serde(default)]
+    #[schemars(schema_with = "crate::api::docs::query::token")]
     pub after: Option<String>,
     /// At most this many events per page, 1 to 1000 (default 100).
+    #[serde(default)]
+    #[schemars(schema_with = "crate::api::docs::query::limit_1000")]
     pub limit: Option<String>,
     /// Comma-separated event types (`DeployCompleted,DeployFailed`).
     pub types: Option<String>,
@@ -434,6 +439,7 @@ fn feed_stream(state: AppState, filter: Filter, after: LogPosition) -> Response 
 pub async fn feed(
     State(state): State<AppState>,
     caller: Caller,
+    _: crate::api::params::Strict<FeedParams>,
     headers: HeaderMap,
     params: Result<Query<FeedParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Problem> {
@@ -487,7 +493,7 @@ pub async fn feed(
 pub async fn deploy_events(
     State(state): State<AppState>,
     caller: Caller,
-    _: crate::api::params::Strict<crate::api::params::EventsQuery>,
+    _: crate::api::params::Strict<crate::api::deploys::EventsParams>,
     Path(path): Path<DeployPath>,
     headers: HeaderMap,
     Query(params): Query<crate::api::deploys::EventsParams>,

@@ -27,7 +27,7 @@ pub(super) fn scoped_key(key: &[u8], caller: &Caller) -> Vec<u8> {
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    _: crate::api::params::Strict<crate::api::params::ListQuery>,
+    _: crate::api::params::Strict<RawListParams>,
     params: Result<Query<RawListParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<ListPage>, Problem> {
     let Query(raw) = params.map_err(|e| Problem::invalid_field("query", e.body_text()))?;

@@ -587,6 +587,7 @@ fn api_routes() -> ApiRouter<AppState> {
 pub fn openapi() -> OpenApi {
     let mut api = OpenApi::default();
     let _ = api_routes().finish_api_with(&mut api, describe_api);
+    docs::every_answer(&mut api);
     api
 }
 
@@ -628,6 +629,7 @@ pub fn router(state: AppState) -> Router {
     let settings = state.settings.clone();
     let mut api = OpenApi::default();
     let documented = api_routes().finish_api_with(&mut api, describe_api);
+    docs::every_answer(&mut api);
     documented
         .route("/preview/{deploy}", axum::routing::get(sites::add_slash))
         .route(

@@ -3,6 +3,10 @@
 //! everything), as is a parameter given twice or one whose value is not
 //! UTF-8 once percent-decoded (never decoded lossily).
 
+use std::any::TypeId;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, RwLock};
+
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
@@ -30,7 +34,11 @@ pub fn check(query: Option<&str>, known: &[&str]) -> Result<(), Problem> {
         if !known.contains(&name.as_str()) {
             errors.push(FieldError::new(
                 name.clone(),
-                format!("unknown parameter; expected one of {}", known.join(", ")),
+                if known.is_empty() {
+                    "unknown parameter; this endpoint takes none".to_string()
+                } else {
+                    format!("unknown parameter; expected one of {}", known.join(", "))
+                },
             ));
             continue;
         }
@@ -75,62 +83,49 @@ fn decode(text: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// An extractor that refuses query parameters outside `P::KNOWN`.
+/// An extractor that refuses query parameters the endpoint does not take:
+/// those its documented parameter type `P` (the one its `Query<P>`
+/// describes in the OpenAPI document) does not name. The document and the
+/// server agree by construction.
 pub struct Strict<P>(std::marker::PhantomData<P>);
 
-/// The parameters an endpoint takes.
-pub trait Known {
-    const KNOWN: &'static [&'static str];
+/// The names of `P`'s properties, as serde reads them (computed once per
+/// type).
+pub fn known<P: schemars::JsonSchema + 'static>() -> Arc<[String]> {
+    static KNOWN: LazyLock<RwLock<HashMap<TypeId, Arc<[String]>>>> =
+        LazyLock::new(Default::default);
+    let id = TypeId::of::<P>();
+    if let Some(names) = KNOWN.read().ok().and_then(|m| m.get(&id).cloned()) {
+        return names;
+    }
+    let schema = schemars::schema_for!(P);
+    let names: Arc<[String]> = schema
+        .get("properties")
+        .and_then(|p| p.as_object())
+        .map(|p| p.keys().cloned().collect())
+        .unwrap_or_default();
+    if let Ok(mut map) = KNOWN.write() {
+        map.insert(id, names.clone());
+    }
+    names
 }
 
-impl<S: Send + Sync, P: Known> FromRequestParts<S> for Strict<P> {
+impl<S: Send + Sync, P: schemars::JsonSchema + 'static> FromRequestParts<S> for Strict<P> {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Problem> {
-        check(parts.uri.query(), P::KNOWN)?;
+        let known = known::<P>();
+        let names: Vec<&str> = known.iter().map(String::as_str).collect();
+        check(parts.uri.query(), &names)?;
         Ok(Strict(std::marker::PhantomData))
     }
 }
 
 impl<P> aide::operation::OperationInput for Strict<P> {}
 
-/// `GET /api/deploys`
-pub struct ListQuery;
-impl Known for ListQuery {
-    const KNOWN: &'static [&'static str] = &[
-        "limit",
-        "after",
-        "before",
-        "ids",
-        "filter",
-        "orderBy",
-        "workspace_id",
-        "entity_id",
-        "build_id",
-        "status",
-        "trigger",
-        "created_by",
-        "target",
-    ];
-}
-
-/// `GET /api/deploys/{id}`
-pub struct DetailQuery;
-impl Known for DetailQuery {
-    const KNOWN: &'static [&'static str] = &["asOf"];
-}
-
-/// `GET /api/deploys/{id}/events`
-pub struct EventsQuery;
-impl Known for EventsQuery {
-    const KNOWN: &'static [&'static str] = &["after", "limit"];
-}
-
-/// Endpoints that take no query parameters.
-pub struct NoQuery;
-impl Known for NoQuery {
-    const KNOWN: &'static [&'static str] = &[];
-}
+/// The query of an endpoint that takes no parameters.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+pub struct NoQuery {}
 
 #[cfg(test)]
 mod tests {
@@ -141,6 +136,14 @@ mod tests {
             Ok(()) => vec![],
             Err(p) => p.errors.into_iter().map(|e| e.pointer).collect(),
         }
+    }
+
+    #[test]
+    fn the_known_parameters_are_the_documented_types_properties() {
+        let list = known::<crate::read_model::list::RawListParams>();
+        assert!(list.iter().any(|n| n == "orderBy"));
+        assert!(list.iter().any(|n| n == "entity_id"));
+        assert!(known::<NoQuery>().is_empty());
     }
 
     #[test]

@@ -22,9 +22,12 @@ use crate::domain::ids::DeployId;
 use crate::store::tokens::Caller;
 
 /// POST /api/deploys/{id}/rollback
+// An axum handler takes its extractors as arguments.
+#[allow(clippy::too_many_arguments)]
 pub async fn rollback(
     state: State<AppState>,
     caller: Caller,
+    _: crate::api::params::Strict<crate::api::params::NoQuery>,
     request_id: RequestId,
     path: Path<DeployPath>,
     key: IdempotencyKey,
@@ -36,9 +39,12 @@ pub async fn rollback(
 }
 
 /// POST /api/deploys/{id}/promote
+// An axum handler takes its extractors as arguments.
+#[allow(clippy::too_many_arguments)]
 pub async fn promote(
     state: State<AppState>,
     caller: Caller,
+    _: crate::api::params::Strict<crate::api::params::NoQuery>,
     request_id: RequestId,
     path: Path<DeployPath>,
     key: IdempotencyKey,

@@ -66,7 +66,7 @@ pub struct WebhookList {
 
 /// The body of `POST /api/webhooks`.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[allow(dead_code)] // documents the body; the handler parses it by hand
 pub struct CreateWebhookRequest {
     /// Where events are POSTed: http or https, not a private address.
@@ -81,7 +81,7 @@ pub struct CreateWebhookRequest {
 
 /// The body of `PATCH /api/webhooks/{id}`: any of these.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[allow(dead_code)] // documents the body; the handler parses it by hand
 pub struct UpdateWebhookRequest {
     /// `false` re-enables a disabled webhook; `true` pauses it.
@@ -191,6 +191,7 @@ fn description_field(value: &Value, errors: &mut Vec<FieldError>) -> Option<Opti
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
+    _: crate::api::params::Strict<crate::api::params::NoQuery>,
     headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Result<Response, Problem> {
@@ -261,6 +262,7 @@ pub async fn create(
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
+    _: crate::api::params::Strict<crate::api::params::NoQuery>,
 ) -> Result<Json<WebhookList>, Problem> {
     let hooks = store::list(&state.db, &caller.workspace_strings()).await?;
     Ok(Json(WebhookList {
@@ -272,6 +274,7 @@ pub async fn list(
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
+    _: crate::api::params::Strict<crate::api::params::NoQuery>,
     Path(WebhookPath { id }): Path<WebhookPath>,
 ) -> Result<Json<WebhookView>, Problem> {
     let hook = find(&state, &caller, &id).await?;
@@ -282,6 +285,7 @@ pub async fn get(
 pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
+    _: crate::api::params::Strict<crate::api::params::NoQuery>,
     Path(WebhookPath { id }): Path<WebhookPath>,
     headers: axum::http::HeaderMap,
     body: Bytes,
@@ -329,6 +333,7 @@ pub async fn update(
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
+    _: crate::api::params::Strict<crate::api::params::NoQuery>,
     Path(WebhookPath { id }): Path<WebhookPath>,
 ) -> Result<StatusCode, Problem> {
     let hook = find(&state, &caller, &id).await?;
@@ -340,6 +345,7 @@ pub async fn delete(
 pub async fn rotate_secret(
     State(state): State<AppState>,
     caller: Caller,
+    _: crate::api::params::Strict<crate::api::params::NoQuery>,
     Path(WebhookPath { id }): Path<WebhookPath>,
 ) -> Result<Json<WebhookView>, Problem> {
     let mut hook = find(&state, &caller, &id).await?;
@@ -354,9 +360,14 @@ pub async fn rotate_secret(
 /// The query of the deliveries log.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct DeliveriesParams {
-    /// The `endCursor` of the previous page: older deliveries.
+    /// The `pageInfo.endCursor` of the previous page (a delivery id): the
+    /// deliveries older than it. Absent: from the newest.
+    #[serde(default)]
+    #[schemars(schema_with = "crate::api::docs::query::delivery_id")]
     pub after: Option<String>,
-    /// 1 to 100 (default 20).
+    /// Page size, 1 to 100 (default 20).
+    #[serde(default)]
+    #[schemars(schema_with = "crate::api::docs::query::limit_deliveries")]
     pub limit: Option<String>,
 }
 
@@ -381,6 +392,7 @@ pub struct DeliveriesPage {
 pub async fn deliveries(
     State(state): State<AppState>,
     caller: Caller,
+    _: crate::api::params::Strict<DeliveriesParams>,
     Path(WebhookPath { id }): Path<WebhookPath>,
     Query(params): Query<DeliveriesParams>,
 ) -> Result<Json<DeliveriesPage>, Problem> {
@@ -417,6 +429,7 @@ pub async fn deliveries(
 pub async fn retry(
     State(state): State<AppState>,
     caller: Caller,
+    _: crate::api::params::Strict<crate::api::params::NoQuery>,
     Path(DeliveryPath { id, delivery_id }): Path<DeliveryPath>,
 ) -> Result<(StatusCode, Json<Delivery>), Problem> {
     let hook = find(&state, &caller, &id).await?;

@@ -150,6 +150,101 @@ pub struct CatalogParams {
     pub status: Option<String>,
 }
 
+/// The query of `GET /api/entities` (what the server takes; parsed as
+/// [`CatalogParams`]).
+#[derive(Debug, Default, Clone, serde::Deserialize, schemars::JsonSchema)]
+pub struct EntitiesParams {
+    /// Page size, 1 to 100 (default 100).
+    #[serde(default)]
+    #[schemars(schema_with = "crate::read_model::list::params::limit")]
+    pub limit: Option<String>,
+    /// The page after this cursor: the previous page's
+    /// `pageInfo.endCursor`, with the same shorthands. Not with `before`.
+    #[serde(default)]
+    #[schemars(schema_with = "crate::read_model::list::params::cursor")]
+    pub after: Option<String>,
+    /// The page before this cursor: the next page's
+    /// `pageInfo.startCursor`, with the same shorthands. Not with `after`.
+    #[serde(default)]
+    #[schemars(schema_with = "crate::read_model::list::params::cursor")]
+    pub before: Option<String>,
+    /// Only this one of the caller's workspaces (`ws_…`).
+    #[serde(default)]
+    #[schemars(schema_with = "crate::read_model::list::params::workspace_id")]
+    pub workspace_id: Option<String>,
+    /// Only this kind.
+    #[serde(default)]
+    #[schemars(schema_with = "kind_schema")]
+    pub kind: Option<String>,
+}
+
+/// The query of `GET /api/builds` (what the server takes; parsed as
+/// [`CatalogParams`]).
+#[derive(Debug, Default, Clone, serde::Deserialize, schemars::JsonSchema)]
+pub struct BuildsParams {
+    /// Page size, 1 to 100 (default 100).
+    #[serde(default)]
+    #[schemars(schema_with = "crate::read_model::list::params::limit")]
+    pub limit: Option<String>,
+    /// The page after this cursor: the previous page's
+    /// `pageInfo.endCursor`, with the same shorthands. Not with `before`.
+    #[serde(default)]
+    #[schemars(schema_with = "crate::read_model::list::params::cursor")]
+    pub after: Option<String>,
+    /// The page before this cursor: the next page's
+    /// `pageInfo.startCursor`, with the same shorthands. Not with `after`.
+    #[serde(default)]
+    #[schemars(schema_with = "crate::read_model::list::params::cursor")]
+    pub before: Option<String>,
+    /// Only this one of the caller's workspaces (`ws_…`).
+    #[serde(default)]
+    #[schemars(schema_with = "crate::read_model::list::params::workspace_id")]
+    pub workspace_id: Option<String>,
+    /// Only builds of this app or function (`app_…`, `fn_…`).
+    #[serde(default)]
+    #[schemars(schema_with = "crate::read_model::list::params::entity_id")]
+    pub entity_id: Option<String>,
+    /// Only builds in this status.
+    #[serde(default)]
+    #[schemars(schema_with = "build_status_schema")]
+    pub status: Option<String>,
+}
+
+fn kind_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": "string", "enum": ["app", "function"]})
+}
+
+fn build_status_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": "string", "enum": ["succeeded", "failed"]})
+}
+
+impl From<EntitiesParams> for CatalogParams {
+    fn from(p: EntitiesParams) -> Self {
+        CatalogParams {
+            limit: p.limit,
+            after: p.after,
+            before: p.before,
+            workspace_id: p.workspace_id,
+            kind: p.kind,
+            ..CatalogParams::default()
+        }
+    }
+}
+
+impl From<BuildsParams> for CatalogParams {
+    fn from(p: BuildsParams) -> Self {
+        CatalogParams {
+            limit: p.limit,
+            after: p.after,
+            before: p.before,
+            workspace_id: p.workspace_id,
+            entity_id: p.entity_id,
+            status: p.status,
+            ..CatalogParams::default()
+        }
+    }
+}
+
 /// Validated paging and shorthands.
 struct Request {
     limit: u32,

@@ -114,6 +114,299 @@ async fn every_documented_operation_is_live_and_answers_only_documented_statuses
     app.stop().await;
 }
 
+/// A schema of the document, with a `$ref` followed into `components`.
+fn resolve<'d>(doc: &'d Value, schema: &'d Value) -> &'d Value {
+    match schema["$ref"].as_str() {
+        Some(r) => {
+            let name = r.trim_start_matches("#/components/schemas/");
+            &doc["components"]["schemas"][name]
+        }
+        None => schema,
+    }
+}
+
+/// What the problem of `response` names, and its status.
+async fn answer(request: reqwest::RequestBuilder) -> (u16, Vec<String>, String) {
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    (status, pointers(&body), body.to_string())
+}
+
+/// The document against the server, mechanically: for every authenticated
+/// operation, each documented query parameter is taken and an undocumented
+/// one refused, `limit` is enforced at exactly its documented bounds, a
+/// body schema refuses unknown keys exactly when the server does, the
+/// create body's `oneOf` is what the server enforces, and every status the
+/// server answered to good and bad requests is documented for that
+/// operation.
+async fn the_document_says_exactly_what_each_operation_takes_and_answers() {
+    let mut options = Options::default();
+    options.api.rate_limit_per_second = 100_000;
+    options.api.rate_limit_burst = 100_000;
+    options.api.auth_failure_rate = 100_000;
+    options.api.auth_failure_burst = 100_000;
+    options.api.body_limit = 16 * 1024;
+    options.webhooks.allow_private = true;
+    let app = TestApp::spawn_with(options).await;
+    let seeded = app.seed_app(WS).await;
+    let deploy = app.create(&seeded.build).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let hook: Value = app
+        .post(
+            "/api/webhooks",
+            &app.token,
+            json!({"url": "http://127.0.0.1:9/hook"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let hook = hook["id"].as_str().unwrap().to_string();
+    let doc = document(&app).await;
+
+    // A body each operation takes, to add one bad thing to.
+    let good_body = |path: &str, method: &str| -> Value {
+        match (path, method) {
+            ("/api/deploys", "post") => json!({"buildId": seeded.build}),
+            ("/api/webhooks", "post") => json!({"url": "http://127.0.0.1:9/other"}),
+            ("/api/webhooks/{id}", "patch") => json!({"disabled": false}),
+            _ => json!({}),
+        }
+    };
+    let mut checked_operations = 0;
+    let mut documented_params = 0;
+    for (path, operations) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in operations.as_object().unwrap() {
+            if operation["security"]
+                .as_array()
+                .is_none_or(|s| s.is_empty())
+            {
+                continue;
+            }
+            // DELETE last would need a second webhook: it is checked with
+            // the webhook of its own below.
+            let id = if path.starts_with("/api/webhooks") {
+                hook.as_str()
+            } else if path.starts_with("/api/entities") {
+                seeded.app.as_str()
+            } else if path.starts_with("/api/builds") {
+                seeded.build.as_str()
+            } else {
+                deploy.as_str()
+            };
+            let target = if method == "delete" {
+                let other: Value = app
+                    .post(
+                        "/api/webhooks",
+                        &app.token,
+                        json!({"url": "http://127.0.0.1:9/gone"}),
+                    )
+                    .await
+                    .json()
+                    .await
+                    .unwrap();
+                other["id"].as_str().unwrap().to_string()
+            } else {
+                id.to_string()
+            };
+            let url = app.url(
+                &path
+                    .replace("{id}", &target)
+                    .replace("{deliveryId}", "whd_01JDQ2V7C8X3ZJ8Q6Y0W6H4K5M"),
+            );
+            let documented: Vec<String> = operation["responses"]
+                .as_object()
+                .unwrap_or_else(|| panic!("{method} {path} documents no responses"))
+                .keys()
+                .cloned()
+                .collect();
+            let has_body = operation.get("requestBody").is_some();
+            let request = |query: &str| {
+                let url = if query.is_empty() {
+                    url.clone()
+                } else {
+                    format!("{url}?{query}")
+                };
+                let builder = app
+                    .client
+                    .request(method.to_uppercase().parse().unwrap(), url)
+                    .bearer_auth(&app.token);
+                if has_body {
+                    builder.json(&good_body(path, method))
+                } else {
+                    builder
+                }
+            };
+            let mut seen = Vec::new();
+
+            // The request as it should be, and without or with a bad token.
+            seen.push(answer(request("")).await);
+            seen.push(
+                answer(
+                    app.client
+                        .request(method.to_uppercase().parse().unwrap(), &url),
+                )
+                .await,
+            );
+            seen.push(
+                answer(
+                    app.client
+                        .request(method.to_uppercase().parse().unwrap(), &url)
+                        .bearer_auth("dpd_nope"),
+                )
+                .await,
+            );
+
+            // An undocumented parameter is refused, naming it.
+            let (status, named, body) = answer(request("zz_unknown=1")).await;
+            assert_eq!(
+                status, 400,
+                "{method} {path} took an undocumented parameter: {body}"
+            );
+            assert!(
+                named.contains(&"zz_unknown".to_string()),
+                "{method} {path}: {body}"
+            );
+            seen.push((status, named, body));
+
+            // Each documented one is taken (a bad value may be refused,
+            // never as an unknown parameter).
+            let parameters = operation["parameters"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            for parameter in parameters.iter().filter(|p| p["in"] == "query") {
+                let name = parameter["name"].as_str().unwrap();
+                documented_params += 1;
+                assert!(
+                    parameter["description"]
+                        .as_str()
+                        .is_some_and(|d| d.len() > 10),
+                    "{method} {path}: {name} is not described"
+                );
+                let (status, named, body) = answer(request(&format!("{name}=x"))).await;
+                assert!(
+                    !body.contains("unknown parameter"),
+                    "{method} {path} refused its documented {name}: {body}"
+                );
+                seen.push((status, named, body));
+                // `limit`: taken at its documented bounds, refused past them.
+                let schema = &parameter["schema"];
+                if name == "limit" {
+                    let (min, max) = (
+                        schema["minimum"]
+                            .as_i64()
+                            .unwrap_or_else(|| panic!("{method} {path}: limit has no minimum")),
+                        schema["maximum"]
+                            .as_i64()
+                            .unwrap_or_else(|| panic!("{method} {path}: limit has no maximum")),
+                    );
+                    for (value, taken) in
+                        [(min, true), (max, true), (min - 1, false), (max + 1, false)]
+                    {
+                        let (status, named, body) =
+                            answer(request(&format!("limit={value}"))).await;
+                        assert_eq!(
+                            !named.contains(&"limit".to_string()),
+                            taken,
+                            "{method} {path} limit={value}: {body}"
+                        );
+                        seen.push((status, named, body));
+                    }
+                }
+            }
+
+            if has_body {
+                let schema = resolve(
+                    &doc,
+                    &operation["requestBody"]["content"]["application/json"]["schema"],
+                );
+                assert_eq!(
+                    schema["additionalProperties"],
+                    json!(false),
+                    "{method} {path}: the server refuses unknown keys, the schema does not say so"
+                );
+                let mut body = good_body(path, method);
+                body["zz_unknown"] = json!(1);
+                let with = |body: reqwest::Body, content_type: &str| {
+                    app.client
+                        .request(method.to_uppercase().parse().unwrap(), &url)
+                        .bearer_auth(&app.token)
+                        .header("content-type", content_type)
+                        .body(body)
+                };
+                let (status, named, text) =
+                    answer(with(body.to_string().into(), "application/json")).await;
+                assert_eq!(status, 400, "{method} {path}: {text}");
+                assert!(
+                    named.contains(&"body/zz_unknown".to_string()),
+                    "{method} {path}: {text}"
+                );
+                seen.push((status, named, text));
+                seen.push(answer(with("{".into(), "application/json")).await);
+                seen.push(answer(with("{\"a\":1,\"a\":2}".into(), "application/json")).await);
+                seen.push(
+                    answer(with(
+                        good_body(path, method).to_string().into(),
+                        "text/plain",
+                    ))
+                    .await,
+                );
+                seen.push(answer(with(vec![b' '; 64 * 1024].into(), "application/json")).await);
+            }
+
+            for (status, _, body) in &seen {
+                assert!(
+                    documented.contains(&status.to_string()),
+                    "{method} {path} answered {status}, documented {documented:?}: {body}"
+                );
+            }
+            for status in [400, 401, 415, 413] {
+                if seen.iter().any(|(s, ..)| *s == status) {
+                    let schema = &operation["responses"][status.to_string()]["content"]
+                        ["application/problem+json"]["schema"];
+                    assert!(
+                        schema.is_object(),
+                        "{method} {path} {status} is not a problem"
+                    );
+                }
+            }
+            checked_operations += 1;
+        }
+    }
+    assert!(checked_operations >= 20, "{checked_operations}");
+    assert!(documented_params >= 25, "{documented_params}");
+
+    // The create body: exactly one of buildId and appId, as the server
+    // enforces.
+    let create = resolve(
+        &doc,
+        &doc["paths"]["/api/deploys"]["post"]["requestBody"]["content"]["application/json"]
+            ["schema"],
+    );
+    let branches: Vec<Value> = create["oneOf"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no oneOf: {create}"))
+        .iter()
+        .map(|b| b["required"].clone())
+        .collect();
+    assert_eq!(branches, vec![json!(["buildId"]), json!(["appId"])]);
+    for (body, status) in [
+        (json!({"buildId": seeded.build}), 201),
+        (json!({"appId": seeded.app}), 201),
+        (json!({"buildId": seeded.build, "appId": seeded.app}), 400),
+        (json!({}), 400),
+        (json!({"buildId": null, "appId": seeded.app}), 201),
+    ] {
+        let r = app.post("/api/deploys", &app.token, body.clone()).await;
+        assert_eq!(r.status().as_u16(), status, "{body}");
+    }
+    app.stop().await;
+}
+
 async fn the_documented_deploy_schema_is_the_shape_the_server_sends() {
     let app = TestApp::spawn().await;
     let seeded = app.seed_app(WS).await;
@@ -270,6 +563,7 @@ async fn each_list_parameter_has_its_own_schema_and_the_filter_language_its_own_
 
 crate::backend_tests!(
     every_documented_operation_is_live_and_answers_only_documented_statuses,
+    the_document_says_exactly_what_each_operation_takes_and_answers,
     the_documented_deploy_schema_is_the_shape_the_server_sends,
     the_api_reference_page_works_offline,
     each_list_parameter_has_its_own_schema_and_the_filter_language_its_own_section,

@@ -127,7 +127,7 @@ pub struct RawListParams {
 }
 
 /// The OpenAPI schema of each list parameter: what the parser accepts.
-mod params {
+pub(crate) mod params {
     use schemars::{json_schema, Schema, SchemaGenerator};
 
     const ULID: &str = "[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}";
