@@ -230,6 +230,9 @@ async fn snapshot(server: &Server, ids: &[String]) -> (BTreeMap<String, Value>, 
     let mut details = BTreeMap::new();
     for id in ids {
         let (status, detail) = server.get(&format!("/api/deploys/{id}")).await;
+        // URLs are answered under each server's own public URL.
+        let detail: Value =
+            serde_json::from_str(&detail.to_string().replace(&server.base, "<public>")).unwrap();
         details.insert(id.clone(), json!({"status": status, "detail": detail}));
     }
     let mut lists = Vec::new();

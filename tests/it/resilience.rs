@@ -309,12 +309,12 @@ async fn a_subscriber_sees_each_event_once_in_order_even_after_a_republish() {
         assert_eq!(body["type"], "DeployCompleted");
         assert_eq!(body["workspaceId"], WS);
         // The version is a number in the body, text in the header.
-        assert_eq!(body["version"], 2);
+        assert_eq!(body["version"], 3);
         let header = message
             .headers
             .as_ref()
             .and_then(|h| h.get("Deployd-Event-Version"));
-        assert_eq!(header.map(|v| v.as_str()), Some("2"));
+        assert_eq!(header.map(|v| v.as_str()), Some("3"));
         completed_ids.push(body["aggregateId"].as_str().unwrap().to_string());
     }
     assert_eq!(completed_ids, ids);
