@@ -141,6 +141,7 @@ const NAME_LIMIT: usize = 100;
 pub async fn create_entity(
     State(state): State<AppState>,
     caller: Caller,
+    _: crate::api::params::Strict<crate::api::params::NoQuery>,
     request_id: RequestId,
     headers: axum::http::HeaderMap,
     body: Bytes,
@@ -153,7 +154,11 @@ pub async fn create_entity(
         .map_err(|failed| Problem::from(failed.refusal))?;
     let location = HeaderValue::from_str(&format!("/api/entities/{}", created.id))
         .map_err(|e| Problem::internal(e.to_string()))?;
-    let mut response = (StatusCode::CREATED, Json(created)).into_response();
+    let mut response = (
+        StatusCode::CREATED,
+        Json(created.resolved(&state.public_url)),
+    )
+        .into_response();
     response.headers_mut().insert(header::LOCATION, location);
     Ok(response)
 }

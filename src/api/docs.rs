@@ -185,9 +185,9 @@ pub struct CreateDeployRequest {
     target: Option<crate::domain::Target>,
 }
 
-/// The body of `POST /api/entities`.
+/// The body of `POST /api/entities`; any other key is refused.
 #[derive(Debug, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[allow(dead_code)] // only its schema is used; the handler parses by hand to name bad fields
 pub struct CreateEntityRequest {
     /// `app` or `function` (the id starts `app_` or `fn_`).

@@ -176,6 +176,8 @@ pub struct EntitiesParams {
     #[serde(default)]
     #[schemars(schema_with = "kind_schema")]
     pub kind: Option<String>,
+    /// Only the entity with this name (exactly).
+    pub name: Option<String>,
 }
 
 /// The query of `GET /api/builds` (what the server takes; parsed as
@@ -226,6 +228,7 @@ impl From<EntitiesParams> for CatalogParams {
             before: p.before,
             workspace_id: p.workspace_id,
             kind: p.kind,
+            name: p.name,
             ..CatalogParams::default()
         }
     }

@@ -171,6 +171,9 @@ async fn the_document_says_exactly_what_each_operation_takes_and_answers() {
     let good_body = |path: &str, method: &str| -> Value {
         match (path, method) {
             ("/api/deploys", "post") => json!({"buildId": seeded.build}),
+            ("/api/entities", "post") => {
+                json!({"kind": "app", "name": format!("n{}", ulid::Ulid::generate())})
+            }
             ("/api/webhooks", "post") => json!({"url": "http://127.0.0.1:9/other"}),
             ("/api/webhooks/{id}", "patch") => json!({"disabled": false}),
             _ => json!({}),
