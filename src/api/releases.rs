@@ -87,7 +87,7 @@ async fn release(
     let (begin, deploy_id) = idempotency::begin(
         &state.db,
         key.as_ref(),
-        &caller.principal,
+        &caller.idempotency_scope(),
         &print,
         DeployId::generate().to_string(),
     )
