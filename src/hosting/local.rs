@@ -13,9 +13,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::domain::ids::{DeployId, EntityId};
-use crate::hosting::store::ArtifactStore;
+use crate::domain::ids::DeployId;
 use crate::domain::location;
+use crate::hosting::store::ArtifactStore;
 use crate::hosting::{DeployTarget, Manifest, StepContext, StepError, Urls};
 
 /// Completed deploys' manifests kept in memory (a completed deploy's
