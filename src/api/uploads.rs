@@ -48,7 +48,7 @@ const MAX_REDIRECTS_BYTES: u64 = 64 * 1024;
 
 /// `POST /api/builds`.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[allow(dead_code)] // documents the body, which is parsed by hand
 pub struct CreateBuildRequest {
     /// The app or function (`app_…`, `fn_…`) of one of the caller's workspaces.
@@ -63,6 +63,7 @@ pub struct CreateBuildRequest {
 
 /// One file of an upload.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct UploadFileRequest {
     /// Relative, `/`-separated (`assets/app.js`); `./` and repeated `/` are
@@ -353,6 +354,7 @@ fn parse_create(map: &Map<String, Value>, state: &AppState) -> Result<NewBuild, 
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
+    _: crate::api::params::Strict<crate::api::params::NoQuery>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
@@ -420,6 +422,7 @@ pub async fn create(
 pub async fn put_blob(
     State(state): State<AppState>,
     caller: Caller,
+    _: crate::api::params::Strict<crate::api::params::NoQuery>,
     Path(BlobPath { sha256 }): Path<BlobPath>,
     headers: HeaderMap,
     body: Body,
@@ -551,6 +554,7 @@ async fn manifest_of(state: &AppState, upload: &Upload) -> Result<Manifest, Prob
 pub async fn finalize(
     State(state): State<AppState>,
     caller: Caller,
+    _: crate::api::params::Strict<crate::api::params::NoQuery>,
     request_id: RequestId,
     Path(FinalizePath { id }): Path<FinalizePath>,
 ) -> Result<Json<FinalizedBuild>, Problem> {
