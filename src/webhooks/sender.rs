@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::store::db::Db;
-use crate::store::lease::EntityLease;
+use crate::store::lease::Leases;
 use crate::store::log::{self, LogSignals};
 use crate::webhooks::store::{self, Attempt, Delivery, Webhook};
 use crate::webhooks::{address, signing, WebhookSettings};
@@ -44,8 +44,10 @@ pub async fn run(
             return;
         }
     };
+    // One connection, kept: a standby asks for the lease every 2 s.
+    let leases = Leases::new(&db, 1);
     while !shutdown.is_cancelled() {
-        match EntityLease::try_take_named(&db, LEASE.to_string()).await {
+        match leases.try_take_named(LEASE.to_string()).await {
             Ok(Some(lease)) => {
                 tracing::info!("webhooks: this process sends deliveries");
                 active(&db, &http, &settings, &signals, &shutdown).await;
