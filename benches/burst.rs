@@ -163,7 +163,8 @@ async fn consumer_redelivered(prefix: &str) -> anyhow::Result<usize> {
         .get_stream(format!("{prefix}_events"))
         .await?
         .get_consumer(&format!("{prefix}_worker"))
-        .await?;
+        .await
+        .map_err(|e| anyhow::anyhow!("the worker consumer: {e}"))?;
     Ok(consumer.get_info().await?.num_redelivered)
 }
 

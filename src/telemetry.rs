@@ -12,6 +12,7 @@
 //! | `deployd_deploys` | gauge | `status`: deploys in the read model |
 //! | `deployd_step_duration_seconds` | histogram | `step`, `outcome` |
 //! | `deployd_worker_redeliveries_total` | counter | worker messages delivered more than once |
+//! | `deployd_worker_parked_total` | counter | worker messages acked at once because another drive held their entity (it runs them) |
 //!
 //! The gauges read from PostgreSQL are refreshed every few seconds by
 //! [`run_collector`], in every server.

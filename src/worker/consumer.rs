@@ -1,14 +1,15 @@
 //! The fast path: the bus's deliveries of `DeployCreated` (the durable
 //! JetStream consumer `<prefix>_worker`, shared by every worker process, or
 //! the in-process queue). Each is acked only after the drive it caused has
-//! committed; a busy entity is delivered again later.
+//! committed, or at once when another drive holds its entity (that drive
+//! runs it: see the module above). Only a failure is delivered again.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use cqrs_es::Aggregate;
 use serde_json::Value;
-use tokio::sync::Semaphore;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
 use super::{Drive, Worker, PROJECTION_WAIT};
@@ -18,7 +19,7 @@ use crate::read_model::DeploysProjection;
 use crate::store::log::{self, LogPosition};
 
 impl Worker {
-    async fn handle_message(&self, message: &Delivery) -> Settle {
+    async fn handle_message(&self, message: &Delivery, permit: OwnedSemaphorePermit) -> Settle {
         if message.redelivered {
             metrics::counter!("deployd_worker_redeliveries_total").increment(1);
         }
@@ -64,11 +65,16 @@ impl Worker {
                 }
             })
         };
-        let outcome = self.drive_entity(entity, &progress).await;
+        let outcome = self.drive_entity(entity, &progress, permit).await;
         ticker.abort();
         match outcome {
             Ok(Drive::Done) => Settle::Ack,
-            Ok(Drive::Busy) => Settle::Retry(Duration::from_secs(1)),
+            Ok(Drive::Busy) => {
+                // Parked: the drive holding the entity runs this deploy.
+                metrics::counter!("deployd_worker_parked_total").increment(1);
+                Settle::Ack
+            }
+            Ok(Drive::Stopped) => Settle::Retry(Duration::from_secs(1)),
             Err(error) => {
                 tracing::error!(
                     deploy,
@@ -82,10 +88,9 @@ impl Worker {
 
     /// Consumes `DeployCreated` and sweeps until `shutdown`.
     pub async fn run(self: Arc<Self>, bus: Bus, shutdown: CancellationToken) {
-        let permits = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
-        let sweeper = tokio::spawn(self.clone().sweep_until(permits.clone(), shutdown.clone()));
+        let sweeper = tokio::spawn(self.clone().sweep_until(shutdown.clone()));
         while !shutdown.is_cancelled() {
-            if let Err(error) = self.consume(&bus, &permits, &shutdown).await {
+            if let Err(error) = self.consume(&bus, &shutdown).await {
                 tracing::warn!(
                     error = format!("{error:#}"),
                     "worker consumer stopped; restarting"
@@ -97,9 +102,12 @@ impl Worker {
             }
         }
         sweeper.abort();
-        // Let deploys in flight reach a step boundary: the permits come back
-        // when they finish.
-        let _ = permits
+        // Drives end at their next deploy boundary.
+        self.stop.cancel();
+        // Let deploys in flight reach their end: the permits come back when
+        // they finish.
+        let _ = self
+            .permits
             .acquire_many(self.settings.concurrency.max(1) as u32)
             .await;
     }
@@ -107,17 +115,12 @@ impl Worker {
     async fn consume(
         self: &Arc<Self>,
         bus: &Bus,
-        permits: &Arc<Semaphore>,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<()> {
         let mut messages = bus
             .worker_deliveries(self.settings.ack_wait, self.settings.concurrency.max(1))
             .await?;
         loop {
-            let permit = tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
-                permit = permits.clone().acquire_owned() => permit?,
-            };
             let next = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
                 next = messages.next() => next,
@@ -130,13 +133,30 @@ impl Worker {
                 }
                 None => return Ok(()),
             };
+            // A slot, in turn with the drives between two deploys; the
+            // message is not taken for lost meanwhile.
+            let permit = {
+                let progress = message.progress_handle();
+                let mut ticks = tokio::time::interval(
+                    (self.settings.ack_wait / 3).max(Duration::from_millis(100)),
+                );
+                ticks.tick().await;
+                let acquire = self.permits.clone().acquire_owned();
+                tokio::pin!(acquire);
+                loop {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Ok(()),
+                        permit = &mut acquire => break permit?,
+                        _ = ticks.tick() => progress(),
+                    }
+                }
+            };
             let worker = self.clone();
             tokio::spawn(async move {
-                let settle = worker.handle_message(&message).await;
+                let settle = worker.handle_message(&message, permit).await;
                 if let Err(error) = message.settle(settle).await {
                     tracing::warn!(%error, "worker: ack failed; the message will be redelivered");
                 }
-                drop(permit);
             });
         }
     }

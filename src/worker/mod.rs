@@ -12,16 +12,26 @@
 //! The parts: [`decide`] (what to do next for a deploy, a pure function),
 //! `steps` (running one step against the target), `sweeper`, `consumer`.
 //!
-//! Driving an entity takes its lease ([`EntityLease`]: one deploy
-//! per entity at a time) and runs its non-terminal deploys oldest first, so
-//! later ones wait their turn. Driving a deploy is a loop that folds the
+//! Driving an entity runs its non-terminal deploys oldest first, each under
+//! the entity's lease ([`EntityLease`]: one deploy per entity at a time), so
+//! later ones wait their turn. A busy entity costs its own queue only:
+//! - a message whose entity is held by another drive is acked at once
+//!   ("parked"): its deploy is visible in the read model before the lease
+//!   is tried, and every drive looks at the entity's queue again after it
+//!   releases the lease, so the holder (or whoever takes the lease next)
+//!   runs it. No message circles through the bus while it waits;
+//! - between two deploys of one entity the drive gives its slot (a permit of
+//!   the worker's concurrency) back and queues for it again, behind the
+//!   deploys of other entities that wait for one.
+//!
+//! Driving a deploy is a loop that folds the
 //! deploy's events into the aggregate and does the one next thing: start,
 //! start the next step, run it, record its outcome, complete. It keeps no
 //! state of its own, so a worker that replaces a dead one resumes where the
 //! log says, a redelivered message never repeats a completed step, and a
 //! cancel is seen at the next step boundary. Every command goes through the
 //! same command path as the API; a message is acked only after the commands
-//! it caused have committed.
+//! it caused have committed, or when its entity is held (above).
 
 mod consumer;
 pub mod decide;
@@ -42,9 +52,11 @@ use crate::hosting::{DeployTarget, StepError};
 use crate::read_model::{lookups, DeploysProjection};
 use crate::store::commands::{CommandError, CommandMeta, Commands};
 use crate::store::db::Db;
-use crate::store::lease::EntityLease;
+use crate::store::lease::Leases;
 use crate::store::log::{self, LogPosition, LogSignals};
 use decide::Next;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
 
 /// Tunables of the worker.
 #[derive(Debug, Clone)]
@@ -88,8 +100,20 @@ impl Default for WorkerSettings {
 pub enum Drive {
     /// Every deploy of the entity is terminal (as far as the log shows).
     Done,
-    /// Another worker holds the entity.
+    /// Another drive holds the entity; it looks at the entity's queue again
+    /// when it releases it.
     Busy,
+    /// The worker is stopping: the drive ended at a deploy boundary with
+    /// deploys left.
+    Stopped,
+}
+
+/// What one turn under the lease did.
+enum Turn {
+    /// It drove a deploy until it settled.
+    Drove,
+    /// Nothing (more) to drive, as far as the read model shows.
+    Idle,
 }
 
 pub struct Worker {
@@ -102,6 +126,11 @@ pub struct Worker {
     settings: WorkerSettings,
     /// Identifies this worker in event metadata.
     name: String,
+    leases: Leases,
+    /// Deploys driven (or messages handled) at once: `concurrency`.
+    permits: Arc<Semaphore>,
+    /// Cancelled when the worker stops: drives end at a deploy boundary.
+    stop: CancellationToken,
 }
 
 /// The worker's body for the `deploys` projection to catch up with its own
@@ -118,8 +147,14 @@ impl Worker {
         store: Arc<ArtifactStore>,
         settings: WorkerSettings,
     ) -> Self {
+        let slots = settings.concurrency.max(1);
+        let db = commands.db().clone();
         Self {
-            db: commands.db().clone(),
+            // A lease is held or tried only under a permit.
+            leases: Leases::new(&db, slots as u32 + 1),
+            permits: Arc::new(Semaphore::new(slots)),
+            stop: CancellationToken::new(),
+            db,
             commands,
             signals,
             target,
@@ -129,46 +164,76 @@ impl Worker {
         }
     }
 
-    /// Runs the entity's non-terminal deploys, oldest first, under its
-    /// lease.
+    /// Runs the entity's non-terminal deploys, oldest first, each under its
+    /// lease, on the slot `permit` (given back and queued for again between
+    /// deploys). `Busy` when another drive holds the entity: that drive
+    /// looks at the entity's queue again after it releases the lease, so
+    /// whatever the read model showed before this attempt is run.
     pub async fn drive_entity(
         &self,
         entity: &str,
         heartbeat: &(dyn Fn() + Send + Sync),
+        mut permit: OwnedSemaphorePermit,
     ) -> anyhow::Result<Drive> {
-        let Some(lease) = EntityLease::try_take(&self.db, entity).await? else {
-            return Ok(Drive::Busy);
-        };
-        let result = self.drive_entity_leased(entity, heartbeat).await;
-        lease.release().await;
-        result.map(|()| Drive::Done)
+        let mut driven = Vec::new();
+        let mut held = false;
+        loop {
+            let Some(lease) = self.leases.try_take(entity).await? else {
+                return Ok(if held { Drive::Done } else { Drive::Busy });
+            };
+            held = true;
+            let turn = self.drive_next(entity, &mut driven, heartbeat).await;
+            lease.release().await;
+            match turn? {
+                Turn::Drove => {
+                    // Other entities waiting for a slot go first.
+                    drop(permit);
+                    permit = tokio::select! {
+                        _ = self.stop.cancelled() => return Ok(Drive::Stopped),
+                        permit = self.permits.clone().acquire_owned() => permit?,
+                    };
+                }
+                Turn::Idle => {
+                    // A message that found the lease taken while we held it
+                    // was parked on us: look again now that it is free.
+                    match lookups::next_unfinished_deploy(&self.db, entity).await? {
+                        Some(id) if !driven.contains(&id) => continue,
+                        // Nothing, or the read model still lags behind what
+                        // we did (the sweeper looks again).
+                        _ => return Ok(Drive::Done),
+                    }
+                }
+            }
+        }
     }
 
-    async fn drive_entity_leased(
+    /// Drives the entity's next deploy, under its lease.
+    async fn drive_next(
         &self,
         entity: &str,
+        driven: &mut Vec<String>,
         heartbeat: &(dyn Fn() + Send + Sync),
-    ) -> anyhow::Result<()> {
-        let mut driven = Vec::new();
-        loop {
-            let next = lookups::next_unfinished_deploy(&self.db, entity).await?;
-            let Some(id) = next else { return Ok(()) };
-            if driven.contains(&id) {
-                // The read model has not caught up with what we did; the
-                // sweeper will look again.
-                return Ok(());
-            }
-            let head = self.drive_deploy(&id, heartbeat).await?;
-            log::wait_for_checkpoint(
-                &self.db,
-                &self.signals,
-                DeploysProjection::NAME,
-                head,
-                PROJECTION_WAIT,
-            )
-            .await?;
-            driven.push(id);
+    ) -> anyhow::Result<Turn> {
+        let next = lookups::next_unfinished_deploy(&self.db, entity).await?;
+        let Some(id) = next else {
+            return Ok(Turn::Idle);
+        };
+        if driven.contains(&id) {
+            // The read model has not caught up with what we did; the
+            // sweeper will look again.
+            return Ok(Turn::Idle);
         }
+        let head = self.drive_deploy(&id, heartbeat).await?;
+        log::wait_for_checkpoint(
+            &self.db,
+            &self.signals,
+            DeploysProjection::NAME,
+            head,
+            PROJECTION_WAIT,
+        )
+        .await?;
+        driven.push(id);
+        Ok(Turn::Drove)
     }
 
     /// The deploy as its events say.

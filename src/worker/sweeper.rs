@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::Worker;
@@ -13,41 +12,36 @@ use crate::read_model::lookups;
 
 impl Worker {
     /// Drives every entity that has a non-terminal deploy and no worker.
-    pub async fn sweep(self: &Arc<Self>, permits: &Arc<Semaphore>) -> anyhow::Result<usize> {
+    pub async fn sweep(self: &Arc<Self>) -> anyhow::Result<usize> {
         let entities = lookups::entities_with_unfinished_deploys(&self.db, 500).await?;
         let mut started = 0;
         for entity in entities {
-            let Ok(permit) = permits.clone().try_acquire_owned() else {
+            let Ok(permit) = self.permits.clone().try_acquire_owned() else {
                 break;
             };
             started += 1;
             let worker = self.clone();
             tokio::spawn(async move {
-                if let Err(error) = worker.drive_entity(&entity, &|| {}).await {
+                if let Err(error) = worker.drive_entity(&entity, &|| {}, permit).await {
                     tracing::error!(
                         entity,
                         error = format!("{error:#}"),
                         "sweeper: drive failed"
                     );
                 }
-                drop(permit);
             });
         }
         Ok(started)
     }
 
     /// Sweeps every `sweep_interval` until `shutdown`.
-    pub(super) async fn sweep_until(
-        self: Arc<Self>,
-        permits: Arc<Semaphore>,
-        shutdown: CancellationToken,
-    ) {
+    pub(super) async fn sweep_until(self: Arc<Self>, shutdown: CancellationToken) {
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(self.settings.sweep_interval) => {}
             }
-            if let Err(error) = self.sweep(&permits).await {
+            if let Err(error) = self.sweep().await {
                 tracing::warn!(error = format!("{error:#}"), "sweeper failed");
             }
         }

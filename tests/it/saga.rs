@@ -5,6 +5,8 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
+use tokio_util::sync::CancellationToken;
+
 use crate::helpers::*;
 
 fn steps(detail: &Value) -> Vec<(String, String)> {
@@ -309,6 +311,99 @@ async fn a_successful_build_of_an_auto_deploy_entity_deploys_once_per_upstream_e
     app.stop().await;
 }
 
+/// Issue 12, item 4: a burst of deploys of one entity is that entity's
+/// queue, not everyone's. With the burst queued first (on PostgreSQL + NATS
+/// before any worker runs, so every message waits in JetStream ahead of the
+/// idle entity's), the idle entity's deploy completes while most of the
+/// burst has not, and the bus redelivers in proportion to the work, not
+/// once per second per waiting message. The sweeper is off: the bus alone
+/// must bring every deploy, parked ones included, to a drive.
+async fn a_burst_on_one_entity_does_not_hold_up_a_deploy_of_another() {
+    use futures::StreamExt;
+    const BURST: usize = 80;
+    let options = Options {
+        // The embedded engine has no separate worker: it runs in the server
+        // while the burst is created.
+        worker: backend() == Backend::Sqlite,
+        worker_settings: deployd::worker::WorkerSettings {
+            sweep_interval: Duration::from_secs(3600),
+            ..Options::default().worker_settings
+        },
+        ..Options::default()
+    };
+    let app = TestApp::spawn_with(options.clone()).await;
+    let busy = app.seed_app(WS).await;
+    let idle = app.seed_app(WS).await;
+    let heavy = app.seed_big_build(&busy, 100).await;
+    let burst: Vec<String> = futures::stream::iter(0..BURST)
+        .map(|_| async { app.create(&heavy).await["id"].as_str().unwrap().to_string() })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    let lone = app.create(&idle.build).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let worker = CancellationToken::new();
+    let separate = (backend() == Backend::Postgres).then(|| {
+        let settings = settings(
+            Some(app.database_url()),
+            &app.prefix,
+            app.data_dir.path(),
+            app.artifacts.path(),
+            &options,
+        );
+        tokio::spawn(deployd::startup::run_worker(settings, worker.clone()))
+    });
+
+    app.wait_status(&lone, "completed").await;
+    // By the log's order: the burst's completions before the idle entity's.
+    let sql = app.db.pick(
+        "SELECT count(*) FROM events WHERE event_type = 'DeployCompleted' AND aggregate_id <> $1 \
+         AND position < (SELECT position FROM events WHERE aggregate_id = $1 AND event_type = 'DeployCompleted')",
+        "SELECT count(*) FROM events WHERE event_type = 'DeployCompleted' AND aggregate_id <> $1 \
+         AND position < (SELECT position FROM events WHERE aggregate_id = $1 AND event_type = 'DeployCompleted')",
+    );
+    let before: i64 = deployd::on_db!(&app.db, pool => sqlx::query_scalar(sql).bind(&lone).fetch_one(pool).await.unwrap());
+    assert!(
+        (before as usize) < BURST / 2,
+        "{before} of the {BURST} deploys of the busy entity completed before the idle entity's one"
+    );
+    for id in &burst {
+        app.wait_status(id, "completed").await;
+    }
+    // Each deploy of the burst ran once, in the entity's order.
+    let completed_steps = count(
+        &app.db,
+        "SELECT count(*) FROM events WHERE event_type = 'StepCompleted'",
+    )
+    .await;
+    assert_eq!(completed_steps as usize, 3 * (BURST + 1));
+    if let Some(nats) = &app.options.nats_url {
+        let js = async_nats::jetstream::new(async_nats::connect(nats).await.unwrap());
+        let consumer: async_nats::jetstream::consumer::PullConsumer = js
+            .get_stream(format!("{}_events", app.prefix))
+            .await
+            .unwrap()
+            .get_consumer(&format!("{}_worker", app.prefix))
+            .await
+            .unwrap();
+        let info = consumer.get_info().await.unwrap();
+        assert!(
+            info.num_redelivered < BURST / 4,
+            "{} redeliveries for {} deploys",
+            info.num_redelivered,
+            BURST + 1
+        );
+        assert_eq!(info.num_ack_pending, 0);
+    }
+    worker.cancel();
+    if let Some(separate) = separate {
+        separate.await.unwrap().unwrap();
+    }
+    app.stop().await;
+}
+
 crate::backend_tests!(
     a_deploy_completes_and_its_urls_serve_the_builds_files,
     a_second_deploy_switches_production_and_leaves_the_first_preview_intact,
@@ -317,4 +412,5 @@ crate::backend_tests!(
     a_build_that_cannot_be_read_fails_the_deploy_with_a_clear_error,
     a_step_that_keeps_timing_out_is_retried_then_fails_the_deploy,
     a_successful_build_of_an_auto_deploy_entity_deploys_once_per_upstream_event,
+    a_burst_on_one_entity_does_not_hold_up_a_deploy_of_another,
 );
