@@ -411,9 +411,9 @@ impl Application {
     pub async fn run_until_stopped(mut self) -> anyhow::Result<()> {
         let shutdown = self.shutdown.clone();
         let served = axum::serve(
-            self.listener,
+            api::listener::ProblemListener(self.listener),
             api::router(self.state.clone())
-                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+                .into_make_service_with_connect_info::<api::listener::ClientAddr>(),
         )
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await;

@@ -17,8 +17,8 @@ impl FromRequestParts<AppState> for Caller {
         // query each otherwise).
         let address = parts
             .extensions
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| c.0.ip().to_string())
+            .get::<axum::extract::ConnectInfo<crate::api::listener::ClientAddr>>()
+            .map(|c| c.0 .0.ip().to_string())
             .unwrap_or_else(|| "unknown".into());
         state
             .auth_failures

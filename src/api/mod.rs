@@ -13,6 +13,7 @@ pub mod docs;
 pub mod events;
 pub mod idempotency;
 pub mod list;
+pub mod listener;
 pub mod params;
 pub mod problem;
 pub mod ratelimit;

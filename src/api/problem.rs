@@ -243,6 +243,26 @@ pub async fn every_error_is_a_problem(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
+    // A URI too long for hyper never gets here (`api::listener`); one
+    // shorter than hyper's bound but over deployd's is refused here.
+    let uri_bytes = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |p| p.as_str().len());
+    if uri_bytes > crate::api::listener::MAX_URI_BYTES {
+        return problem_response(
+            StatusCode::URI_TOO_LONG,
+            &serde_json::json!({
+                "type": "https://deployd.dev/problems/uri-too-long",
+                "title": "URI Too Long",
+                "status": 414,
+                "detail": format!(
+                    "the request URI is {uri_bytes} bytes; this server reads {} at most",
+                    crate::api::listener::MAX_URI_BYTES
+                ),
+            }),
+        );
+    }
     // A hosted site answers with its own pages (a build's 404.html).
     let site = {
         let path = request.uri().path();

@@ -686,6 +686,184 @@ async fn failed_authentications_are_limited_per_client_address() {
     app.stop().await;
 }
 
+/// Sends `request` as raw bytes and reads the whole answer (the server
+/// closes the connection after an error it made itself).
+async fn raw_exchange(app: &TestApp, request: &[u8]) -> (u16, String, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = app.address.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    // The server may answer (and close) before it has read everything.
+    let _ = stream.write_all(request).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer).to_string();
+    let (head, body) = answer
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no answer head: {answer:?}"));
+    let status: u16 = head[9..12].parse().unwrap();
+    let body = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {answer}"));
+    (status, head.to_ascii_lowercase(), body)
+}
+
+async fn errors_hyper_makes_before_any_request_are_problem_json_too() {
+    let app = TestApp::spawn().await;
+    let address = app.address.trim_start_matches("http://").to_string();
+    let ids = (0..10_000)
+        .map(|_| format!("dep_{}", ulid::Ulid::generate()))
+        .collect::<Vec<_>>()
+        .join(",");
+    let long = format!(
+        "GET /api/deploys?ids={ids} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {}\r\n\r\n",
+        app.token
+    );
+    // 10,000 ids: longer than hyper reads; its 414 is problem+json.
+    let (status, head, body) = raw_exchange(&app, long.as_bytes()).await;
+    assert_eq!(status, 414, "{head}");
+    assert!(
+        head.contains("content-type: application/problem+json"),
+        "{head}"
+    );
+    assert_eq!(body["status"], 414);
+    assert!(body["detail"].as_str().unwrap().contains("URI"), "{body}");
+    // Below hyper's bound, above deployd's: the router's 414.
+    let ids = (0..1_500)
+        .map(|_| format!("dep_{}", ulid::Ulid::generate()))
+        .collect::<Vec<_>>()
+        .join(",");
+    let response = app
+        .get(&format!("/api/deploys?ids={ids}"), &app.token)
+        .await;
+    let body = problem(response, StatusCode::URI_TOO_LONG).await;
+    assert!(body["detail"].as_str().unwrap().contains("bytes"), "{body}");
+    // More headers than hyper reads: 431.
+    let mut many = format!("GET /api/deploys HTTP/1.1\r\nHost: {address}\r\n");
+    for i in 0..200 {
+        many.push_str(&format!("x-filler-{i}: {i}\r\n"));
+    }
+    many.push_str("\r\n");
+    let (status, head, body) = raw_exchange(&app, many.as_bytes()).await;
+    assert_eq!(status, 431, "{head}");
+    assert!(
+        head.contains("content-type: application/problem+json"),
+        "{head}"
+    );
+    assert_eq!(body["status"], 431);
+    // Not HTTP at all: 400.
+    let (status, head, body) = raw_exchange(&app, b"HELLO THERE\r\n\r\n").await;
+    assert_eq!(status, 400, "{head}");
+    assert!(
+        head.contains("content-type: application/problem+json"),
+        "{head}"
+    );
+    assert_eq!(body["status"], 400);
+    // The server still answers normally.
+    let response = app.get("/api/deploys", &app.token).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    app.stop().await;
+}
+
+async fn a_webhook_fan_out_that_cannot_write_makes_readyz_503_naming_it() {
+    let app = TestApp::spawn_with(Options {
+        webhooks: deployd::webhooks::WebhookSettings {
+            allow_private: true,
+            ..Default::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    let seeded = app.seed_app(WS).await;
+    let response = app
+        .post(
+            "/api/webhooks",
+            &app.token,
+            json!({"url": "http://127.0.0.1:9/hook", "description": "unreachable"}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    // The fan-out's writes fail from now on (as a full disk or a broken
+    // table would make them), and nothing else's.
+    let refuse = app.db.pick(
+        "CREATE FUNCTION refuse_deliveries() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN RAISE EXCEPTION 'deliveries refused by the test'; END $$; \
+         CREATE TRIGGER refuse BEFORE INSERT ON webhook_deliveries \
+         FOR EACH ROW EXECUTE FUNCTION refuse_deliveries()",
+        "CREATE TRIGGER refuse BEFORE INSERT ON webhook_deliveries \
+         BEGIN SELECT RAISE(ABORT, 'deliveries refused by the test'); END",
+    );
+    deployd::on_writer!(app.db.writer().await, pool => sqlx::raw_sql(refuse).execute(pool).await.unwrap().rows_affected());
+    // The fan-out has read everything so far.
+    let mut before = -1;
+    for _ in 0..200 {
+        before = count(
+            &app.db,
+            "SELECT coalesce((SELECT position FROM checkpoints WHERE name = 'webhooks'), -1)",
+        )
+        .await;
+        if before == count(&app.db, "SELECT max(position) FROM events").await {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.create(&seeded.build).await;
+    let mut last = Value::Null;
+    for _ in 0..200 {
+        let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+        let status = ready.status();
+        last = ready.json().await.unwrap();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(last["ready"], false, "{last}");
+    let reader = last["readers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["reader"] == "webhooks")
+        .unwrap_or_else(|| panic!("no webhooks reader: {last}"))
+        .clone();
+    assert_eq!(reader["status"], "failing", "{last}");
+    assert_eq!(reader["position"].as_i64().unwrap(), before, "{last}");
+    assert!(reader["error"]
+        .as_str()
+        .unwrap()
+        .contains("deliveries refused by the test"));
+    let problems = last["problems"].to_string();
+    assert!(
+        problems.contains(&format!("webhooks failing after position {before}")),
+        "{problems}"
+    );
+    // The projections are not held back by it.
+    for r in last["readers"].as_array().unwrap() {
+        if r["reader"] != "webhooks" {
+            assert_eq!(r["status"], "ok", "{last}");
+        }
+    }
+    // Once its writes go through again, it catches up and readyz is 200.
+    let allow = app.db.pick(
+        "DROP TRIGGER refuse ON webhook_deliveries",
+        "DROP TRIGGER refuse",
+    );
+    deployd::on_writer!(app.db.writer().await, pool => sqlx::raw_sql(allow).execute(pool).await.unwrap().rows_affected());
+    let mut status = StatusCode::SERVICE_UNAVAILABLE;
+    for _ in 0..200 {
+        status = app
+            .client
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        if status == StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, StatusCode::OK);
+    app.stop().await;
+}
+
 crate::backend_tests!(
     numbers_that_would_not_read_back_exactly_are_refused_at_create,
     accepted_numbers_read_back_exactly_from_every_path,
@@ -699,4 +877,6 @@ crate::backend_tests!(
     errors_below_the_handlers_are_problem_json_too,
     lenient_parsing_that_hid_mistakes_is_a_named_400,
     failed_authentications_are_limited_per_client_address,
+    errors_hyper_makes_before_any_request_are_problem_json_too,
+    a_webhook_fan_out_that_cannot_write_makes_readyz_503_naming_it,
 );
