@@ -79,6 +79,7 @@ async fn main() -> anyhow::Result<()> {
         listen: "127.0.0.1:0".into(),
         data_dir: dir.path().join("data"),
         artifact_roots: vec![dir.path().join("builds")],
+        artifact_store: None,
         public_url: None,
         api: ApiSettings {
             rate_limit_per_second: 100_000,
