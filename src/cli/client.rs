@@ -13,20 +13,8 @@ use serde_json::{json, Value};
 
 #[derive(Debug, Args)]
 pub struct ClientArgs {
-    /// The deployd server.
-    #[arg(
-        long,
-        env = "DEPLOYD_URL",
-        default_value = "http://127.0.0.1:8080",
-        global = true
-    )]
-    pub url: String,
-    /// A bearer token (`deployd token create`).
-    #[arg(long, env = "DEPLOYD_TOKEN", hide_env_values = true, global = true)]
-    pub token: Option<String>,
-    /// Print the API's JSON instead of a table.
-    #[arg(long, global = true)]
-    pub json: bool,
+    #[command(flatten)]
+    pub connection: Connection,
     #[command(subcommand)]
     pub command: DeploysCommand,
 }
@@ -71,7 +59,8 @@ pub enum DeploysCommand {
     Promote(ReleaseArgs),
 }
 
-/// Where the server is and how to talk to it (the flags of `deploys`).
+/// Where the server is and how to talk to it (the flags of every client
+/// command: `deploys`, `apps`, `builds`, `deploy`).
 #[derive(Debug, Args)]
 pub struct Connection {
     /// The deployd server.
@@ -867,8 +856,8 @@ pub async fn run_builds(args: BuildsArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
-    let client = client(&args.url, args.token.clone())?;
-    let json_out = args.json;
+    let client = client(&args.connection.url, args.connection.token.clone())?;
+    let json_out = args.connection.json;
     match args.command {
         DeploysCommand::List(list) => {
             let page = client.get("/api/deploys", &list.query()).await?;
