@@ -129,17 +129,11 @@ pub struct Page<T> {
     pub page_info: PageInfo,
 }
 
-/// Raw query parameters of `GET /api/entities` and `GET /api/builds`.
-#[derive(Debug, Default, Clone, serde::Deserialize, schemars::JsonSchema)]
+/// Raw query parameters of `GET /api/entities` and `GET /api/builds`: the
+/// paging both take and the shorthands of either.
+#[derive(Debug, Default, Clone)]
 pub struct CatalogParams {
-    /// Page size, 1 to 100 (default 100).
-    pub limit: Option<String>,
-    /// The page after this cursor (`pageInfo.endCursor`).
-    pub after: Option<String>,
-    /// The page before this cursor (`pageInfo.startCursor`).
-    pub before: Option<String>,
-    /// Only this workspace.
-    pub workspace_id: Option<String>,
+    pub page: PageParams,
     /// Entities: only this kind (`app`, `function`).
     pub kind: Option<String>,
     /// Entities: only those with this name (exactly).
@@ -150,10 +144,9 @@ pub struct CatalogParams {
     pub status: Option<String>,
 }
 
-/// The query of `GET /api/entities` (what the server takes; parsed as
-/// [`CatalogParams`]).
+/// The paging and workspace parameters both catalog lists take.
 #[derive(Debug, Default, Clone, serde::Deserialize, schemars::JsonSchema)]
-pub struct EntitiesParams {
+pub struct PageParams {
     /// Page size, 1 to 100 (default 100).
     #[serde(default)]
     #[schemars(schema_with = "crate::read_model::list::params::limit")]
@@ -172,6 +165,14 @@ pub struct EntitiesParams {
     #[serde(default)]
     #[schemars(schema_with = "crate::read_model::list::params::workspace_id")]
     pub workspace_id: Option<String>,
+}
+
+/// The query of `GET /api/entities` (what the server takes; parsed as
+/// [`CatalogParams`]).
+#[derive(Debug, Default, Clone, serde::Deserialize, schemars::JsonSchema)]
+pub struct EntitiesParams {
+    #[serde(flatten)]
+    pub page: PageParams,
     /// Only this kind.
     #[serde(default)]
     #[schemars(schema_with = "kind_schema")]
@@ -184,24 +185,8 @@ pub struct EntitiesParams {
 /// [`CatalogParams`]).
 #[derive(Debug, Default, Clone, serde::Deserialize, schemars::JsonSchema)]
 pub struct BuildsParams {
-    /// Page size, 1 to 100 (default 100).
-    #[serde(default)]
-    #[schemars(schema_with = "crate::read_model::list::params::limit")]
-    pub limit: Option<String>,
-    /// The page after this cursor: the previous page's
-    /// `pageInfo.endCursor`, with the same shorthands. Not with `before`.
-    #[serde(default)]
-    #[schemars(schema_with = "crate::read_model::list::params::cursor")]
-    pub after: Option<String>,
-    /// The page before this cursor: the next page's
-    /// `pageInfo.startCursor`, with the same shorthands. Not with `after`.
-    #[serde(default)]
-    #[schemars(schema_with = "crate::read_model::list::params::cursor")]
-    pub before: Option<String>,
-    /// Only this one of the caller's workspaces (`ws_…`).
-    #[serde(default)]
-    #[schemars(schema_with = "crate::read_model::list::params::workspace_id")]
-    pub workspace_id: Option<String>,
+    #[serde(flatten)]
+    pub page: PageParams,
     /// Only builds of this app or function (`app_…`, `fn_…`).
     #[serde(default)]
     #[schemars(schema_with = "crate::read_model::list::params::entity_id")]
@@ -223,10 +208,7 @@ fn build_status_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 impl From<EntitiesParams> for CatalogParams {
     fn from(p: EntitiesParams) -> Self {
         CatalogParams {
-            limit: p.limit,
-            after: p.after,
-            before: p.before,
-            workspace_id: p.workspace_id,
+            page: p.page,
             kind: p.kind,
             name: p.name,
             ..CatalogParams::default()
@@ -237,10 +219,7 @@ impl From<EntitiesParams> for CatalogParams {
 impl From<BuildsParams> for CatalogParams {
     fn from(p: BuildsParams) -> Self {
         CatalogParams {
-            limit: p.limit,
-            after: p.after,
-            before: p.before,
-            workspace_id: p.workspace_id,
+            page: p.page,
             entity_id: p.entity_id,
             status: p.status,
             ..CatalogParams::default()
@@ -284,7 +263,7 @@ fn parse(
     cursor_key: &[u8],
 ) -> Result<(Request, String), Vec<FieldError>> {
     let mut errors = Vec::new();
-    let limit = match raw.limit.as_deref() {
+    let limit = match raw.page.limit.as_deref() {
         None => MAX_LIMIT,
         Some(l) => l
             .parse::<u32>()
@@ -298,7 +277,7 @@ fn parse(
                 MAX_LIMIT
             }),
     };
-    let workspace_id = raw.workspace_id.as_deref().and_then(|w| {
+    let workspace_id = raw.page.workspace_id.as_deref().and_then(|w| {
         w.parse::<WorkspaceId>()
             .map(|w| w.to_string())
             .map_err(|e| errors.push(FieldError::new("workspace_id", e.to_string())))
@@ -348,13 +327,13 @@ fn parse(
         first.as_deref().unwrap_or(""),
         second.as_deref().unwrap_or("")
     );
-    let cursor = match (&raw.after, &raw.before) {
+    let cursor = match (&raw.page.after, &raw.page.before) {
         (Some(_), Some(_)) => {
             errors.push(FieldError::new("before", "give after or before, not both"));
             None
         }
         (Some(token), None) | (None, Some(token)) => {
-            let side = if raw.after.is_some() {
+            let side = if raw.page.after.is_some() {
                 CursorSide::After
             } else {
                 CursorSide::Before
