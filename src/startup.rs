@@ -334,6 +334,8 @@ impl Application {
             db: db.clone(),
             commands,
             signals,
+            // Entity creates hold one while they wait for the read model.
+            leases: crate::store::lease::Leases::new(&db, 16),
             last_use: Default::default(),
             auth_failures: api::ratelimit::RateLimiter::new(
                 settings.api.auth_failure_rate,

@@ -119,6 +119,8 @@ pub struct Inner {
     pub db: crate::store::Db,
     pub commands: Arc<Commands>,
     pub signals: LogSignals,
+    /// Leases the use cases take (`app::entities`' names lock).
+    pub leases: crate::store::lease::Leases,
     pub cursor_key: Vec<u8>,
     pub settings: ApiSettings,
     /// `DEPLOYD_PUBLIC_URL` (or `http://<listen address>`): where deploys
@@ -168,6 +170,7 @@ impl AppState {
             db: &self.db,
             commands: &self.commands,
             signals: &self.signals,
+            leases: &self.leases,
             projection_wait: self.settings.projection_wait,
         }
     }

@@ -13,7 +13,7 @@ use crate::domain::DeployPolicy;
 use crate::read_model::catalog_pages::{self, EntityView};
 use crate::read_model::{lookups, CatalogProjection};
 use crate::store::commands::CommandError;
-use crate::store::lease::{EntityLease, Leases};
+use crate::store::lease::EntityLease;
 use crate::store::log;
 
 /// An entity to create.
@@ -104,11 +104,8 @@ async fn create_locked(
 async fn names_lock(s: Services<'_>, ws: &WorkspaceId) -> Result<EntityLease, Refusal> {
     let key = format!("deployd.entity-names.{ws}");
     let deadline = tokio::time::Instant::now() + s.projection_wait;
-    // One connection for this create's attempts (entity creates are rare;
-    // the worker's leases have a pool of their own).
-    let leases = Leases::new(s.db, 1);
     loop {
-        if let Some(lease) = leases.try_take_named(key.clone()).await? {
+        if let Some(lease) = s.leases.try_take_named(key.clone()).await? {
             return Ok(lease);
         }
         if tokio::time::Instant::now() >= deadline {

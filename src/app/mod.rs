@@ -28,6 +28,9 @@ pub struct Services<'a> {
     pub db: &'a Db,
     pub commands: &'a Commands,
     pub signals: &'a LogSignals,
+    /// The API's own leases (a workspace's entity names while one is
+    /// created), apart from the worker's.
+    pub leases: &'a crate::store::lease::Leases,
     /// How long a use case waits for the read model to show its result.
     pub projection_wait: Duration,
 }
