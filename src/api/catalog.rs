@@ -17,7 +17,7 @@ use crate::api::auth::RequestId;
 use crate::api::problem::{FieldError, Problem};
 use crate::api::AppState;
 use crate::app::entities::NewEntity;
-use crate::domain::ids::{EntityKind, WorkspaceId};
+use crate::domain::ids::EntityKind;
 use crate::domain::DeployPolicy;
 use crate::read_model::catalog_pages::{self, BuildView, CatalogParams, EntityView, Page};
 use crate::store::tokens::Caller;
@@ -220,7 +220,8 @@ fn parse_entity(caller: &Caller, map: &Map<String, Value>) -> Result<NewEntity, 
             DeployPolicy::default()
         }
     };
-    let workspace = body_workspace(caller, map.get("workspaceId"), &mut errors);
+    let workspace =
+        crate::api::deploys::body_workspace(caller, map.get("workspaceId"), &mut errors);
     match (kind, name, workspace) {
         (Some(kind), Some(name), Some(workspace)) if errors.is_empty() => Ok(NewEntity {
             workspace,
@@ -252,42 +253,4 @@ fn name_issue(name: &str) -> Option<String> {
         return Some("must not be an entity id (app_…, fn_…): names and ids are told apart".into());
     }
     None
-}
-
-/// The workspace a body names, or the token's only one: required when the
-/// token grants several, and one of the token's.
-pub(crate) fn body_workspace(
-    caller: &Caller,
-    value: Option<&Value>,
-    errors: &mut Vec<FieldError>,
-) -> Option<WorkspaceId> {
-    match value {
-        None | Some(Value::Null) => match caller.workspaces.as_slice() {
-            [one] => Some(*one),
-            _ => {
-                errors.push(FieldError::new(
-                    "body/workspaceId",
-                    "required: the token grants several workspaces",
-                ));
-                None
-            }
-        },
-        Some(Value::String(w)) => match w.parse::<WorkspaceId>() {
-            Ok(w) if caller.can_see(&w.to_string()) => Some(w),
-            _ => {
-                errors.push(FieldError::new(
-                    "body/workspaceId",
-                    "not one of the token's workspaces",
-                ));
-                None
-            }
-        },
-        Some(_) => {
-            errors.push(FieldError::new(
-                "body/workspaceId",
-                "expected a workspace id",
-            ));
-            None
-        }
-    }
 }

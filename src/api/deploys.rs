@@ -18,7 +18,7 @@ use crate::api::problem::{problem_response, FieldError, Problem};
 use crate::api::AppState;
 use crate::app::{deploys, Actor, Failed};
 use crate::domain::deploy::Deploy;
-use crate::domain::ids::DeployId;
+use crate::domain::ids::{DeployId, WorkspaceId};
 use crate::domain::location;
 use crate::domain::Target;
 use crate::read_model::{lookups, DeployRow, StepRow};
@@ -239,6 +239,44 @@ pub(crate) fn unknown_fields(map: &Map<String, Value>, known: &[&str]) -> Vec<Fi
             )
         })
         .collect()
+}
+
+/// The workspace a body names, or the token's only one: required when the
+/// token grants several, and one of the token's.
+pub(crate) fn body_workspace(
+    caller: &Caller,
+    value: Option<&Value>,
+    errors: &mut Vec<FieldError>,
+) -> Option<WorkspaceId> {
+    match value {
+        None | Some(Value::Null) => match caller.workspaces.as_slice() {
+            [one] => Some(*one),
+            _ => {
+                errors.push(FieldError::new(
+                    "body/workspaceId",
+                    "required: the token grants several workspaces",
+                ));
+                None
+            }
+        },
+        Some(Value::String(w)) => match w.parse::<WorkspaceId>() {
+            Ok(w) if caller.can_see(&w.to_string()) => Some(w),
+            _ => {
+                errors.push(FieldError::new(
+                    "body/workspaceId",
+                    "not one of the token's workspaces",
+                ));
+                None
+            }
+        },
+        Some(_) => {
+            errors.push(FieldError::new(
+                "body/workspaceId",
+                "expected a workspace id",
+            ));
+            None
+        }
+    }
 }
 
 struct CreateRequest {
