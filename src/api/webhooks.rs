@@ -11,10 +11,10 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::api::deploys::{json_object, unknown_fields};
+use crate::api::deploys::{body_workspace, json_object, unknown_fields};
 use crate::api::problem::{FieldError, Problem};
 use crate::api::AppState;
-use crate::domain::ids::{DeliveryId, WebhookId, WorkspaceId};
+use crate::domain::ids::{DeliveryId, WebhookId};
 use crate::store::tokens::Caller;
 use crate::webhooks::store::{self, Delivery, Webhook};
 use crate::webhooks::{address, signing};
@@ -201,35 +201,8 @@ pub async fn create(
     let events = events_field(map.get("events").unwrap_or(&Value::Null), &mut errors);
     let description =
         description_field(map.get("description").unwrap_or(&Value::Null), &mut errors);
-    let workspace = match map.get("workspaceId") {
-        None | Some(Value::Null) => match caller.workspaces.as_slice() {
-            [one] => Some(one.to_string()),
-            _ => {
-                errors.push(FieldError::new(
-                    "body/workspaceId",
-                    "required: the token grants several workspaces",
-                ));
-                None
-            }
-        },
-        Some(Value::String(w)) => match w.parse::<WorkspaceId>() {
-            Ok(w) if caller.can_see(&w.to_string()) => Some(w.to_string()),
-            _ => {
-                errors.push(FieldError::new(
-                    "body/workspaceId",
-                    "not one of the token's workspaces",
-                ));
-                None
-            }
-        },
-        Some(_) => {
-            errors.push(FieldError::new(
-                "body/workspaceId",
-                "expected a workspace id",
-            ));
-            None
-        }
-    };
+    let workspace =
+        body_workspace(&caller, map.get("workspaceId"), &mut errors).map(|w| w.to_string());
     if !errors.is_empty() {
         return Err(Problem::invalid(errors));
     }
