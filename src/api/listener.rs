@@ -157,7 +157,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ProblemIo<T> {
 /// `connection: close`, `content-length: 0` and `date: …` only, and the end
 /// of the head.
 fn problem_for_hyper_answer(written: &[u8]) -> Option<Vec<u8>> {
-    if written.len() > 256 {
+    // Most writes (bodies, SSE events) fail this at once.
+    if written.len() > 256 || !written.starts_with(b"HTTP/1.1 4") {
         return None;
     }
     let head = std::str::from_utf8(written)
